@@ -1,0 +1,82 @@
+//! The library's one error type. Every message names what was wrong and, where there is
+//! one, what to do about it; the wasm shell turns these into `JsError`s unchanged.
+
+use std::fmt;
+
+/// Which of a model folder's files an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFile {
+    Config,
+    Weights,
+    Tokenizer,
+    FreeSettings,
+}
+
+impl ModelFile {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ModelFile::Config => "config.json",
+            ModelFile::Weights => "model.safetensors",
+            ModelFile::Tokenizer => "tokenizer.json",
+            ModelFile::FreeSettings => "free.json",
+        }
+    }
+}
+
+impl fmt::Display for ModelFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file_name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read at all (missing, permissions).
+    #[error("cannot read {file} at {path}: {source}; check that the model folder holds config.json, model.safetensors and tokenizer.json")]
+    Io {
+        file: ModelFile,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file was read but its contents are not what the format requires.
+    #[error("{file} is malformed: {reason}")]
+    Malformed { file: ModelFile, reason: String },
+
+    /// A tensor the configuration requires is not in the weights.
+    #[error("model.safetensors has no tensor `{name}` (config.json asks for it); the weights and config.json are from different models, or the checkpoint is not a T5ForConditionalGeneration")]
+    MissingTensor { name: String },
+
+    /// A tensor has a different shape than config.json implies.
+    #[error("tensor `{name}` in model.safetensors has shape {found:?} but config.json implies {expected:?}; the weights and config.json are from different models")]
+    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+
+    /// A tensor is stored in a dtype the engine does not read.
+    #[error("tensor `{name}` in model.safetensors is {dtype}; only f32, f16 and bf16 weights are supported: convert the checkpoint (e.g. `model.half().save_pretrained(...)`)")]
+    UnsupportedDtype { name: String, dtype: String },
+
+    /// The weights hold tensors the configuration does not account for.
+    #[error("model.safetensors has tensors config.json does not account for (e.g. `{example}`, {count} in all); the weights and config.json are from different models")]
+    UnexpectedTensors { example: String, count: usize },
+
+    /// A setting is out of its valid range.
+    #[error("invalid setting {setting} = {value}: {reason}")]
+    InvalidSetting { setting: &'static str, value: String, reason: String },
+
+    /// A generation request that cannot be served as given.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A tensor operation failed inside the compute backend: a bug, not a user error.
+    #[error("internal compute error (please report): {0}")]
+    Compute(String),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Compute(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

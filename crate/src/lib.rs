@@ -1,0 +1,16 @@
+//! free-wasm: a T5 encoder-decoder with FREE's shallow-deep early exit, decoding on the CPU
+//! (candle) natively and in WebAssembly. See ARCHITECTURE in the README for the layout.
+
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod model;
+pub mod pipeline;
+pub mod tokenizer;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};
+pub use pipeline::{ModelFiles, Pipeline, TextGeneration};

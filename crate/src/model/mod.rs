@@ -1,0 +1,223 @@
+//! T5 encoder-decoder (Hugging Face's `T5ForConditionalGeneration`, batch size 1) with the
+//! shallow-deep split of FREE: any range of decoder blocks can be run on its own, and the
+//! logits of any exit go through the same final norm and LM head (FREE-SPEC §1).
+
+mod cache;
+mod layers;
+pub mod position;
+
+use std::ops::Range;
+
+use candle_core::{Device, Tensor};
+
+pub use cache::{BlockCache, DecoderState};
+use layers::{Attention, FeedForward, RmsNorm};
+use position::PositionBias;
+
+use crate::config::T5Config;
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+
+struct EncoderBlock {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    ff_norm: RmsNorm,
+    ff: FeedForward,
+}
+
+impl EncoderBlock {
+    fn load(w: &Weights, i: usize, cfg: &T5Config) -> Result<Self> {
+        let p = format!("encoder.block.{i}.layer");
+        Ok(EncoderBlock {
+            attn_norm: RmsNorm::load(w, &format!("{p}.0.layer_norm"), cfg)?,
+            attn: Attention::load(w, &format!("{p}.0.SelfAttention"), cfg)?,
+            ff_norm: RmsNorm::load(w, &format!("{p}.1.layer_norm"), cfg)?,
+            ff: FeedForward::load(w, &format!("{p}.1.DenseReluDense"), cfg)?,
+        })
+    }
+
+    fn forward(&self, h: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        let x = self.attn_norm.forward(h)?;
+        let (k, v) = self.attn.keys_values(&x)?;
+        let h = (h + self.attn.attend(&self.attn.query(&x)?, &k, &v, Some(bias))?)?;
+        Ok((&h + self.ff.forward(&self.ff_norm.forward(&h)?)?)?)
+    }
+}
+
+struct DecoderBlock {
+    self_norm: RmsNorm,
+    self_attn: Attention,
+    cross_norm: RmsNorm,
+    cross_attn: Attention,
+    ff_norm: RmsNorm,
+    ff: FeedForward,
+}
+
+impl DecoderBlock {
+    fn load(w: &Weights, i: usize, cfg: &T5Config) -> Result<Self> {
+        let p = format!("decoder.block.{i}.layer");
+        Ok(DecoderBlock {
+            self_norm: RmsNorm::load(w, &format!("{p}.0.layer_norm"), cfg)?,
+            self_attn: Attention::load(w, &format!("{p}.0.SelfAttention"), cfg)?,
+            cross_norm: RmsNorm::load(w, &format!("{p}.1.layer_norm"), cfg)?,
+            cross_attn: Attention::load(w, &format!("{p}.1.EncDecAttention"), cfg)?,
+            ff_norm: RmsNorm::load(w, &format!("{p}.2.layer_norm"), cfg)?,
+            ff: FeedForward::load(w, &format!("{p}.2.DenseReluDense"), cfg)?,
+        })
+    }
+
+    /// Runs new rows through the block, appending their keys and values to `cache`.
+    /// `bias` is the causal position bias of these rows over the cache after appending.
+    fn forward(&self, h: &Tensor, cache: &mut BlockCache, encoder_output: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        let x = self.self_norm.forward(h)?;
+        let (k, v) = self.self_attn.keys_values(&x)?;
+        let (k, v) = cache.append(k, v)?;
+        let h = (h + self.self_attn.attend(&self.self_attn.query(&x)?, &k, &v, Some(bias))?)?;
+
+        if cache.cross_kv.is_none() {
+            cache.cross_kv = Some(self.cross_attn.keys_values(encoder_output)?);
+        }
+        let (ck, cv) = cache.cross_kv.as_ref().expect("cross K/V were just filled");
+        let x = self.cross_norm.forward(&h)?;
+        let h = (&h + self.cross_attn.attend(&self.cross_attn.query(&x)?, ck, cv, None)?)?;
+
+        Ok((&h + self.ff.forward(&self.ff_norm.forward(&h)?)?)?)
+    }
+}
+
+pub struct T5Model {
+    config: T5Config,
+    device: Device,
+    embedding: Tensor,
+    encoder: Vec<EncoderBlock>,
+    encoder_bias: PositionBias,
+    encoder_norm: RmsNorm,
+    decoder: Vec<DecoderBlock>,
+    decoder_bias: PositionBias,
+    decoder_norm: RmsNorm,
+    /// (vocab, d_model); the shared embedding when tied.
+    lm_head: Tensor,
+    /// d_model^-0.5 for T5 v1.0 (`scale_decoder_outputs`), else 1.
+    head_scale: f64,
+}
+
+impl T5Model {
+    pub fn load(config: T5Config, weights: Weights, device: &Device) -> Result<Self> {
+        let cfg = &config;
+        let w = &weights;
+        let embedding = w.get("shared.weight", &[cfg.vocab_size, cfg.d_model])?;
+        let bias_shape = [cfg.num_buckets, cfg.num_heads];
+        let encoder_bias = PositionBias::new(
+            &w.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", &bias_shape)?,
+            true,
+            cfg.max_distance,
+        )?;
+        let decoder_bias = PositionBias::new(
+            &w.get("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", &bias_shape)?,
+            false,
+            cfg.max_distance,
+        )?;
+        let encoder = (0..cfg.num_encoder_layers)
+            .map(|i| EncoderBlock::load(w, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let decoder = (0..cfg.num_decoder_layers)
+            .map(|i| DecoderBlock::load(w, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        // An untied head (T5 v1.1) is stored; a tied one usually is not, or is a copy.
+        let lm_head = if w.contains("lm_head.weight") {
+            w.get("lm_head.weight", &[cfg.vocab_size, cfg.d_model])?
+        } else {
+            embedding.clone()
+        };
+        let model = T5Model {
+            head_scale: if cfg.scale_decoder_outputs { (cfg.d_model as f64).powf(-0.5) } else { 1.0 },
+            encoder_norm: RmsNorm::load(w, "encoder.final_layer_norm", cfg)?,
+            decoder_norm: RmsNorm::load(w, "decoder.final_layer_norm", cfg)?,
+            embedding,
+            encoder,
+            encoder_bias,
+            decoder,
+            decoder_bias,
+            lm_head,
+            device: device.clone(),
+            config,
+        };
+        // Copies of the shared embedding HF may also store.
+        weights.finish(&["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"])?;
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &T5Config {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn num_decoder_blocks(&self) -> usize {
+        self.decoder.len()
+    }
+
+    /// Token embeddings, (ids, d_model). Ids must be inside the vocabulary.
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the model's vocabulary of {}; the tokenizer does not belong to this model",
+                self.config.vocab_size
+            )));
+        }
+        let ids = Tensor::new(ids, &self.device)?;
+        Ok(self.embedding.embedding(&ids)?)
+    }
+
+    /// The encoder's final output for one input, (ids, d_model).
+    pub fn encode(&self, ids: &[u32]) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(Error::InvalidInput("the input has no tokens".into()));
+        }
+        let mut h = self.embed(ids)?;
+        let bias = self.encoder_bias.bias(0, ids.len(), ids.len(), false, &self.device)?;
+        for block in &self.encoder {
+            h = block.forward(&h, &bias)?;
+        }
+        self.encoder_norm.forward(&h)
+    }
+
+    pub fn start_decoder(&self, encoder_output: Tensor) -> DecoderState {
+        DecoderState::new(encoder_output, self.decoder.len())
+    }
+
+    /// Runs decoder blocks `blocks` over new rows `h` (rows, d_model), which take the next
+    /// positions after what those blocks have cached, and appends them to their caches.
+    /// Returns the residual stream after the last block of the range.
+    pub fn decode_blocks(&self, state: &mut DecoderState, blocks: Range<usize>, h: Tensor) -> Result<Tensor> {
+        if blocks.is_empty() || blocks.end > self.decoder.len() {
+            return Err(Error::InvalidInput(format!(
+                "decoder blocks {blocks:?} are not a non-empty range within 0..{}",
+                self.decoder.len()
+            )));
+        }
+        let start = state.blocks[blocks.start].len();
+        if let Some(i) = blocks.clone().find(|&i| state.blocks[i].len() != start) {
+            return Err(Error::InvalidInput(format!(
+                "decoder block {i} has cached {} positions but block {} has {start}; run blocks in order",
+                state.blocks[i].len(),
+                blocks.start
+            )));
+        }
+        let rows = h.dim(0)?;
+        let bias = self.decoder_bias.bias(start, rows, start + rows, true, &self.device)?;
+        let mut h = h;
+        for i in blocks {
+            h = self.decoder[i].forward(&h, &mut state.blocks[i], &state.encoder_output, &bias)?;
+        }
+        Ok(h)
+    }
+
+    /// Logits of any exit: lm_head(scale * final_norm(h)), (rows, vocab).
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        let x = (self.decoder_norm.forward(h)? * self.head_scale)?;
+        Ok(x.matmul(&self.lm_head.t()?)?)
+    }
+}

@@ -1,0 +1,45 @@
+//! `tokenizer.json` through Hugging Face's `tokenizers` crate (pure-Rust regex backend, so
+//! the same code runs in the browser). Inputs are encoded with the tokenizer's own
+//! post-processor, which appends T5's `</s>`.
+
+use crate::error::{Error, ModelFile, Result};
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tokenizer {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Malformed {
+            file: ModelFile::Tokenizer,
+            reason: format!("{e}; expected a Hugging Face tokenizers JSON file"),
+        })?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// Token ids of `text`, with the special tokens the tokenizer adds (T5: a final `</s>`).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::InvalidInput(format!("the tokenizer could not encode the text: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::InvalidInput(format!("the tokenizer could not decode ids {ids:?}: {e}")))
+    }
+
+    /// The text of one token as it would appear in running text (for per-token traces).
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_default()
+    }
+
+    /// Number of ids the tokenizer can produce, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}

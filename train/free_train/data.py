@@ -1,0 +1,323 @@
+"""Build the two-task data set from Debian's package descriptions.
+
+    python -m free_train.data build [--lists-dir DIR | --en FILE... --fr FILE...] [--out data/]
+
+Tasks (JSONL rows ``{"id", "task", "source", "target"}``):
+
+* ``summarize``: the long description (paragraphs joined by "\\n") -> the one-line synopsis.
+* ``translate``: English -> French from Debian's own translations: the synopsis with its French
+  synopsis, and paragraph i with French paragraph i when both have the same number of
+  paragraphs. Pairs whose French text equals the English (untranslated) are dropped.
+
+Descriptions are keyed by ``Description-md5``. Every description gets a rank from
+sha256(SPLIT_SALT + md5); examples are visited in rank order (the order inside a description is
+fixed), exact duplicates of a source text are dropped per task (the first, lowest-ranked one
+stays), then per task the first examples go to test (1,000), the next to validation (500),
+and the rest to train. A description never straddles two splits of the same task: the
+examples of the description that would cross a boundary are dropped.
+
+Formatting (Debian policy 5.6.13): the first line is the synopsis; in the extended part a
+line " ." separates paragraphs, wrapped lines are joined with a space, and an indented line
+starting a list item ("* ", "- ", "+ ", "o ") begins a new line inside the paragraph.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+SPLIT_SALT = "free-wasm-split-v1:"
+TEST_PER_TASK = 1000
+VALIDATION_PER_TASK = 500
+BULLET_RE = re.compile(r"^([*\-+o•]|\d+[.)])\s")
+WS_RE = re.compile(r"[ \t\u00a0]+")
+
+
+# ---------------------------------------------------------------- reading ---
+
+def read_text(path: str) -> str:
+    """Read a (possibly compressed) apt index file as UTF-8 text."""
+    if path.endswith(".lz4"):
+        raw = subprocess.run(["lz4cat", path], check=True, stdout=subprocess.PIPE).stdout
+    elif path.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    elif path.endswith(".xz"):
+        import lzma
+        with lzma.open(path, "rb") as f:
+            raw = f.read()
+    else:
+        with open(path, "rb") as f:
+            raw = f.read()
+    return raw.decode("utf-8", errors="replace")
+
+
+def parse_stanzas(text: str):
+    """Yield dicts field -> value (continuation lines kept, joined by '\\n')."""
+    cur: dict[str, str] = {}
+    key = None
+    for line in text.split("\n"):
+        if not line.strip():
+            if cur:
+                yield cur
+            cur, key = {}, None
+            continue
+        if line[0] in " \t":
+            if key is not None:
+                cur[key] += "\n" + line
+            continue
+        k, _, v = line.partition(":")
+        key = k.strip()
+        cur[key] = v.strip()
+    if cur:
+        yield cur
+
+
+@dataclass
+class Description:
+    md5: str
+    synopsis: str
+    paragraphs: list[str] = field(default_factory=list)
+
+
+def _clean(s: str) -> str:
+    return WS_RE.sub(" ", s).strip()
+
+
+def parse_description(value: str, md5: str) -> Description:
+    lines = value.split("\n")
+    synopsis = _clean(lines[0])
+    paragraphs: list[str] = []
+    cur: list[str] = []  # lines of the current paragraph
+
+    def flush():
+        text = "\n".join(_clean(x) for x in cur if _clean(x))
+        if text:
+            paragraphs.append(text)
+        cur.clear()
+
+    for raw in lines[1:]:
+        body = raw[1:] if raw[:1] in (" ", "\t") else raw
+        if body.strip() == ".":
+            flush()
+            continue
+        verbatim = body[:1] in (" ", "\t")
+        stripped = body.strip()
+        if not stripped:
+            continue
+        if not cur or (verbatim and BULLET_RE.match(stripped)):
+            cur.append(stripped)
+        else:
+            cur[-1] += " " + stripped
+    flush()
+    return Description(md5=md5, synopsis=synopsis, paragraphs=paragraphs)
+
+
+def read_descriptions(paths: list[str], lang: str) -> dict[str, Description]:
+    out: dict[str, Description] = {}
+    fieldname = f"Description-{lang}"
+    for path in paths:
+        for st in parse_stanzas(read_text(path)):
+            md5 = st.get("Description-md5")
+            val = st.get(fieldname)
+            if not md5 or val is None or md5 in out:
+                continue
+            d = parse_description(val, md5)
+            if d.synopsis:
+                out[md5] = d
+    return out
+
+
+# --------------------------------------------------------------- examples ---
+
+def rank_key(md5: str) -> str:
+    return hashlib.sha256((SPLIT_SALT + md5).encode()).hexdigest()
+
+
+def examples_for(en: Description, fr: Description | None, stats: dict) -> dict[str, list[dict]]:
+    ex: dict[str, list[dict]] = {"summarize": [], "translate": []}
+    if en.paragraphs:
+        ex["summarize"].append({"id": f"summarize-{en.md5}", "task": "summarize",
+                                "source": "\n".join(en.paragraphs), "target": en.synopsis})
+    if fr is not None:
+        pairs = [("syn", en.synopsis, fr.synopsis)]
+        if len(en.paragraphs) == len(fr.paragraphs):
+            pairs += [(f"p{i}", a, b) for i, (a, b) in enumerate(zip(en.paragraphs, fr.paragraphs))]
+        else:
+            stats["translate_paragraph_count_mismatch"] += 1
+        for tag, a, b in pairs:
+            if a == b:
+                stats["translate_untranslated_dropped"] += 1
+                continue
+            ex["translate"].append({"id": f"translate-{en.md5}-{tag}", "task": "translate",
+                                    "source": a, "target": b})
+    return ex
+
+
+def build_splits(en: dict[str, Description], fr: dict[str, Description],
+                 test_n: int = TEST_PER_TASK, val_n: int = VALIDATION_PER_TASK):
+    stats = {"translate_paragraph_count_mismatch": 0, "translate_untranslated_dropped": 0,
+             "fr_without_en": sum(1 for m in fr if m not in en),
+             "duplicate_source_dropped": {"summarize": 0, "translate": 0},
+             "boundary_dropped": {"summarize": 0, "translate": 0}}
+    order = sorted(en, key=rank_key)
+    splits = {"test": [], "validation": [], "train": []}
+    seen = {"summarize": set(), "translate": set()}
+    filled = {t: {"test": 0, "validation": 0} for t in seen}
+    limits = {"test": test_n, "validation": val_n}
+    for md5 in order:
+        per_task = examples_for(en[md5], fr.get(md5), stats)
+        for task, rows in per_task.items():
+            kept = []
+            for r in rows:
+                if r["source"] in seen[task]:
+                    stats["duplicate_source_dropped"][task] += 1
+                    continue
+                seen[task].add(r["source"])
+                kept.append(r)
+            if not kept:
+                continue
+            target = "train"
+            for name in ("test", "validation"):
+                if filled[task][name] < limits[name]:
+                    target = name
+                    break
+            if target != "train":
+                room = limits[target] - filled[task][target]
+                if len(kept) > room:
+                    stats["boundary_dropped"][task] += len(kept) - room
+                    kept = kept[:room]
+                filled[task][target] += len(kept)
+            splits[target].extend(kept)
+    return splits, stats
+
+
+# ----------------------------------------------------------------- output ---
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def jsonl_bytes(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def write_output(path: str, rows: list[dict]) -> None:
+    data = jsonl_bytes(rows)
+    tmp = path + ".tmp"
+    if path.endswith(".gz"):
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                  mtime=0, compresslevel=9) as gz:
+            gz.write(data)
+    else:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def find_split(data_dir: str, split: str) -> str:
+    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+        p = os.path.join(data_dir, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"no {split}.jsonl[.gz] in {data_dir}: run `python -m free_train.data build` first")
+
+
+def apt_lists_dir() -> str:
+    try:
+        out = subprocess.run(["apt-config", "shell", "D", "Dir::State::lists/d"],
+                             check=True, stdout=subprocess.PIPE, text=True).stdout
+        m = re.search(r"D='([^']*)'", out)
+        if m:
+            return m.group(1)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return "/var/lib/apt/lists"
+
+
+def find_translation_files(lists_dir: str, lang: str) -> list[str]:
+    files = []
+    for ext in ("", ".lz4", ".gz", ".xz"):
+        files += glob.glob(os.path.join(lists_dir, f"*_i18n_Translation-{lang}{ext}"))
+    return sorted(files)
+
+
+def build(en_files: list[str], fr_files: list[str], out_dir: str,
+          test_n: int = TEST_PER_TASK, val_n: int = VALIDATION_PER_TASK, log=print) -> dict:
+    if not en_files:
+        raise SystemExit("no Translation-en files found: run `apt-get update -o Acquire::Languages=en,fr` "
+                         "or pass --en FILE")
+    en = read_descriptions(en_files, "en")
+    fr = read_descriptions(fr_files, "fr")
+    log(f"read {len(en)} English and {len(fr)} French descriptions")
+    splits, stats = build_splits(en, fr, test_n, val_n)
+    os.makedirs(out_dir, exist_ok=True)
+    outputs = {}
+    for split, rows in splits.items():
+        name = f"{split}.jsonl.gz" if split == "train" else f"{split}.jsonl"
+        path = os.path.join(out_dir, name)
+        write_output(path, rows)
+        counts = {t: sum(1 for r in rows if r["task"] == t) for t in ("summarize", "translate")}
+        outputs[split] = {"file": name, "sha256": sha256_file(path), "bytes": os.path.getsize(path),
+                          "examples": counts}
+        log(f"{split:10s} {counts} -> {path}")
+    manifest = {
+        "builder": "python -m free_train.data build",
+        "format": {"row": ["id", "task", "source", "target"],
+                   "tasks": {"summarize": "long description (paragraphs joined by \\n) -> synopsis",
+                             "translate": "English synopsis/paragraph -> Debian's French translation"}},
+        "split": {"rule": f"rank descriptions by sha256('{SPLIT_SALT}' + Description-md5); drop duplicate "
+                          f"sources per task keeping the lowest rank; per task the first {test_n} examples -> "
+                          f"test, next {val_n} -> validation, rest -> train",
+                  "test_per_task": test_n, "validation_per_task": val_n},
+        "sources": [{"file": os.path.basename(p), "lang": lang, "sha256": sha256_file(p),
+                     "bytes": os.path.getsize(p)}
+                    for lang, ps in (("en", en_files), ("fr", fr_files)) for p in ps],
+        "descriptions": {"en": len(en), "fr": len(fr)},
+        "dropped": stats,
+        "outputs": outputs,
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return manifest
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m free_train.data", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build data/ from apt's Translation files")
+    b.add_argument("--lists-dir", default=None, help="apt lists folder (default: apt-config's Dir::State::lists)")
+    b.add_argument("--en", nargs="*", default=None, help="Translation-en files (default: all in the lists folder)")
+    b.add_argument("--fr", nargs="*", default=None, help="Translation-fr files (default: all in the lists folder)")
+    b.add_argument("--out", default="data", help="output folder (default: data)")
+    b.add_argument("--test", type=int, default=TEST_PER_TASK)
+    b.add_argument("--validation", type=int, default=VALIDATION_PER_TASK)
+    a = ap.parse_args(argv)
+    lists = a.lists_dir or apt_lists_dir()
+    en_files = a.en if a.en is not None else find_translation_files(lists, "en")
+    fr_files = a.fr if a.fr is not None else find_translation_files(lists, "fr")
+    build(en_files, fr_files, a.out, a.test, a.validation)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Export a training run as the model folder the Rust engine and transformers load.
+
+    python -m free_train.export RUN_DIR OUT_DIR [--which best|checkpoint] [--dtype f16|f32|bf16]
+                                [--shallow-exit-layer S] [--threshold 0.9]
+
+Writes config.json, model.safetensors (tied weights stored once, as transformers does),
+generation_config.json, tokenizer.json and free.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+
+import torch
+
+DTYPES = {"f16": torch.float16, "f32": torch.float32, "bf16": torch.bfloat16}
+
+
+def free_settings(shallow_exit_layer: int, threshold: float = 0.9, confidence: str = "top2_gap",
+                  zeta: float = 0.4, min_points: int = 50) -> dict:
+    return {"shallow_exit_layer": shallow_exit_layer, "confidence": confidence,
+            "threshold": threshold, "bmm": {"zeta": zeta, "min_points": min_points}}
+
+
+def resolve_source(run_dir: str, which: str) -> str:
+    for cand in ([which] if which != "auto" else ["best", "checkpoint"]):
+        p = os.path.join(run_dir, cand)
+        if os.path.exists(os.path.join(p, "config.json")):
+            return p
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+        return run_dir
+    raise SystemExit(f"no model found in {run_dir} (looked for {which})")
+
+
+def export(run_dir: str, out_dir: str, which: str = "auto", dtype: str = "f16",
+           shallow_exit_layer: int | None = None, threshold: float = 0.9) -> str:
+    from transformers import T5ForConditionalGeneration
+    src = resolve_source(run_dir, which)
+    if shallow_exit_layer is None:
+        args_path = os.path.join(run_dir, "args.json")
+        if os.path.exists(args_path):
+            with open(args_path) as f:
+                shallow_exit_layer = json.load(f).get("shallow_exit_layer")
+        if shallow_exit_layer is None:
+            raise SystemExit("--shallow-exit-layer is required (no args.json in the run folder)")
+    model = T5ForConditionalGeneration.from_pretrained(src, dtype=torch.float32)
+    L = model.config.num_decoder_layers
+    if not 1 <= shallow_exit_layer < L:
+        raise SystemExit(f"shallow exit layer {shallow_exit_layer} is not in 1..{L - 1}")
+    model.to(DTYPES[dtype])
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok_src = os.path.join(src, "tokenizer.json")
+    if not os.path.exists(tok_src):
+        tok_src = os.path.join(run_dir, "tokenizer.json")
+    shutil.copyfile(tok_src, os.path.join(out_dir, "tokenizer.json"))
+    with open(os.path.join(out_dir, "free.json"), "w") as f:
+        json.dump(free_settings(shallow_exit_layer, threshold), f, indent=2)
+        f.write("\n")
+    return out_dir
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m free_train.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("out_dir")
+    ap.add_argument("--which", default="auto", choices=["auto", "best", "checkpoint"],
+                    help="auto: best/ when present, else checkpoint/")
+    ap.add_argument("--dtype", default="f16", choices=sorted(DTYPES))
+    ap.add_argument("--shallow-exit-layer", type=int, default=None, help="default: the run's --shallow-exit-layer")
+    ap.add_argument("--threshold", type=float, default=0.9)
+    a = ap.parse_args(argv)
+    out = export(a.run_dir, a.out_dir, a.which, a.dtype, a.shallow_exit_layer, a.threshold)
+    size = os.path.getsize(os.path.join(out, "model.safetensors"))
+    print(f"exported {out} (model.safetensors {size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

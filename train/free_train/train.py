@@ -1,0 +1,428 @@
+"""Train a shallow-deep T5 with FREE's objective (FREE-SPEC §2).
+
+    python -m free_train.train --run-dir train/runs/NAME [--time-budget 9000] [--resume]
+
+From scratch (T5 initialisation, a new Unigram tokenizer trained on the train split unless
+--tokenizer is given) or from any HF T5 checkpoint with --init DIR. The run folder holds
+args.json, tokenizer.json, train.log, metrics.jsonl, checkpoint/ (latest: model + optimizer +
+data position) and best/ (model with the lowest validation loss of the deep exit).
+--resume continues from checkpoint/ with the saved arguments; flags given again override them.
+SIGINT/SIGTERM save a checkpoint before exiting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+
+import torch
+
+from . import EOS_ID, PAD_ID, TASK_PREFIXES
+from .batching import collate, encode_rows, make_batches
+from .data import find_split, read_jsonl
+from .free import FreeObjective
+
+CKPT = "checkpoint"
+BEST = "best"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m free_train.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
+    ap.add_argument("--data", default="data", help="folder with train/validation jsonl(.gz)")
+    ap.add_argument("--init", default=None, help="start from this HF T5 checkpoint folder")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer.json (default: train one, or the --init one)")
+    ap.add_argument("--vocab-size", type=int, default=4096, help="for a newly trained tokenizer")
+    g = ap.add_argument_group("architecture (from scratch)")
+    g.add_argument("--d-model", type=int, default=256)
+    g.add_argument("--d-kv", type=int, default=32)
+    g.add_argument("--num-heads", type=int, default=8)
+    g.add_argument("--d-ff", type=int, default=1024)
+    g.add_argument("--encoder-layers", type=int, default=4)
+    g.add_argument("--decoder-layers", type=int, default=8)
+    g.add_argument("--ffn", default="relu", choices=["relu", "gated-gelu"])
+    g.add_argument("--untied", action="store_true", help="separate lm_head (T5 v1.1 style)")
+    g.add_argument("--dropout", type=float, default=0.0)
+    g = ap.add_argument_group("FREE")
+    g.add_argument("--shallow-exit-layer", type=int, default=2, help="S: the shallow model is blocks 0..S-1")
+    g.add_argument("--alpha", type=float, default=0.5, help="weight of the layer-wise distillation")
+    g = ap.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adafactor"])
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--min-lr-ratio", type=float, default=0.1, help="floor of cosine/linear decay")
+    g.add_argument("--warmup", type=int, default=1000, help="warm-up steps")
+    g.add_argument("--schedule", default="rsqrt", choices=["rsqrt", "cosine", "linear", "constant"])
+    g.add_argument("--total-steps", type=int, default=0, help="length of cosine/linear decay")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--beta2", type=float, default=0.98)
+    g.add_argument("--clip", type=float, default=1.0)
+    g.add_argument("--batch-tokens", type=int, default=4096, help="padded source+target tokens per batch")
+    g.add_argument("--max-source-len", type=int, default=192)
+    g.add_argument("--max-target-len", type=int, default=128)
+    g = ap.add_argument_group("run control")
+    g.add_argument("--time-budget", type=float, default=0, help="seconds of training in this process (0: none)")
+    g.add_argument("--max-steps", type=int, default=0)
+    g.add_argument("--max-tokens", type=float, default=0, help="stop after this many real tokens in total")
+    g.add_argument("--limit-train", type=int, default=0, help="use only the first N train examples")
+    g.add_argument("--limit-val", type=int, default=0, help="use only the first N validation examples per task")
+    g.add_argument("--eval-every", type=float, default=900, help="seconds between validations (0: never)")
+    g.add_argument("--ckpt-every", type=float, default=600, help="seconds between checkpoints")
+    g.add_argument("--log-every", type=float, default=30, help="seconds between progress lines")
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--seed", type=int, default=1234)
+    return ap
+
+
+def parse_args(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    saved_path = os.path.join(args.run_dir, "args.json")
+    if args.resume and os.path.exists(saved_path):
+        with open(saved_path) as f:
+            saved = json.load(f)
+        known = {a.dest for a in ap._actions}
+        ap.set_defaults(**{k: v for k, v in saved.items() if k in known and k not in ("resume", "run_dir")})
+        args = ap.parse_args(argv)
+    return args
+
+
+# ------------------------------------------------------------------ model ---
+
+def new_config(args, vocab_size: int):
+    from transformers import T5Config
+    return T5Config(
+        vocab_size=vocab_size, d_model=args.d_model, d_kv=args.d_kv, d_ff=args.d_ff,
+        num_layers=args.encoder_layers, num_decoder_layers=args.decoder_layers,
+        num_heads=args.num_heads, relative_attention_num_buckets=32,
+        relative_attention_max_distance=128, dropout_rate=args.dropout, layer_norm_epsilon=1e-6,
+        initializer_factor=1.0, feed_forward_proj=args.ffn, is_encoder_decoder=True,
+        tie_word_embeddings=not args.untied, pad_token_id=PAD_ID, eos_token_id=EOS_ID,
+        decoder_start_token_id=PAD_ID, use_cache=True)
+
+
+def set_dropout(model, p: float):
+    model.config.dropout_rate = p
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = p
+
+
+def param_count(model) -> int:
+    seen, n = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n
+
+
+# ---------------------------------------------------------------- schedule ---
+
+def lr_at(step: int, args) -> float:
+    w = max(1, args.warmup)
+    if step < w:
+        return args.lr * (step + 1) / w
+    if args.schedule == "constant":
+        return args.lr
+    if args.schedule == "rsqrt":
+        return args.lr * math.sqrt(w / (step + 1))
+    total = max(args.total_steps, w + 1)
+    frac = min(1.0, (step - w) / (total - w))
+    floor = args.min_lr_ratio
+    if args.schedule == "cosine":
+        return args.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+    return args.lr * (floor + (1 - floor) * (1 - frac))
+
+
+def make_optimizer(model, args):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "layer_norm" in n or "relative_attention_bias" in n else decay).append(p)
+    if args.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+        return Adafactor([{"params": decay, "weight_decay": args.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}],
+                         lr=args.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=args.lr, betas=(0.9, args.beta2), eps=1e-8)
+
+
+# --------------------------------------------------------------- helpers ---
+
+def fmt_time(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Logger:
+    def __init__(self, run_dir: str):
+        self.f = open(os.path.join(run_dir, "train.log"), "a", buffering=1)
+        self.metrics = open(os.path.join(run_dir, "metrics.jsonl"), "a", buffering=1)
+
+    def __call__(self, msg: str):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+
+    def record(self, **kv):
+        self.metrics.write(json.dumps(kv) + "\n")
+
+
+@torch.no_grad()
+def evaluate(obj: FreeObjective, enc, batch_tokens: int, device) -> dict:
+    model = obj.model
+    was_training = model.training
+    model.eval()
+    sums = {}
+    for b in make_batches(enc, batch_tokens, seed=0, epoch=0, shuffle=False):
+        inp, att, lab, _ = collate(enc, b, device)
+        out = obj(inp, att, lab)
+        tasks = {enc.task[i] for i in b}
+        # per-task sums need per-example masks; batches are mixed, so recompute per task
+        for task in tasks | {"all"}:
+            rows = [r for r, i in enumerate(b) if task == "all" or enc.task[i] == task]
+            if task == "all":
+                n, s_sum, l_sum = out.n_tokens, out.ce_shallow * out.n_tokens, out.ce_deep * out.n_tokens
+            else:
+                if len(tasks) == 1:
+                    n, s_sum, l_sum = out.n_tokens, out.ce_shallow * out.n_tokens, out.ce_deep * out.n_tokens
+                else:
+                    o2 = obj(inp[rows], att[rows], lab[rows])
+                    n, s_sum, l_sum = o2.n_tokens, o2.ce_shallow * o2.n_tokens, o2.ce_deep * o2.n_tokens
+            acc = sums.setdefault(task, [0, 0.0, 0.0])
+            acc[0] += n
+            acc[1] += float(s_sum)
+            acc[2] += float(l_sum)
+    if was_training:
+        model.train()
+    return {t: {"ce_shallow": v[1] / max(1, v[0]), "ce_deep": v[2] / max(1, v[0]), "tokens": v[0]}
+            for t, v in sums.items()}
+
+
+def save_checkpoint(run_dir, model, tok, opt, state, log):
+    tmp = os.path.join(run_dir, CKPT + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save(os.path.join(tmp, "tokenizer.json"))
+    torch.save({"optimizer": opt.state_dict(), "state": state,
+                "torch_rng": torch.get_rng_state()}, os.path.join(tmp, "trainer_state.pt"))
+    final = os.path.join(run_dir, CKPT)
+    old = os.path.join(run_dir, CKPT + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    log(f"checkpoint saved: step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens -> {final}")
+
+
+def save_best(run_dir, model, tok):
+    tmp = os.path.join(run_dir, BEST + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save(os.path.join(tmp, "tokenizer.json"))
+    final = os.path.join(run_dir, BEST)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+# ------------------------------------------------------------------ main ---
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tokenizers import Tokenizer
+    from transformers import T5ForConditionalGeneration
+
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    os.makedirs(args.run_dir, exist_ok=True)
+    log = Logger(args.run_dir)
+    ckpt_dir = os.path.join(args.run_dir, CKPT)
+    resuming = args.resume and os.path.exists(os.path.join(ckpt_dir, "trainer_state.pt"))
+    if args.resume and not resuming:
+        log(f"--resume: no checkpoint in {ckpt_dir}, starting a new run")
+    with open(os.path.join(args.run_dir, "args.json"), "w") as f:
+        json.dump({k: v for k, v in vars(args).items() if k != "resume"}, f, indent=2)
+    log("args: " + " ".join(sys.argv[1:] if argv is None else argv))
+
+    # tokenizer
+    tok_path = os.path.join(args.run_dir, "tokenizer.json")
+    train_rows = read_jsonl(find_split(args.data, "train"))
+    if args.limit_train:
+        train_rows = train_rows[: args.limit_train]
+    if resuming:
+        tok = Tokenizer.from_file(os.path.join(ckpt_dir, "tokenizer.json"))
+    elif args.tokenizer:
+        tok = Tokenizer.from_file(args.tokenizer)
+    elif args.init and os.path.exists(os.path.join(args.init, "tokenizer.json")):
+        tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
+    elif os.path.exists(tok_path):
+        tok = Tokenizer.from_file(tok_path)
+    else:
+        from .tokenizer import train_tokenizer, training_texts
+        log(f"training a Unigram tokenizer, vocab {args.vocab_size}, on {len(train_rows)} examples")
+        tok = train_tokenizer(training_texts(train_rows), args.vocab_size)
+    tok.save(tok_path)
+
+    # model
+    if resuming:
+        model = T5ForConditionalGeneration.from_pretrained(ckpt_dir)
+    elif args.init:
+        model = T5ForConditionalGeneration.from_pretrained(args.init)
+    else:
+        torch.manual_seed(args.seed)
+        model = T5ForConditionalGeneration(new_config(args, tok.get_vocab_size()))
+    if model.config.vocab_size < tok.get_vocab_size():
+        raise SystemExit(f"model vocab {model.config.vocab_size} < tokenizer vocab {tok.get_vocab_size()}")
+    set_dropout(model, args.dropout)
+    model.to(device).train()
+    L = model.config.num_decoder_layers
+    obj = FreeObjective(model, args.shallow_exit_layer, args.alpha)
+    n_params = param_count(model)
+    log(f"model: d_model {model.config.d_model}, d_ff {model.config.d_ff}, heads {model.config.num_heads}x"
+        f"{model.config.d_kv}, encoder {model.config.num_layers}, decoder {L} blocks, S={args.shallow_exit_layer}, "
+        f"vocab {model.config.vocab_size}, {n_params / 1e6:.2f}M parameters ({n_params * 2 / 2**20:.1f} MiB f16), "
+        f"dropout {args.dropout}, device {device}, threads {torch.get_num_threads()}")
+
+    # data
+    t0 = time.time()
+    enc = encode_rows(tok, train_rows, args.max_source_len, args.max_target_len)
+    val_rows = read_jsonl(find_split(args.data, "validation"))
+    if args.limit_val:
+        val_rows = [r for t in TASK_PREFIXES for r in [x for x in val_rows if x["task"] == t][: args.limit_val]]
+    venc = encode_rows(tok, val_rows, args.max_source_len, args.max_target_len)
+    n_tok = sum(len(s) + len(t) for s, t in zip(enc.source, enc.target))
+    log(f"data: {len(enc.source)} train examples ({n_tok / 1e6:.2f}M tokens/epoch, dropped {enc.dropped}), "
+        f"{len(venc.source)} validation; encoded in {time.time() - t0:.1f}s")
+
+    opt = make_optimizer(model, args)
+    state = {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0, "train_seconds": 0.0,
+             "best_val": float("inf")}
+    if resuming:
+        ts = torch.load(os.path.join(ckpt_dir, "trainer_state.pt"), weights_only=False)
+        opt.load_state_dict(ts["optimizer"])
+        state.update(ts["state"])
+        torch.set_rng_state(ts["torch_rng"])
+        log(f"resumed at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, epoch {state['epoch']}")
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+        log(f"signal {signum}: stopping after this step")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    start = time.time()
+    last_log = last_ckpt = last_eval = start
+    win = {"tokens": 0, "t": start, "loss": 0.0, "ce_s": 0.0, "ce_l": 0.0, "kd": 0.0, "n": 0}
+    batches = make_batches(enc, args.batch_tokens, args.seed, state["epoch"])
+    reason = None
+
+    def budget_left():
+        el = time.time() - start
+        out = []
+        if args.time_budget:
+            out.append(args.time_budget - el)
+        rate = win_rate()
+        if args.max_tokens and rate:
+            out.append((args.max_tokens - state["tokens"]) / rate)
+        return min(out) if out else None
+
+    def win_rate():
+        dt = time.time() - win["t"]
+        return win["tokens"] / dt if dt > 0 and win["tokens"] else None
+
+    def run_eval():
+        t = time.time()
+        res = evaluate(obj, venc, args.batch_tokens * 2, device)
+        a = res["all"]
+        parts = " ".join(f"{k}: S {v['ce_shallow']:.3f} L {v['ce_deep']:.3f}" for k, v in res.items() if k != "all")
+        log(f"validation step {state['step']}: S {a['ce_shallow']:.4f} L {a['ce_deep']:.4f} | {parts} "
+            f"({time.time() - t:.0f}s)")
+        log.record(kind="val", step=state["step"], tokens=state["tokens"], **{
+            f"{k}_{m}": v[m] for k, v in res.items() for m in ("ce_shallow", "ce_deep")})
+        if a["ce_deep"] < state["best_val"]:
+            state["best_val"] = a["ce_deep"]
+            save_best(args.run_dir, model, tok)
+        return res
+
+    while True:
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+            batches = make_batches(enc, args.batch_tokens, args.seed, state["epoch"])
+            log(f"epoch {state['epoch']} begins")
+        b = batches[state["batch_in_epoch"]]
+        inp, att, lab, real = collate(enc, b, device)
+        lr = lr_at(state["step"], args)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        out = obj(inp, att, lab)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip) if args.clip > 0 else torch.tensor(0.)
+        if not torch.isfinite(out.loss):
+            raise SystemExit(f"non-finite loss at step {state['step']}")
+        opt.step()
+        state["step"] += 1
+        state["batch_in_epoch"] += 1
+        state["tokens"] += real
+        win["tokens"] += real
+        win["n"] += 1
+        for k, v in (("loss", out.loss), ("ce_s", out.ce_shallow), ("ce_l", out.ce_deep), ("kd", out.kd)):
+            win[k] += float(v)
+        now = time.time()
+
+        if args.max_steps and state["step"] >= args.max_steps:
+            reason = "max steps"
+        elif args.max_tokens and state["tokens"] >= args.max_tokens:
+            reason = "max tokens"
+        elif args.time_budget and now - start >= args.time_budget:
+            reason = "time budget"
+        elif stop["flag"]:
+            reason = "signal"
+
+        if now - last_log >= args.log_every or reason:
+            n = max(1, win["n"])
+            rate = win_rate() or 0.0
+            left = budget_left()
+            eta = f" | ETA {fmt_time(left)}" if left is not None else ""
+            log(f"step {state['step']} | ep {state['epoch']} | {state['tokens'] / 1e6:.2f}M tok | loss {win['loss'] / n:.4f} "
+                f"(S {win['ce_s'] / n:.4f} L {win['ce_l'] / n:.4f} kd {win['kd'] / n:.4f}) | picks {out.picks} | "
+                f"lr {lr:.2e} | gnorm {float(gnorm):.2f} | {rate:.0f} tok/s | {fmt_time(now - start)}{eta}")
+            log.record(kind="train", step=state["step"], tokens=state["tokens"], loss=win["loss"] / n,
+                       ce_shallow=win["ce_s"] / n, ce_deep=win["ce_l"] / n, kd=win["kd"] / n, lr=lr,
+                       tok_per_s=rate, elapsed=now - start + state["train_seconds"])
+            win.update(tokens=0, t=time.time(), loss=0.0, ce_s=0.0, ce_l=0.0, kd=0.0, n=0)
+            last_log = now
+        if args.eval_every and (now - last_eval >= args.eval_every or reason):
+            run_eval()
+            last_eval = time.time()
+            win["t"] = time.time()
+        if now - last_ckpt >= args.ckpt_every or reason:
+            state["train_seconds"] += time.time() - last_ckpt
+            save_checkpoint(args.run_dir, model, tok, opt, state, log)
+            last_ckpt = time.time()
+            win["t"] = time.time()
+        if reason:
+            log(f"stopped ({reason}) at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens")
+            break
+    obj.tap.remove()
+    return state
+
+
+if __name__ == "__main__":
+    main()
