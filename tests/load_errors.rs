@@ -1,0 +1,83 @@
+//! Model folders that do not fit together fail at load with a typed error naming the file
+//! and the problem, never a panic.
+
+mod common;
+
+use common::fixtures;
+use free_wasm::error::{Error, ModelFile};
+use free_wasm::{ModelFiles, Pipeline};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// The v1.0 fixture with its config.json edited by `edit`.
+fn load_with_config(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Pipeline, Error> {
+    let fx = &fixtures()[0];
+    let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
+    edit(&mut config);
+    let config = serde_json::to_vec(&config).unwrap();
+    Pipeline::from_files(&ModelFiles { config: &config, ..fx.files() })
+}
+
+#[test]
+fn config_and_weights_that_disagree_name_the_tensor() {
+    let err = load_with_config(|c| c["num_decoder_layers"] = 5.into()).err().unwrap();
+    assert!(matches!(&err, Error::MissingTensor { name } if name.starts_with("decoder.block.4.")), "{err}");
+
+    let err = load_with_config(|c| c["num_decoder_layers"] = 3.into()).err().unwrap();
+    assert!(matches!(&err, Error::UnexpectedTensors { example, .. } if example.starts_with("decoder.block.3.")), "{err}");
+
+    let err = load_with_config(|c| c["d_ff"] = 100.into()).err().unwrap();
+    assert!(matches!(&err, Error::TensorShape { found, expected, .. } if found[0] == 128 && expected[0] == 100), "{err}");
+
+    let err = load_with_config(|c| c["feed_forward_proj"] = "gated-gelu".into()).err().unwrap();
+    assert!(matches!(&err, Error::MissingTensor { name } if name.ends_with("DenseReluDense.wi_0.weight")), "{err}");
+}
+
+#[test]
+fn a_tokenizer_bigger_than_the_vocabulary_is_refused() {
+    let err = load_with_config(|c| c["vocab_size"] = 100.into()).err().unwrap();
+    assert!(matches!(err, Error::Malformed { file: ModelFile::Tokenizer, .. }), "{err}");
+    assert!(err.to_string().contains("vocab_size) is 100"), "{err}");
+}
+
+#[test]
+fn free_json_with_the_exit_outside_the_decoder_is_refused() {
+    let fx = &fixtures()[0];
+    let free = br#"{"shallow_exit_layer": 4}"#;
+    let err = Pipeline::from_files(&ModelFiles { free: Some(free), ..fx.files() }).err().unwrap();
+    assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{err}");
+}
+
+#[test]
+fn a_stock_hf_folder_without_free_json_loads() {
+    let fx = &fixtures()[1];
+    let p = Pipeline::from_files(&ModelFiles { free: None, ..fx.files() }).unwrap();
+    assert!(p.free.is_none());
+    assert_eq!(p.model.num_decoder_blocks(), 5);
+}
+
+#[test]
+fn empty_input_is_an_error_and_long_input_is_cut_to_the_limit() {
+    let p = load_with_config(|c| c["n_positions"] = 16.into()).unwrap();
+    for text in ["", "  \n\t "] {
+        let err = p.generate(text, 4).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    }
+    let long = "a library for reading and writing compressed archives ".repeat(20);
+    let out = p.generate(&long, 3).unwrap();
+    assert!(out.truncated_input_tokens > 0);
+    let (ids, dropped) = p.encode_input(&long).unwrap();
+    assert_eq!((ids.len(), dropped), (16, out.truncated_input_tokens));
+    assert_eq!(ids.last(), Some(&1), "the cut input still ends with </s>");
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn a_missing_folder_names_the_file() {
+    let err = Pipeline::from_dir("/nonexistent/model").err().unwrap();
+    assert!(matches!(err, Error::Io { file: ModelFile::Config, .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/model/config.json"), "{err}");
+}
