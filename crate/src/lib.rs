@@ -6,6 +6,7 @@ pub mod decode;
 pub mod error;
 pub mod model;
 pub mod pipeline;
+pub mod threshold;
 pub mod tokenizer;
 pub mod weights;
 

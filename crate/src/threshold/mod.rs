@@ -1,0 +1,324 @@
+//! FREE's adaptive exit threshold (FREE-SPEC §5): a two-component Beta mixture fitted to the
+//! shallow confidences of tokens the deep model agreed with (consistent) or not, and the
+//! lowest confidence above which "consistent" stays the likely explanation. Pure: data in,
+//! threshold out, no model inside.
+
+pub mod beta;
+
+use std::collections::VecDeque;
+
+use beta::BetaParams;
+use serde::Serialize;
+
+/// How the threshold is read off the fitted mixture.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ThresholdRule {
+    /// The reference implementation's: equal priors, the lowest of 10 points evenly spaced
+    /// over [0.3, 0.9] whose posterior exceeds zeta (0.9 when none does).
+    Reference,
+    /// Ours: a 1e-3 grid over [0, 1]; the lowest c such that the posterior exceeds zeta at
+    /// every grid point from c up, clamped to [min, max]; priors equal or from label counts.
+    Fine { min: f64, max: f64, priors_from_counts: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BmmSettings {
+    pub zeta: f64,
+    /// A class needs this many points before it is fitted.
+    pub min_points: usize,
+    pub rule: ThresholdRule,
+    /// Keep only the newest points (a sliding window); None keeps everything.
+    pub window: Option<usize>,
+    /// Also refit after every this many synchronisations, not only between sequences.
+    pub refit_every_syncs: Option<usize>,
+    pub initial_threshold: f64,
+}
+
+impl Default for BmmSettings {
+    fn default() -> Self {
+        BmmSettings {
+            zeta: 0.4,
+            min_points: 50,
+            rule: ThresholdRule::Fine { min: 0.05, max: 0.99, priors_from_counts: false },
+            window: None,
+            refit_every_syncs: None,
+            initial_threshold: 0.9,
+        }
+    }
+}
+
+/// The last successful fit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Fit {
+    pub consistent: BetaParamsView,
+    pub inconsistent: BetaParamsView,
+    /// Prior probability of the consistent class used in the posterior.
+    pub prior_consistent: f64,
+}
+
+/// Serializable copy of `BetaParams`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BetaParamsView {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl From<BetaParams> for BetaParamsView {
+    fn from(p: BetaParams) -> Self {
+        BetaParamsView { alpha: p.alpha, beta: p.beta }
+    }
+}
+
+impl Fit {
+    fn params(&self) -> (BetaParams, BetaParams) {
+        let c = BetaParams { alpha: self.consistent.alpha, beta: self.consistent.beta };
+        let i = BetaParams { alpha: self.inconsistent.alpha, beta: self.inconsistent.beta };
+        (c, i)
+    }
+
+    /// P(consistent | confidence c), computed in log space so tiny densities do not vanish.
+    pub fn posterior(&self, c: f64) -> f64 {
+        let (cons, incons) = self.params();
+        let l1 = cons.ln_pdf(c) + self.prior_consistent.ln();
+        let l0 = incons.ln_pdf(c) + (1.0 - self.prior_consistent).ln();
+        1.0 / (1.0 + (l0 - l1).exp())
+    }
+}
+
+/// The estimator's observable state (for traces, the wasm API and the demo's charts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BmmState {
+    pub threshold: f64,
+    pub fit: Option<Fit>,
+    pub consistent_points: usize,
+    pub inconsistent_points: usize,
+    pub fits: usize,
+}
+
+pub struct AdaptiveThreshold {
+    settings: BmmSettings,
+    points: VecDeque<(f64, bool)>,
+    threshold: f64,
+    fit: Option<Fit>,
+    fits: usize,
+    syncs_since_fit: usize,
+}
+
+impl AdaptiveThreshold {
+    pub fn new(settings: BmmSettings) -> Self {
+        let threshold = settings.initial_threshold;
+        AdaptiveThreshold { settings, points: VecDeque::new(), threshold, fit: None, fits: 0, syncs_since_fit: 0 }
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    pub fn settings(&self) -> &BmmSettings {
+        &self.settings
+    }
+
+    /// One calibration point: the shallow confidence of a token and whether the deep model
+    /// chose the same token.
+    pub fn observe(&mut self, confidence: f64, consistent: bool) {
+        self.points.push_back((confidence, consistent));
+        if let Some(w) = self.settings.window {
+            while self.points.len() > w {
+                self.points.pop_front();
+            }
+        }
+    }
+
+    /// Called at the start of every sequence: refit on all data so far.
+    pub fn start_sequence(&mut self) {
+        self.refit();
+    }
+
+    /// Called after every synchronisation: refit when the cadence asks for it.
+    pub fn after_sync(&mut self) {
+        self.syncs_since_fit += 1;
+        if self.settings.refit_every_syncs.is_some_and(|n| self.syncs_since_fit >= n) {
+            self.refit();
+        }
+    }
+
+    /// Fits both classes and moves the threshold; keeps the previous threshold when a class
+    /// has too few points or no valid Beta fit.
+    pub fn refit(&mut self) {
+        self.syncs_since_fit = 0;
+        let class = |want: bool| -> Vec<f64> {
+            self.points.iter().filter(|(_, y)| *y == want).map(|(c, _)| *c).collect()
+        };
+        let (cons, incons) = (class(true), class(false));
+        if cons.len() < self.settings.min_points || incons.len() < self.settings.min_points {
+            return;
+        }
+        let (Some(c), Some(i)) = (BetaParams::fit_moments(&cons), BetaParams::fit_moments(&incons)) else {
+            return;
+        };
+        let prior_consistent = match self.settings.rule {
+            ThresholdRule::Fine { priors_from_counts: true, .. } => {
+                cons.len() as f64 / (cons.len() + incons.len()) as f64
+            }
+            _ => 0.5,
+        };
+        let fit = Fit { consistent: c.into(), inconsistent: i.into(), prior_consistent };
+        self.threshold = threshold_for(&fit, self.settings.zeta, self.settings.rule);
+        self.fit = Some(fit);
+        self.fits += 1;
+    }
+
+    pub fn state(&self) -> BmmState {
+        let consistent_points = self.points.iter().filter(|(_, y)| *y).count();
+        BmmState {
+            threshold: self.threshold,
+            fit: self.fit,
+            consistent_points,
+            inconsistent_points: self.points.len() - consistent_points,
+            fits: self.fits,
+        }
+    }
+
+    /// Forgets all data and fits; back to the initial threshold.
+    pub fn reset(&mut self) {
+        *self = AdaptiveThreshold::new(self.settings.clone());
+    }
+}
+
+/// The threshold a fitted mixture implies under `rule`.
+pub fn threshold_for(fit: &Fit, zeta: f64, rule: ThresholdRule) -> f64 {
+    match rule {
+        ThresholdRule::Reference => (0..10)
+            .map(|i| 0.3 + 0.6 * i as f64 / 9.0)
+            .find(|&c| fit.posterior(c) > zeta)
+            .unwrap_or(0.9),
+        ThresholdRule::Fine { min, max, .. } => {
+            const STEPS: usize = 1000;
+            // Walk down from 1 while the posterior stays above zeta.
+            let mut lowest = None;
+            for i in (0..=STEPS).rev() {
+                let c = i as f64 / STEPS as f64;
+                if fit.posterior(c) > zeta {
+                    lowest = Some(c);
+                } else {
+                    break;
+                }
+            }
+            lowest.unwrap_or(max).clamp(min, max)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Vectors {
+        zeta: f64,
+        min: f64,
+        max: f64,
+        cases: Vec<Case>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        consistent: Vec<f64>,
+        inconsistent: Vec<f64>,
+        fit_consistent: (f64, f64),
+        fit_inconsistent: (f64, f64),
+        probes: Vec<f64>,
+        ln_pdf_consistent: Vec<f64>,
+        posterior_equal_priors: Vec<f64>,
+        threshold_reference: f64,
+        threshold_fine: f64,
+        threshold_fine_priors: f64,
+    }
+
+    /// Made by tools/make_bmm_vectors.py with scipy.stats.beta.
+    fn vectors() -> Vectors {
+        serde_json::from_str(include_str!("../../../tests/fixtures/bmm_vectors.json")).unwrap()
+    }
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(1.0)
+    }
+
+    fn fitted(case: &Case, rule: ThresholdRule) -> AdaptiveThreshold {
+        let mut est = AdaptiveThreshold::new(BmmSettings { rule, ..BmmSettings::default() });
+        for &c in &case.consistent {
+            est.observe(c, true);
+        }
+        for &c in &case.inconsistent {
+            est.observe(c, false);
+        }
+        est.start_sequence();
+        est
+    }
+
+    #[test]
+    fn fits_densities_posteriors_and_thresholds_equal_scipy() {
+        let v = vectors();
+        for (n, case) in v.cases.iter().enumerate() {
+            let fine = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts: false };
+            let est = fitted(case, fine);
+            let fit = est.state().fit.expect("both classes have enough points");
+            let (c, i) = fit.params();
+            // scipy solves the moment equations numerically (to about 1e-5 relative); ours
+            // is the closed form.
+            assert!(close(c.alpha, case.fit_consistent.0, 1e-4) && close(c.beta, case.fit_consistent.1, 1e-4), "case {n}: {c:?}");
+            assert!(close(i.alpha, case.fit_inconsistent.0, 1e-4) && close(i.beta, case.fit_inconsistent.1, 1e-4), "case {n}: {i:?}");
+            let scipy_fit = Fit {
+                consistent: BetaParamsView { alpha: case.fit_consistent.0, beta: case.fit_consistent.1 },
+                inconsistent: BetaParamsView { alpha: case.fit_inconsistent.0, beta: case.fit_inconsistent.1 },
+                prior_consistent: 0.5,
+            };
+            let (sc, _) = scipy_fit.params();
+            for (k, &p) in case.probes.iter().enumerate() {
+                assert!(close(sc.ln_pdf(p), case.ln_pdf_consistent[k], 1e-10), "case {n} probe {p}");
+                assert!(close(scipy_fit.posterior(p), case.posterior_equal_priors[k], 1e-10), "case {n} probe {p}");
+            }
+            assert_eq!(est.threshold(), case.threshold_fine, "case {n}: fine rule");
+            assert!(close(fitted(case, ThresholdRule::Reference).threshold(), case.threshold_reference, 1e-12), "case {n}: reference rule");
+            let priors = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts: true };
+            assert_eq!(fitted(case, priors).threshold(), case.threshold_fine_priors, "case {n}: priors");
+            assert_eq!(v.zeta, est.settings().zeta);
+        }
+    }
+
+    #[test]
+    fn too_little_or_degenerate_data_keeps_the_previous_threshold() {
+        let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 3, ..BmmSettings::default() });
+        // One class empty.
+        for c in [0.9, 0.8, 0.95, 0.7] {
+            est.observe(c, true);
+        }
+        est.start_sequence();
+        assert_eq!((est.threshold(), est.state().fits), (0.9, 0));
+        // Zero variance in the other class: all confidences equal.
+        for _ in 0..5 {
+            est.observe(0.3, false);
+        }
+        est.start_sequence();
+        assert_eq!((est.threshold(), est.state().fits), (0.9, 0));
+        assert_eq!(est.state().inconsistent_points, 5);
+    }
+
+    #[test]
+    fn sliding_window_and_sync_cadence_refit_within_a_sequence() {
+        let settings = BmmSettings { min_points: 2, window: Some(6), refit_every_syncs: Some(2), ..BmmSettings::default() };
+        let mut est = AdaptiveThreshold::new(settings);
+        for (c, y) in [(0.9, true), (0.8, true), (0.95, true), (0.2, false), (0.3, false), (0.1, false), (0.99, true)] {
+            est.observe(c, y);
+        }
+        assert_eq!(est.state().consistent_points + est.state().inconsistent_points, 6, "window keeps 6");
+        est.after_sync();
+        assert_eq!(est.state().fits, 0);
+        est.after_sync();
+        assert_eq!(est.state().fits, 1);
+        assert!(est.threshold() < 0.9 && est.threshold() > 0.3, "{}", est.threshold());
+        est.reset();
+        assert_eq!((est.threshold(), est.state().fits, est.state().consistent_points), (0.9, 0, 0));
+    }
+}

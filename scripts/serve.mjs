@@ -1,0 +1,36 @@
+// A static file server for the demo, bound to 127.0.0.1 only. Serves the repository root
+// (index.html, pkg/, models/, tests/fixtures/) with the MIME types browsers insist on
+// (application/wasm for streaming compilation). No dependencies.
+import { createServer } from "node:http";
+import { createReadStream, statSync } from "node:fs";
+import { extname, join, normalize, resolve } from "node:path";
+
+const root = resolve(process.argv[2] ?? ".");
+const port = Number(process.env.PORT ?? 8080);
+const types = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+  ".json": "application/json", ".wasm": "application/wasm", ".css": "text/css",
+  ".safetensors": "application/octet-stream", ".png": "image/png", ".svg": "image/svg+xml",
+};
+
+createServer((req, res) => {
+  const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  const file = join(root, normalize(path).replace(/^(\.\.[/\\])+/, ""), path.endsWith("/") ? "index.html" : "");
+  let size;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new Error("not a file");
+    size = st.size;
+  } catch {
+    res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${path}\n`);
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": types[extname(file)] ?? "application/octet-stream",
+    "content-length": size,
+    "cache-control": "no-cache",
+  });
+  createReadStream(file).pipe(res);
+}).listen(port, "127.0.0.1", () => {
+  console.log(`free-wasm demo: http://127.0.0.1:${port}/`);
+});

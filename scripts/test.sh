@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test of the project: native (unit, HF parity, CLI), the same tests in headless
+# Chromium through wasm-pack, and the training package's pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "native tests (cargo test)"
+cargo test --workspace
+
+step "browser tests (wasm-pack test --headless --chrome)"
+wasm-pack test --headless --chrome
+
+if [ -d train/tests ]; then
+  step "training package tests (pytest)"
+  "${FREE_VENV:-$HOME/.cache/free-wasm/venv}/bin/python" -m pytest -q train/tests
+fi
