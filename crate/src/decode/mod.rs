@@ -1,8 +1,95 @@
-//! Decoding strategies. For now the full model, greedy: the reference every early-exit
-//! strategy is measured against.
+//! Decoding strategies (FREE-SPEC §4): the full model, a static exit, CALM-style per-block
+//! exits with state copying, and FREE's synchronized parallel decoding with its exact mode.
+//! All run through one loop (`Session`) and report one trace format.
 
-use crate::error::Result;
+mod confidence;
+mod session;
+mod trace;
+
+pub use confidence::{argmax, argmax_confidence};
+pub use session::Session;
+pub use trace::{Counters, TokenTrace};
+
+use crate::config::ConfidenceMeasure;
+use crate::error::{Error, Result};
 use crate::model::T5Model;
+use crate::threshold::AdaptiveThreshold;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// All L blocks for every token.
+    Full,
+    /// Always exit after `exit` blocks.
+    Static { exit: usize },
+    /// CALM: check confidence after every block from `min_exit` on; exit above `threshold`;
+    /// skipped blocks cache keys/values copied from the exited state.
+    Calm { min_exit: usize, threshold: f64 },
+    /// FREE: shallow exit after `exit` blocks, synchronized parallel deep passes; `exact`
+    /// verifies every shallow token and rolls back at the first wrong one.
+    Free { exit: usize, exact: bool },
+}
+
+impl Strategy {
+    fn validate(&self, blocks: usize) -> Result<()> {
+        let exit = match *self {
+            Strategy::Full => return Ok(()),
+            Strategy::Static { exit } | Strategy::Free { exit, .. } => exit,
+            Strategy::Calm { min_exit, threshold } => {
+                check_threshold(threshold)?;
+                min_exit
+            }
+        };
+        if exit == 0 || exit >= blocks {
+            return Err(Error::InvalidSetting {
+                setting: "exit layer",
+                value: exit.to_string(),
+                reason: format!("must be between 1 and {} (the decoder has {blocks} blocks)", blocks - 1),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The exit threshold of FREE: fixed, or the Beta-mixture estimator (which lives across
+/// generations, so it is borrowed).
+pub enum Threshold<'t> {
+    Fixed(f64),
+    Adaptive(&'t mut AdaptiveThreshold),
+}
+
+impl Threshold<'_> {
+    pub fn value(&self) -> f64 {
+        match self {
+            Threshold::Fixed(t) => *t,
+            Threshold::Adaptive(est) => est.threshold(),
+        }
+    }
+
+    fn observe(&mut self, confidence: f64, consistent: bool) {
+        if let Threshold::Adaptive(est) = self {
+            est.observe(confidence, consistent);
+        }
+    }
+
+    fn after_sync(&mut self) {
+        if let Threshold::Adaptive(est) = self {
+            est.after_sync();
+        }
+    }
+}
+
+/// Thresholds are confidences: within [0, 1] and not NaN.
+pub fn check_threshold(t: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&t) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting {
+            setting: "threshold",
+            value: t.to_string(),
+            reason: "a confidence threshold must be a number within [0, 1]".into(),
+        })
+    }
+}
 
 /// What a generation produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,23 +98,31 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     /// True when the model emitted EOS; false when `max_new_tokens` ran out first.
     pub finished: bool,
+    pub trace: Vec<TokenTrace>,
+    pub counters: Counters,
+}
+
+/// Runs one generation to the end.
+pub fn generate(
+    model: &T5Model,
+    input_ids: &[u32],
+    strategy: Strategy,
+    measure: ConfidenceMeasure,
+    threshold: Threshold<'_>,
+    max_new_tokens: usize,
+) -> Result<Generation> {
+    if let Threshold::Fixed(t) = threshold {
+        check_threshold(t)?;
+    }
+    let mut session = Session::new(model, input_ids, strategy, measure, threshold, max_new_tokens)?;
+    session.run()?;
+    let tokens = session.tokens().to_vec();
+    let finished = session.finished() == Some(true);
+    let (trace, counters) = session.into_parts();
+    Ok(Generation { tokens, finished, trace, counters })
 }
 
 /// Greedy decoding with all decoder blocks for every token.
 pub fn greedy(model: &T5Model, input_ids: &[u32], max_new_tokens: usize) -> Result<Generation> {
-    let cfg = model.config();
-    let mut state = model.start_decoder(model.encode(input_ids)?);
-    let blocks = 0..model.num_decoder_blocks();
-    let mut last = cfg.decoder_start_token_id;
-    let mut tokens = Vec::new();
-    while tokens.len() < max_new_tokens {
-        let h = model.decode_blocks(&mut state, blocks.clone(), model.embed(&[last])?)?;
-        let next = model.logits(&h)?.argmax(1)?.to_vec1::<u32>()?[0];
-        if cfg.is_eos(next) {
-            return Ok(Generation { tokens, finished: true });
-        }
-        tokens.push(next);
-        last = next;
-    }
-    Ok(Generation { tokens, finished: false })
+    generate(model, input_ids, Strategy::Full, ConfidenceMeasure::default(), Threshold::Fixed(1.0), max_new_tokens)
 }

@@ -83,6 +83,14 @@ impl DecoderBlock {
 
         Ok((&h + self.ff.forward(&self.ff_norm.forward(&h)?)?)?)
     }
+
+    /// CALM's state propagation: a skipped block still caches keys and values, computed
+    /// from the hidden state the token exited with.
+    fn append_copied_state(&self, h: &Tensor, cache: &mut BlockCache) -> Result<()> {
+        let (k, v) = self.self_attn.keys_values(&self.self_norm.forward(h)?)?;
+        cache.append(k, v)?;
+        Ok(())
+    }
 }
 
 pub struct T5Model {
@@ -213,6 +221,14 @@ impl T5Model {
             h = self.decoder[i].forward(&h, &mut state.blocks[i], &state.encoder_output, &bias)?;
         }
         Ok(h)
+    }
+
+    /// Fills the caches of `blocks`, which a token skipped, from its exited state `h`.
+    pub fn copy_state(&self, state: &mut DecoderState, blocks: Range<usize>, h: &Tensor) -> Result<()> {
+        for i in blocks {
+            self.decoder[i].append_copied_state(h, &mut state.blocks[i])?;
+        }
+        Ok(())
     }
 
     /// Logits of any exit: lm_head(scale * final_norm(h)), (rows, vocab).

@@ -1,0 +1,53 @@
+//! Confidence of an exit's prediction from its logits (FREE-SPEC §3), and the argmax.
+
+use crate::config::ConfidenceMeasure;
+
+/// The argmax of one row of logits (the first index on ties, as PyTorch) and its
+/// confidence: p(1) - p(2) or p(1) of the softmax.
+pub fn argmax_confidence(logits: &[f32], measure: ConfidenceMeasure) -> (u32, f64) {
+    let (mut best, mut second) = ((0usize, f32::NEG_INFINITY), f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best.1 {
+            second = best.1;
+            best = (i, v);
+        } else if v > second {
+            second = v;
+        }
+    }
+    // softmax relative to the maximum: p(1) = 1 / Z, p(2) = exp(l2 - l1) / Z.
+    let z: f64 = logits.iter().map(|&v| ((v - best.1) as f64).exp()).sum();
+    let p1 = 1.0 / z;
+    let conf = match measure {
+        ConfidenceMeasure::MaxProb => p1,
+        ConfidenceMeasure::Top2Gap => p1 - ((second - best.1) as f64).exp() / z,
+    };
+    (best.0 as u32, conf)
+}
+
+/// The argmax of one row (first index on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    argmax_confidence(logits, ConfidenceMeasure::MaxProb).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top2_gap_and_max_prob_match_a_hand_softmax() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0f32.ln()];
+        let e: Vec<f64> = logits.iter().map(|&v| (v as f64).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let (id, gap) = argmax_confidence(&logits, ConfidenceMeasure::Top2Gap);
+        assert_eq!(id, 1);
+        assert!((gap - (e[1] - e[2]) / z).abs() < 1e-12);
+        let (_, p1) = argmax_confidence(&logits, ConfidenceMeasure::MaxProb);
+        assert!((p1 - e[1] / z).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ties_pick_the_first_index_with_zero_gap() {
+        let (id, gap) = argmax_confidence(&[0.5, 2.0, 2.0], ConfidenceMeasure::Top2Gap);
+        assert_eq!((id, gap), (1, 0.0));
+    }
+}

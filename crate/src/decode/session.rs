@@ -1,0 +1,294 @@
+//! One generation, decided token by token: the shared loop of every strategy, so traces,
+//! counters and stopping rules are the same for all of them. FREE's synchronized parallel
+//! decoding and its exact (verify and roll back) mode follow FREE-SPEC §4.
+
+use candle_core::Tensor;
+
+use super::confidence::{argmax, argmax_confidence};
+use super::trace::{Counters, TokenTrace};
+use super::{Strategy, Threshold};
+use crate::config::ConfidenceMeasure;
+use crate::error::{Error, Result};
+use crate::model::{DecoderState, T5Model};
+
+/// A token the shallow model emitted, waiting for the next deep pass.
+struct Pending {
+    /// h_S of its row, (1, d_model).
+    hidden: Tensor,
+    /// Its output index (= decoder position of the row that predicted it).
+    index: usize,
+    confidence: f64,
+}
+
+pub struct Session<'m, 't> {
+    model: &'m T5Model,
+    strategy: Strategy,
+    measure: ConfidenceMeasure,
+    threshold: Threshold<'t>,
+    max_new_tokens: usize,
+    state: DecoderState,
+    /// Emitted tokens (in exact mode, possibly not yet verified).
+    out: Vec<u32>,
+    /// out[i]'s entry in `trace`.
+    out_trace: Vec<usize>,
+    stack: Vec<Pending>,
+    trace: Vec<TokenTrace>,
+    counters: Counters,
+    finished: Option<bool>,
+}
+
+impl<'m, 't> Session<'m, 't> {
+    pub fn new(
+        model: &'m T5Model,
+        input_ids: &[u32],
+        strategy: Strategy,
+        measure: ConfidenceMeasure,
+        mut threshold: Threshold<'t>,
+        max_new_tokens: usize,
+    ) -> Result<Self> {
+        strategy.validate(model.num_decoder_blocks())?;
+        if let Threshold::Adaptive(est) = &mut threshold {
+            est.start_sequence();
+        }
+        let state = model.start_decoder(model.encode(input_ids)?);
+        Ok(Session {
+            model,
+            strategy,
+            measure,
+            threshold,
+            max_new_tokens,
+            state,
+            out: Vec::new(),
+            out_trace: Vec::new(),
+            stack: Vec::new(),
+            trace: Vec::new(),
+            counters: Counters::default(),
+            finished: if max_new_tokens == 0 { Some(false) } else { None },
+        })
+    }
+
+    /// None while generating; then whether the model ended with EOS.
+    pub fn finished(&self) -> Option<bool> {
+        self.finished
+    }
+
+    /// The accepted output so far, without EOS.
+    pub fn tokens(&self) -> &[u32] {
+        let eos = self.finished == Some(true);
+        &self.out[..self.out.len() - eos as usize]
+    }
+
+    pub fn trace(&self) -> &[TokenTrace] {
+        &self.trace
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn decoder_state(&self) -> &DecoderState {
+        &self.state
+    }
+
+    pub fn into_parts(self) -> (Vec<TokenTrace>, Counters) {
+        (self.trace, self.counters)
+    }
+
+    /// Decides the next token (or, in exact mode, possibly corrects an earlier one).
+    /// Returns the index in `trace()` from which entries are new or changed.
+    pub fn step(&mut self) -> Result<usize> {
+        if self.finished.is_some() {
+            return Ok(self.trace.len());
+        }
+        let first_changed = self.trace.len();
+        let position = self.out.len();
+        let input = match position {
+            0 => self.model.config().decoder_start_token_id,
+            p => self.out[p - 1],
+        };
+        let h = self.model.embed(&[input])?;
+        let blocks = self.model.num_decoder_blocks();
+        let rollback_from = match self.strategy {
+            Strategy::Full => {
+                let h = self.run_blocks(0..blocks, h)?;
+                let token = argmax(&self.head(&h)?[0]);
+                self.emit(token, blocks, None, None, false);
+                None
+            }
+            Strategy::Static { exit } => {
+                let h = self.run_blocks(0..exit, h)?;
+                let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+                self.emit(token, exit, Some(conf), None, false);
+                None
+            }
+            Strategy::Calm { min_exit, threshold } => {
+                self.calm_step(h, min_exit, threshold)?;
+                None
+            }
+            Strategy::Free { exit, exact } => self.free_step(h, exit, exact)?,
+        };
+        let end_rollback = self.check_end()?;
+        Ok([Some(first_changed), rollback_from, end_rollback].into_iter().flatten().min().unwrap_or(first_changed))
+    }
+
+    /// Runs to the end.
+    pub fn run(&mut self) -> Result<()> {
+        while self.finished.is_none() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    fn run_blocks(&mut self, blocks: std::ops::Range<usize>, h: Tensor) -> Result<Tensor> {
+        self.counters.block_rows += blocks.len() * h.dim(0)?;
+        self.model.decode_blocks(&mut self.state, blocks, h)
+    }
+
+    /// Logits rows of hidden states `h`.
+    fn head(&mut self, h: &Tensor) -> Result<Vec<Vec<f32>>> {
+        self.counters.head_rows += h.dim(0)?;
+        Ok(self.model.logits(h)?.to_vec2()?)
+    }
+
+    fn emit(&mut self, token: u32, exit: usize, confidence: Option<f64>, threshold: Option<f64>, stacked: bool) {
+        self.out_trace.push(self.trace.len());
+        self.trace.push(TokenTrace {
+            index: self.out.len(),
+            token,
+            text: String::new(),
+            exit,
+            confidence,
+            threshold,
+            stacked,
+            sync: None,
+            deep_token: None,
+            rolled_back: false,
+        });
+        self.out.push(token);
+    }
+
+    /// Ends at EOS or the token limit. Exact mode first verifies what waits on the stack;
+    /// returns the first trace entry a correction there rolled back.
+    fn check_end(&mut self) -> Result<Option<usize>> {
+        let Some(&last) = self.out.last() else { return Ok(None) };
+        let eos = self.model.config().is_eos(last);
+        if !eos && self.out.len() < self.max_new_tokens {
+            return Ok(None);
+        }
+        if matches!(self.strategy, Strategy::Free { exact: true, .. }) && !self.stack.is_empty() {
+            if let Some(rolled_back) = self.synchronize(None, true)? {
+                // Generation goes on from the corrected token, unless that ends it.
+                let later = self.check_end()?;
+                return Ok(Some(later.map_or(rolled_back, |l| l.min(rolled_back))));
+            }
+        }
+        self.finished = Some(eos);
+        Ok(None)
+    }
+
+    fn calm_step(&mut self, mut h: Tensor, min_exit: usize, threshold: f64) -> Result<()> {
+        let blocks = self.model.num_decoder_blocks();
+        h = self.run_blocks(0..min_exit, h)?;
+        for exit in min_exit..blocks {
+            let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+            if conf > threshold {
+                self.model.copy_state(&mut self.state, exit..blocks, &h)?;
+                self.emit(token, exit, Some(conf), Some(threshold), false);
+                return Ok(());
+            }
+            h = self.run_blocks(exit..exit + 1, h)?;
+        }
+        let token = argmax(&self.head(&h)?[0]);
+        self.emit(token, blocks, None, Some(threshold), false);
+        Ok(())
+    }
+
+    /// One FREE step. Returns the first trace entry a rollback changed, if any.
+    fn free_step(&mut self, h: Tensor, exit: usize, exact: bool) -> Result<Option<usize>> {
+        let h = self.run_blocks(0..exit, h)?;
+        let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+        let threshold = self.threshold.value();
+        if conf > threshold {
+            self.stack.push(Pending { hidden: h, index: self.out.len(), confidence: conf });
+            self.emit(token, exit, Some(conf), Some(threshold), true);
+            return Ok(None);
+        }
+        self.synchronize(Some((h, token, conf, threshold)), exact)
+    }
+
+    /// The deep pass: blocks S..L over the stacked rows and, if given, the current row, in
+    /// one multi-row pass at their true positions. Records what the deep model thinks of
+    /// each stacked token (calibration data), emits the deep token for the current row,
+    /// and in exact mode rolls back at the first stacked token the deep model disagrees
+    /// with. Returns the first trace entry a correction rolled back.
+    fn synchronize(&mut self, current: Option<(Tensor, u32, f64, f64)>, exact: bool) -> Result<Option<usize>> {
+        let Strategy::Free { exit, .. } = self.strategy else {
+            return Err(Error::Compute("synchronize outside FREE".into()));
+        };
+        let blocks = self.model.num_decoder_blocks();
+        let mut rows: Vec<&Tensor> = self.stack.iter().map(|p| &p.hidden).collect();
+        if let Some((h, ..)) = &current {
+            rows.push(h);
+        }
+        let rows = Tensor::cat(&rows, 0)?;
+        let n = rows.dim(0)?;
+        let deep_h = self.run_blocks(exit..blocks, rows)?;
+        let deep: Vec<u32> = self.head(&deep_h)?.iter().map(|r| argmax(r)).collect();
+        let sync = self.counters.deep_passes.len();
+        self.counters.deep_passes.push(n);
+
+        let stack = std::mem::take(&mut self.stack);
+        let calibrate = !stack.is_empty();
+        let mut wrong = None;
+        for (p, &d) in stack.iter().zip(&deep) {
+            let entry = &mut self.trace[self.out_trace[p.index]];
+            entry.sync = Some(sync);
+            entry.deep_token = Some(d);
+            let agrees = entry.token == d;
+            self.threshold.observe(p.confidence, agrees);
+            if !agrees && wrong.is_none() {
+                wrong = Some((p.index, d));
+            }
+        }
+        if let Some((_, shallow_token, conf, _)) = &current {
+            if calibrate {
+                self.threshold.observe(*conf, *shallow_token == deep[n - 1]);
+            }
+        }
+        self.threshold.after_sync();
+
+        if exact {
+            if let Some((index, token)) = wrong {
+                let first_rolled_back = self.roll_back(index)?;
+                self.emit(token, blocks, None, None, false);
+                let entry = self.trace.last_mut().expect("just emitted");
+                entry.sync = Some(sync);
+                entry.deep_token = Some(token);
+                return Ok(Some(first_rolled_back));
+            }
+        }
+        if let Some((_, _, conf, threshold)) = current {
+            let token = deep[n - 1];
+            self.emit(token, blocks, Some(conf), Some(threshold), false);
+            let entry = self.trace.last_mut().expect("just emitted");
+            entry.sync = Some(sync);
+            entry.deep_token = Some(token);
+        }
+        Ok(None)
+    }
+
+    /// Exact mode: forget output `index` and everything after it, in the output and in
+    /// every block's cache (the row at position `index` itself stays: its input was right).
+    /// Returns the trace entry of the first token dropped.
+    fn roll_back(&mut self, index: usize) -> Result<usize> {
+        self.counters.rollbacks += 1;
+        let first = self.out_trace[index];
+        for &t in &self.out_trace[index..] {
+            self.trace[t].rolled_back = true;
+        }
+        self.out.truncate(index);
+        self.out_trace.truncate(index);
+        self.state.truncate(index + 1)?;
+        Ok(first)
+    }
+}

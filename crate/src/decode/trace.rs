@@ -1,0 +1,42 @@
+//! The per-token trace: one format for the CLI's JSON, the wasm API and the demo page.
+
+use serde::Serialize;
+
+/// How one output token was decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenTrace {
+    /// Position in the output (0 = the first generated token).
+    pub index: usize,
+    pub token: u32,
+    /// Token text, filled in by the pipeline (the decoder has no tokenizer).
+    pub text: String,
+    /// How many decoder blocks produced it: S for the shallow exit, L for the deep model,
+    /// anything between for CALM.
+    pub exit: usize,
+    /// Confidence of the exit that decided (for FREE: the shallow exit's, also when it
+    /// fell below the threshold and the deep model decided).
+    pub confidence: Option<f64>,
+    /// The threshold in force when it was decided.
+    pub threshold: Option<f64>,
+    /// It was emitted by the shallow model and its state waited on the stack.
+    pub stacked: bool,
+    /// The synchronisation (deep pass, numbered from 0) that checked it, if any.
+    pub sync: Option<usize>,
+    /// The deep model's choice at this position, when it ran there.
+    pub deep_token: Option<u32>,
+    /// Exact mode: dropped because an earlier token was corrected.
+    pub rolled_back: bool,
+}
+
+/// What a generation cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counters {
+    /// Decoder blocks run, counting each row of a multi-row pass (FREE-SPEC §7).
+    pub block_rows: usize,
+    /// Rows pushed through the LM head (one per exit checked).
+    pub head_rows: usize,
+    /// Rows in each deep pass, in order.
+    pub deep_passes: Vec<usize>,
+    /// Exact mode: synchronisations that found a wrong token and rolled back.
+    pub rollbacks: usize,
+}

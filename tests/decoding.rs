@@ -1,0 +1,183 @@
+//! Decoding strategies on the fixture checkpoints: FREE's exact mode gives the full model's
+//! tokens, the deep caches after every synchronisation equal the full model's, and the
+//! limiting thresholds reduce FREE and CALM to the static exit and the full model.
+
+mod common;
+
+use common::{fixtures, max_abs_diff};
+use free_wasm::config::ConfidenceMeasure;
+use free_wasm::decode::{generate, Generation, Session, Strategy, Threshold};
+use free_wasm::model::T5Model;
+use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
+use free_wasm::Pipeline;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+const MAX_NEW: usize = 24;
+
+/// Inputs: the fixture texts and word windows over them, ~20 per model.
+fn inputs(p: &Pipeline) -> Vec<Vec<u32>> {
+    let fx = &fixtures()[0];
+    let words: Vec<String> = fx.expected().cases.iter().flat_map(|c| c.text.split(' ').map(String::from).collect::<Vec<_>>()).collect();
+    (0..words.len().saturating_sub(4)).step_by(2).map(|i| p.tokenizer.encode(&words[i..i + 5].join(" ")).unwrap()).collect()
+}
+
+fn run(m: &T5Model, ids: &[u32], strategy: Strategy, threshold: f64) -> Generation {
+    generate(m, ids, strategy, ConfidenceMeasure::Top2Gap, Threshold::Fixed(threshold), MAX_NEW).unwrap()
+}
+
+fn shallow_exit(p: &Pipeline) -> usize {
+    p.free.as_ref().unwrap().shallow_exit_layer
+}
+
+#[test]
+fn free_exact_equals_full_at_every_threshold() {
+    let mut rollbacks = 0;
+    let mut exits = 0;
+    for fx in fixtures() {
+        let p = fx.load();
+        let exit = shallow_exit(&p);
+        for ids in inputs(&p) {
+            let full = run(&p.model, &ids, Strategy::Full, 0.0);
+            for threshold in [0.0, 0.05, 0.2, 0.6] {
+                let exact = run(&p.model, &ids, Strategy::Free { exit, exact: true }, threshold);
+                assert_eq!(exact.tokens, full.tokens, "{} threshold {threshold}", fx.name);
+                assert_eq!(exact.finished, full.finished);
+                rollbacks += exact.counters.rollbacks;
+                exits += exact.trace.iter().filter(|t| t.stacked && !t.rolled_back).count();
+                // Every surviving token was checked by the deep model and agreed with it.
+                for t in exact.trace.iter().filter(|t| !t.rolled_back) {
+                    assert_eq!(t.deep_token, Some(t.token), "{}: token {} unverified", fx.name, t.index);
+                }
+            }
+        }
+    }
+    // The random fixtures disagree often: both paths (keep and roll back) were exercised.
+    assert!(rollbacks > 50 && exits > 50, "rollbacks {rollbacks}, verified exits {exits}");
+}
+
+#[test]
+fn deep_caches_equal_the_full_models_after_every_synchronisation() {
+    for fx in fixtures() {
+        let p = fx.load();
+        let m = &p.model;
+        let (exit, blocks) = (shallow_exit(&p), m.num_decoder_blocks());
+        let mut checked = 0;
+        for ids in inputs(&p).iter().take(6) {
+            let mut s = Session::new(m, ids, Strategy::Free { exit, exact: false }, ConfidenceMeasure::Top2Gap, Threshold::Fixed(0.2), MAX_NEW).unwrap();
+            while s.finished().is_none() {
+                let passes = s.counters().deep_passes.len();
+                s.step().unwrap();
+                if s.counters().deep_passes.len() == passes {
+                    continue;
+                }
+                // The full model, teacher-forced on the same decoder inputs, in one pass.
+                let synced = s.decoder_state().blocks[exit].len();
+                let mut inputs = vec![m.config().decoder_start_token_id];
+                inputs.extend(s.trace().iter().take(synced - 1).map(|t| t.token));
+                let mut full = m.start_decoder(m.encode(ids).unwrap());
+                m.decode_blocks(&mut full, 0..blocks, m.embed(&inputs).unwrap()).unwrap();
+                for b in 0..blocks {
+                    let (k, v) = s.decoder_state().blocks[b].self_kv().unwrap();
+                    let (k, v) = (k.narrow(1, 0, synced).unwrap(), v.narrow(1, 0, synced).unwrap());
+                    let (fk, fv) = full.blocks[b].self_kv().unwrap();
+                    for (a, f) in [(k, fk), (v, fv)] {
+                        let d = max_abs_diff(&flat(&a), &flat(f));
+                        assert!(d <= 1e-5, "{} block {b} after {synced} positions: caches differ by {d}", fx.name);
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "{}: only {checked} synchronisations checked", fx.name);
+    }
+}
+
+#[test]
+fn limiting_thresholds_reduce_to_static_and_full() {
+    for fx in fixtures() {
+        let p = fx.load();
+        let (exit, blocks) = (shallow_exit(&p), p.model.num_decoder_blocks());
+        for ids in inputs(&p).iter().take(5) {
+            let full = run(&p.model, ids, Strategy::Full, 0.0);
+            let stat = run(&p.model, ids, Strategy::Static { exit }, 0.0);
+            assert_eq!(stat.counters.block_rows, exit * stat.trace.len());
+            // Threshold 1: no confidence exceeds it, the deep model decides every token.
+            let never = run(&p.model, ids, Strategy::Free { exit, exact: false }, 1.0);
+            assert_eq!(never.tokens, full.tokens);
+            assert!(never.counters.deep_passes.iter().all(|&rows| rows == 1));
+            let calm_never = run(&p.model, ids, Strategy::Calm { min_exit: 1, threshold: 1.0 }, 0.0);
+            assert_eq!(calm_never.tokens, full.tokens);
+            // Threshold 0: every token with a non-zero gap exits: the static exit's output.
+            let always = run(&p.model, ids, Strategy::Free { exit, exact: false }, 0.0);
+            assert_eq!(always.tokens, stat.tokens);
+            assert!(always.counters.deep_passes.is_empty());
+            assert_eq!(full.counters.block_rows, blocks * full.trace.len());
+        }
+    }
+}
+
+#[test]
+fn free_trace_accounts_for_every_row() {
+    let fx = &fixtures()[1];
+    let p = fx.load();
+    let (exit, blocks) = (shallow_exit(&p), p.model.num_decoder_blocks());
+    for ids in inputs(&p).iter().take(5) {
+        let g = run(&p.model, ids, Strategy::Free { exit, exact: false }, 0.2);
+        let stacked = g.trace.iter().filter(|t| t.stacked).count();
+        let deep = g.trace.iter().filter(|t| t.exit == blocks).count();
+        assert_eq!(stacked + deep, g.trace.len());
+        let rows: usize = g.counters.deep_passes.iter().sum();
+        assert_eq!(g.counters.block_rows, exit * g.trace.len() + (blocks - exit) * rows);
+        // Each deep pass decides one token and checks the stacked ones before it.
+        assert_eq!(g.counters.deep_passes.len(), deep);
+        for t in &g.trace {
+            assert_eq!(t.sync.is_some(), t.deep_token.is_some());
+            assert!(t.threshold == Some(0.2));
+        }
+    }
+}
+
+#[test]
+fn adaptive_threshold_learns_across_generations() {
+    let fx = &fixtures()[1];
+    let p = fx.load();
+    let exit = shallow_exit(&p);
+    let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 10, initial_threshold: 0.1, ..BmmSettings::default() });
+    let mut thresholds = vec![];
+    for ids in inputs(&p) {
+        let g = generate(&p.model, &ids, Strategy::Free { exit, exact: false }, ConfidenceMeasure::Top2Gap, Threshold::Adaptive(&mut est), MAX_NEW).unwrap();
+        thresholds.extend(g.trace.iter().filter_map(|t| t.threshold));
+    }
+    let state = est.state();
+    assert!(state.consistent_points > 10 && state.inconsistent_points > 10, "{state:?}");
+    assert!(state.fits >= 1, "{state:?}");
+    assert!(thresholds.iter().any(|&t| t != 0.1), "the threshold never moved");
+}
+
+#[test]
+fn bad_strategies_are_refused() {
+    let p = fixtures()[0].load();
+    let ids = p.tokenizer.encode("hello").unwrap();
+    for (strategy, threshold) in [
+        (Strategy::Free { exit: 0, exact: false }, 0.5),
+        (Strategy::Static { exit: 4 }, 0.5),
+        (Strategy::Free { exit: 1, exact: false }, f64::NAN),
+        (Strategy::Free { exit: 1, exact: false }, 1.5),
+        (Strategy::Calm { min_exit: 1, threshold: -0.1 }, 0.5),
+    ] {
+        let err = generate(&p.model, &ids, strategy, ConfidenceMeasure::Top2Gap, Threshold::Fixed(threshold), 4).unwrap_err();
+        assert!(matches!(err, free_wasm::Error::InvalidSetting { .. }), "{strategy:?} {threshold}: {err}");
+    }
+    let g = run(&p.model, &ids, Strategy::Full, 0.0);
+    assert!(g.tokens.len() <= MAX_NEW);
+    let none = generate(&p.model, &ids, Strategy::Full, ConfidenceMeasure::Top2Gap, Threshold::Fixed(0.5), 0).unwrap();
+    assert!(none.tokens.is_empty() && !none.finished);
+}
+
+fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
