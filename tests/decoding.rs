@@ -6,7 +6,7 @@ mod common;
 
 use common::{fixtures, max_abs_diff};
 use free_wasm::config::ConfidenceMeasure;
-use free_wasm::decode::{generate, Generation, Session, Strategy, Threshold};
+use free_wasm::decode::{generate, DecodeSettings, Generation, Session, Strategy, Threshold};
 use free_wasm::model::T5Model;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
 use free_wasm::Pipeline;
@@ -25,8 +25,12 @@ fn inputs(p: &Pipeline) -> Vec<Vec<u32>> {
     (0..words.len().saturating_sub(4)).step_by(2).map(|i| p.tokenizer.encode(&words[i..i + 5].join(" ")).unwrap()).collect()
 }
 
+fn settings(strategy: Strategy, max_new_tokens: usize) -> DecodeSettings {
+    DecodeSettings { strategy, measure: ConfidenceMeasure::Top2Gap, max_new_tokens }
+}
+
 fn run(m: &T5Model, ids: &[u32], strategy: Strategy, threshold: f64) -> Generation {
-    generate(m, ids, strategy, ConfidenceMeasure::Top2Gap, Threshold::Fixed(threshold), MAX_NEW).unwrap()
+    generate(m, ids, settings(strategy, MAX_NEW), Threshold::Fixed(threshold)).unwrap()
 }
 
 fn shallow_exit(p: &Pipeline) -> usize {
@@ -67,7 +71,8 @@ fn deep_caches_equal_the_full_models_after_every_synchronisation() {
         let (exit, blocks) = (shallow_exit(&p), m.num_decoder_blocks());
         let mut checked = 0;
         for ids in inputs(&p).iter().take(6) {
-            let mut s = Session::new(m, ids, Strategy::Free { exit, exact: false }, ConfidenceMeasure::Top2Gap, Threshold::Fixed(0.2), MAX_NEW).unwrap();
+            let enc = m.encode(ids).unwrap();
+            let mut s = Session::new(m, enc, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Fixed(0.2)).unwrap();
             while s.finished().is_none() {
                 let passes = s.counters().deep_passes.len();
                 s.step().unwrap();
@@ -149,7 +154,7 @@ fn adaptive_threshold_learns_across_generations() {
     let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 10, initial_threshold: 0.1, ..BmmSettings::default() });
     let mut thresholds = vec![];
     for ids in inputs(&p) {
-        let g = generate(&p.model, &ids, Strategy::Free { exit, exact: false }, ConfidenceMeasure::Top2Gap, Threshold::Adaptive(&mut est), MAX_NEW).unwrap();
+        let g = generate(&p.model, &ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
         thresholds.extend(g.trace.iter().filter_map(|t| t.threshold));
     }
     let state = est.state();
@@ -169,12 +174,12 @@ fn bad_strategies_are_refused() {
         (Strategy::Free { exit: 1, exact: false }, 1.5),
         (Strategy::Calm { min_exit: 1, threshold: -0.1 }, 0.5),
     ] {
-        let err = generate(&p.model, &ids, strategy, ConfidenceMeasure::Top2Gap, Threshold::Fixed(threshold), 4).unwrap_err();
+        let err = generate(&p.model, &ids, settings(strategy, 4), Threshold::Fixed(threshold)).unwrap_err();
         assert!(matches!(err, free_wasm::Error::InvalidSetting { .. }), "{strategy:?} {threshold}: {err}");
     }
     let g = run(&p.model, &ids, Strategy::Full, 0.0);
     assert!(g.tokens.len() <= MAX_NEW);
-    let none = generate(&p.model, &ids, Strategy::Full, ConfidenceMeasure::Top2Gap, Threshold::Fixed(0.5), 0).unwrap();
+    let none = generate(&p.model, &ids, settings(Strategy::Full, 0), Threshold::Fixed(0.5)).unwrap();
     assert!(none.tokens.is_empty() && !none.finished);
 }
 

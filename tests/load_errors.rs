@@ -5,7 +5,7 @@ mod common;
 
 use common::fixtures;
 use free_wasm::error::{Error, ModelFile};
-use free_wasm::{ModelFiles, Pipeline};
+use free_wasm::{GenerateOptions, ModelFiles, Pipeline, StrategyName};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -61,13 +61,14 @@ fn a_stock_hf_folder_without_free_json_loads() {
 
 #[test]
 fn empty_input_is_an_error_and_long_input_is_cut_to_the_limit() {
-    let p = load_with_config(|c| c["n_positions"] = 16.into()).unwrap();
+    let mut p = load_with_config(|c| c["n_positions"] = 16.into()).unwrap();
+    let options = |max_new_tokens| GenerateOptions { strategy: StrategyName::Full, max_new_tokens, ..GenerateOptions::default() };
     for text in ["", "  \n\t "] {
-        let err = p.generate(text, 4).unwrap_err();
+        let err = p.generate(text, &options(4)).unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err}");
     }
     let long = "a library for reading and writing compressed archives ".repeat(20);
-    let out = p.generate(&long, 3).unwrap();
+    let out = p.generate(&long, &options(3)).unwrap();
     assert!(out.truncated_input_tokens > 0);
     let (ids, dropped) = p.encode_input(&long).unwrap();
     assert_eq!((ids.len(), dropped), (16, out.truncated_input_tokens));

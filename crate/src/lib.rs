@@ -14,4 +14,4 @@ pub mod weights;
 pub mod wasm;
 
 pub use error::{Error, Result};
-pub use pipeline::{ModelFiles, Pipeline, TextGeneration};
+pub use pipeline::{GenerateOptions, ModelFiles, Pipeline, StrategyName, TextGeneration};

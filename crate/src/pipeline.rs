@@ -2,13 +2,56 @@
 //! bytes of its files (browser) or a directory (native), and text-in, text-out generation.
 
 use candle_core::Device;
+use serde::Deserialize;
 
 use crate::config::{FreeConfig, T5Config};
-use crate::decode::{self, Generation};
+use crate::decode::{self, DecodeSettings, Generation, Strategy, Threshold};
 use crate::error::{Error, ModelFile, Result};
 use crate::model::T5Model;
+use crate::threshold::{AdaptiveThreshold, BmmSettings};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
+
+/// The strategies by the names the CLI, the wasm API and the bench use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    Full,
+    Static,
+    Calm,
+    Free,
+    FreeExact,
+}
+
+impl std::str::FromStr for StrategyName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| Error::InvalidSetting {
+            setting: "strategy",
+            value: s.into(),
+            reason: "use full, static, calm, free or free-exact".into(),
+        })
+    }
+}
+
+/// What to generate with; `Default` is FREE with the adaptive threshold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateOptions {
+    pub strategy: StrategyName,
+    /// A fixed threshold for free, free-exact and calm. Without one, FREE uses the adaptive
+    /// threshold and CALM free.json's threshold.
+    pub threshold: Option<f64>,
+    pub max_new_tokens: usize,
+    /// Overrides free.json's shallow exit (S); required for early exits without free.json.
+    pub exit_layer: Option<usize>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None }
+    }
+}
 
 /// The files of an HF model folder, as bytes.
 pub struct ModelFiles<'a> {
@@ -23,6 +66,8 @@ pub struct Pipeline {
     pub model: T5Model,
     pub tokenizer: Tokenizer,
     pub free: Option<FreeConfig>,
+    /// FREE's Beta-mixture threshold, learning across generations.
+    pub adaptive: AdaptiveThreshold,
 }
 
 /// The result of generating from text.
@@ -52,7 +97,16 @@ impl Pipeline {
         let device = Device::Cpu;
         let weights = Weights::from_bytes(files.weights, &device)?;
         let model = T5Model::load(config, weights, &device)?;
-        Ok(Pipeline { model, tokenizer, free })
+        let adaptive = AdaptiveThreshold::new(match &free {
+            Some(f) => BmmSettings {
+                zeta: f.bmm.zeta as f64,
+                min_points: f.bmm.min_points,
+                initial_threshold: f.threshold as f64,
+                ..BmmSettings::default()
+            },
+            None => BmmSettings::default(),
+        });
+        Ok(Pipeline { model, tokenizer, free, adaptive })
     }
 
     /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and, if present,
@@ -95,10 +149,44 @@ impl Pipeline {
         Ok((ids, dropped))
     }
 
-    /// Greedy generation with the full model.
-    pub fn generate(&self, text: &str, max_new_tokens: usize) -> Result<TextGeneration> {
+    /// The decoder settings `options` ask for, and the fixed threshold if there is one
+    /// (None: the adaptive estimator).
+    pub fn settings(&self, options: &GenerateOptions) -> Result<(DecodeSettings, Option<f64>)> {
+        let free = self.free.as_ref();
+        let exit = || {
+            options.exit_layer.or(free.map(|f| f.shallow_exit_layer)).ok_or_else(|| Error::InvalidSetting {
+                setting: "strategy",
+                value: format!("{:?}", options.strategy),
+                reason: "this model has no free.json, so its shallow exit is unknown: add free.json or give an exit layer".into(),
+            })
+        };
+        let strategy = match options.strategy {
+            StrategyName::Full => Strategy::Full,
+            StrategyName::Static => Strategy::Static { exit: exit()? },
+            StrategyName::Calm => Strategy::Calm {
+                min_exit: exit()?,
+                threshold: options.threshold.unwrap_or(free.map_or(0.9, |f| f.threshold as f64)),
+            },
+            StrategyName::Free => Strategy::Free { exit: exit()?, exact: false },
+            StrategyName::FreeExact => Strategy::Free { exit: exit()?, exact: true },
+        };
+        let measure = free.map(|f| f.confidence).unwrap_or_default();
+        let settings = DecodeSettings { strategy, measure, max_new_tokens: options.max_new_tokens };
+        Ok((settings, options.threshold))
+    }
+
+    /// Generates from text; fills in each trace entry's token text.
+    pub fn generate(&mut self, text: &str, options: &GenerateOptions) -> Result<TextGeneration> {
         let (ids, truncated_input_tokens) = self.encode_input(text)?;
-        let generation = decode::greedy(&self.model, &ids, max_new_tokens)?;
+        let (settings, fixed) = self.settings(options)?;
+        let threshold = match fixed {
+            Some(t) => Threshold::Fixed(t),
+            None => Threshold::Adaptive(&mut self.adaptive),
+        };
+        let mut generation = decode::generate(&self.model, &ids, settings, threshold)?;
+        for entry in &mut generation.trace {
+            entry.text = self.tokenizer.token_text(entry.token);
+        }
         let text = self.tokenizer.decode(&generation.tokens)?;
         Ok(TextGeneration { text, generation, truncated_input_tokens })
     }

@@ -33,9 +33,10 @@ impl Tokenizer {
             .map_err(|e| Error::InvalidInput(format!("the tokenizer could not decode ids {ids:?}: {e}")))
     }
 
-    /// The text of one token as it would appear in running text (for per-token traces).
+    /// The text of one token as it appears in running text (for per-token traces): the
+    /// SentencePiece word marker becomes a space.
     pub fn token_text(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_default()
+        self.inner.id_to_token(id).unwrap_or_default().replace('\u{2581}', " ")
     }
 
     /// Number of ids the tokenizer can produce, special tokens included.

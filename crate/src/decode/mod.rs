@@ -102,19 +102,17 @@ pub struct Generation {
     pub counters: Counters,
 }
 
-/// Runs one generation to the end.
-pub fn generate(
-    model: &T5Model,
-    input_ids: &[u32],
-    strategy: Strategy,
-    measure: ConfidenceMeasure,
-    threshold: Threshold<'_>,
-    max_new_tokens: usize,
-) -> Result<Generation> {
-    if let Threshold::Fixed(t) = threshold {
-        check_threshold(t)?;
-    }
-    let mut session = Session::new(model, input_ids, strategy, measure, threshold, max_new_tokens)?;
+/// How to decode, apart from the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeSettings {
+    pub strategy: Strategy,
+    pub measure: ConfidenceMeasure,
+    pub max_new_tokens: usize,
+}
+
+/// Encodes `input_ids` and runs one generation to the end.
+pub fn generate(model: &T5Model, input_ids: &[u32], settings: DecodeSettings, threshold: Threshold<'_>) -> Result<Generation> {
+    let mut session = Session::new(model, model.encode(input_ids)?, settings, threshold)?;
     session.run()?;
     let tokens = session.tokens().to_vec();
     let finished = session.finished() == Some(true);
@@ -124,5 +122,6 @@ pub fn generate(
 
 /// Greedy decoding with all decoder blocks for every token.
 pub fn greedy(model: &T5Model, input_ids: &[u32], max_new_tokens: usize) -> Result<Generation> {
-    generate(model, input_ids, Strategy::Full, ConfidenceMeasure::default(), Threshold::Fixed(1.0), max_new_tokens)
+    let settings = DecodeSettings { strategy: Strategy::Full, measure: ConfidenceMeasure::default(), max_new_tokens };
+    generate(model, input_ids, settings, Threshold::Fixed(1.0))
 }

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use super::confidence::{argmax, argmax_confidence};
 use super::trace::{Counters, TokenTrace};
-use super::{Strategy, Threshold};
+use super::{check_threshold, DecodeSettings, Strategy, Threshold};
 use crate::config::ConfidenceMeasure;
 use crate::error::{Error, Result};
 use crate::model::{DecoderState, T5Model};
@@ -38,26 +38,27 @@ pub struct Session<'m, 't> {
 }
 
 impl<'m, 't> Session<'m, 't> {
+    /// A generation from the encoder's output (`T5Model::encode`), so callers can time
+    /// the encoder and the decoder apart.
     pub fn new(
         model: &'m T5Model,
-        input_ids: &[u32],
-        strategy: Strategy,
-        measure: ConfidenceMeasure,
+        encoder_output: Tensor,
+        settings: DecodeSettings,
         mut threshold: Threshold<'t>,
-        max_new_tokens: usize,
     ) -> Result<Self> {
+        let DecodeSettings { strategy, measure, max_new_tokens } = settings;
         strategy.validate(model.num_decoder_blocks())?;
-        if let Threshold::Adaptive(est) = &mut threshold {
-            est.start_sequence();
+        match &mut threshold {
+            Threshold::Fixed(t) => check_threshold(*t)?,
+            Threshold::Adaptive(est) => est.start_sequence(),
         }
-        let state = model.start_decoder(model.encode(input_ids)?);
         Ok(Session {
             model,
             strategy,
             measure,
             threshold,
             max_new_tokens,
-            state,
+            state: model.start_decoder(encoder_output),
             out: Vec::new(),
             out_trace: Vec::new(),
             stack: Vec::new(),

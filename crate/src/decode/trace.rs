@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// How one output token was decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenTrace {
     /// Position in the output (0 = the first generated token).
     pub index: usize,
@@ -30,6 +31,7 @@ pub struct TokenTrace {
 
 /// What a generation cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counters {
     /// Decoder blocks run, counting each row of a multi-row pass (FREE-SPEC §7).
     pub block_rows: usize,

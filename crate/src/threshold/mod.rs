@@ -50,6 +50,7 @@ impl Default for BmmSettings {
 
 /// The last successful fit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Fit {
     pub consistent: BetaParamsView,
     pub inconsistent: BetaParamsView,
@@ -88,6 +89,7 @@ impl Fit {
 
 /// The estimator's observable state (for traces, the wasm API and the demo's charts).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BmmState {
     pub threshold: f64,
     pub fit: Option<Fit>,
