@@ -4,6 +4,7 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod threshold;
