@@ -70,9 +70,13 @@ fn empty_input_is_an_error_and_long_input_is_cut_to_the_limit() {
     let long = "a library for reading and writing compressed archives ".repeat(20);
     let out = p.generate(&long, &options(3)).unwrap();
     assert!(out.truncated_input_tokens > 0);
-    let (ids, dropped) = p.encode_input(&long).unwrap();
+    let (ids, dropped) = p.encode_input(&long, None).unwrap();
     assert_eq!((ids.len(), dropped), (16, out.truncated_input_tokens));
     assert_eq!(ids.last(), Some(&1), "the cut input still ends with </s>");
+    let (with_prefix, _) = p.encode_input("a library", Some("summarize")).unwrap();
+    assert_eq!(with_prefix, p.tokenizer.encode("summarize: a library").unwrap());
+    let err = p.encode_input("a library", Some("poetry")).unwrap_err();
+    assert!(err.to_string().contains("\"summarize\", \"translate\""), "{err}");
 }
 
 #[cfg(not(target_arch = "wasm32"))]

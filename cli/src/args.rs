@@ -52,6 +52,15 @@ impl Args {
         }
     }
 
+    /// Nothing may be left: an error names the first unknown argument.
+    pub fn finish(self) -> Result<(), String> {
+        match self.rest.first() {
+            None => Ok(()),
+            Some(a) if a.starts_with("--") => Err(format!("unknown option {a}")),
+            Some(a) => Err(format!("unexpected argument {a:?}")),
+        }
+    }
+
     /// The one positional argument left; an error if there are none, several, or options
     /// nobody asked for.
     pub fn single_positional(mut self, what: &str) -> Result<String, String> {

@@ -1,6 +1,7 @@
 //! `free`: the native command line of free-wasm.
 
 mod args;
+mod bench;
 mod trace_view;
 
 use std::process::ExitCode;
@@ -9,16 +10,26 @@ use args::Args;
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 
 const USAGE: &str = "usage:
-  free generate --model DIR [--strategy S] [--threshold X] [--exit-layer N]
+  free generate --model DIR [--task T] [--strategy S] [--threshold X] [--exit-layer N]
                 [--max-new-tokens N] [--json] TEXT
       S: full | static | calm | free (default; adaptive threshold unless --threshold)
          | free-exact. Prints the text with each token coloured by the exit that emitted
-         it; --json prints the whole per-token trace.";
+         it; --json prints the whole per-token trace.
+  free eval --model DIR --data FILE.jsonl [--task T] [--limit N] [--strategy S]
+            [--threshold X | --adaptive] [--max-new-tokens N] [--json]
+      decodes a test set (JSONL: task, source, target) with one strategy (default full)
+      and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
+  free bench --model DIR --data FILE.jsonl [--task T] [--limit N] [--threshold X]
+             [--max-new-tokens N] [--json OUT.json]
+      runs full, static, calm, free-fixed, free-adaptive and free-exact on the same
+      examples, interleaved, and prints a table per task (and writes JSON).";
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
     let result = match args.next_positional().as_deref() {
         Some("generate") => generate(args),
+        Some("eval") => eval(args),
+        Some("bench") => bench(args),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -35,23 +46,24 @@ fn main() -> ExitCode {
 }
 
 /// The options shared by the commands that generate.
-fn generate_options(args: &mut Args) -> Result<GenerateOptions, String> {
+fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<GenerateOptions, String> {
     let defaults = GenerateOptions::default();
     let strategy: StrategyName = match args.optional("--strategy")? {
         Some(s) => s.parse().map_err(|e: free_wasm::Error| e.to_string())?,
-        None => defaults.strategy,
+        None => default_strategy,
     };
     Ok(GenerateOptions {
         strategy,
         threshold: args.optional("--threshold")?.map(|t| t.parse().map_err(|_| format!("--threshold {t:?} is not a number"))).transpose()?,
         max_new_tokens: args.parsed("--max-new-tokens", defaults.max_new_tokens)?,
         exit_layer: args.optional("--exit-layer")?.map(|n| n.parse().map_err(|_| format!("--exit-layer {n:?} is not a whole number"))).transpose()?,
+        task: args.optional("--task")?,
     })
 }
 
 fn generate(mut args: Args) -> Result<(), String> {
     let model_dir = args.required("--model")?;
-    let options = generate_options(&mut args)?;
+    let options = generate_options(&mut args, StrategyName::Free)?;
     let json = args.flag("--json");
     let text = args.single_positional("TEXT")?;
 
@@ -77,6 +89,76 @@ fn generate(mut args: Args) -> Result<(), String> {
         let blocks = pipeline.model.num_decoder_blocks();
         println!("{}", trace_view::render(&out.generation.trace, blocks));
         println!("{}", trace_view::summary(&out.generation, blocks, seconds));
+    }
+    Ok(())
+}
+
+fn load(model_dir: &str) -> Result<Pipeline, String> {
+    Pipeline::from_dir(model_dir).map_err(|e| e.to_string())
+}
+
+fn eval(mut args: Args) -> Result<(), String> {
+    let model_dir = args.required("--model")?;
+    let data = args.required("--data")?;
+    let task = args.optional("--task")?;
+    let limit = args.parsed("--limit", usize::MAX)?;
+    let adaptive = args.flag("--adaptive");
+    let options = generate_options(&mut args, StrategyName::Full)?;
+    if adaptive && options.threshold.is_some() {
+        return Err("give --threshold or --adaptive, not both".into());
+    }
+    let json = args.flag("--json");
+    args.finish()?;
+
+    let pipeline = load(&model_dir)?;
+    let bmm = pipeline.adaptive.settings().clone();
+    let name = options.strategy.as_str();
+    for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
+        let mut one = vec![bench::Contender {
+            name: "eval",
+            options: GenerateOptions { task: Some(task.clone()), ..options.clone() },
+            // Only FREE without a fixed threshold reads the estimator.
+            adaptive: (options.threshold.is_none() && matches!(options.strategy, StrategyName::Free | StrategyName::FreeExact))
+                .then(|| free_wasm::threshold::AdaptiveThreshold::new(bmm.clone())),
+        }];
+        let report = bench::run_task(&pipeline, &task, &examples, &mut one, !json)?;
+        let mut row = report["strategies"][0].clone();
+        row["strategy"] = serde_json::json!(name);
+        row["task"] = serde_json::json!(task);
+        row["examples"] = report["examples"].clone();
+        if json {
+            println!("{row}");
+        } else {
+            println!("{}", bench::table(&serde_json::json!({"task": task, "examples": report["examples"], "strategies": [row]})));
+        }
+    }
+    Ok(())
+}
+
+fn bench(mut args: Args) -> Result<(), String> {
+    let model_dir = args.required("--model")?;
+    let data = args.required("--data")?;
+    let task = args.optional("--task")?;
+    let limit = args.parsed("--limit", 100usize)?;
+    let out = args.optional("--json")?;
+    let options = generate_options(&mut args, StrategyName::Free)?;
+    args.finish()?;
+
+    let pipeline = load(&model_dir)?;
+    let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
+    let bmm = pipeline.adaptive.settings().clone();
+    let mut reports = Vec::new();
+    for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
+        let base = GenerateOptions { task: Some(task.clone()), ..options.clone() };
+        let mut contenders = bench::contenders(&base, fixed, &bmm);
+        let report = bench::run_task(&pipeline, &task, &examples, &mut contenders, true)?;
+        println!("{}", bench::table(&report));
+        reports.push(report);
+    }
+    if let Some(path) = out {
+        let text = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        eprintln!("wrote {path}");
     }
     Ok(())
 }

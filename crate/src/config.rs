@@ -2,6 +2,8 @@
 //! and our `free.json` for the early-exit settings. A stock HF T5 folder has no `free.json`
 //! and still loads: it then runs the full model only.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::error::{Error, ModelFile, Result};
@@ -253,20 +255,31 @@ pub struct FreeConfig {
     pub confidence: ConfidenceMeasure,
     /// The threshold in force before the adaptive estimator's first fit.
     #[serde(default = "default_threshold")]
-    pub threshold: f32,
+    pub threshold: f64,
     #[serde(default)]
     pub bmm: BmmConfig,
+    /// Task name -> the prefix the model was trained with (T5's convention).
+    #[serde(default = "default_tasks")]
+    pub tasks: BTreeMap<String, String>,
 }
 
-fn default_threshold() -> f32 {
+fn default_threshold() -> f64 {
     0.9
+}
+
+/// T5's own prefixes for the two tasks of the demo model.
+pub fn default_tasks() -> BTreeMap<String, String> {
+    [("summarize", "summarize: "), ("translate", "translate English to French: ")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Settings of the Beta-mixture threshold estimator (FREE-SPEC §5).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BmmConfig {
-    pub zeta: f32,
+    pub zeta: f64,
     pub min_points: usize,
 }
 

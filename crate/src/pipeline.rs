@@ -23,6 +23,18 @@ pub enum StrategyName {
     FreeExact,
 }
 
+impl StrategyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::Full => "full",
+            StrategyName::Static => "static",
+            StrategyName::Calm => "calm",
+            StrategyName::Free => "free",
+            StrategyName::FreeExact => "free-exact",
+        }
+    }
+}
+
 impl std::str::FromStr for StrategyName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -45,11 +57,14 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Overrides free.json's shallow exit (S); required for early exits without free.json.
     pub exit_layer: Option<usize>,
+    /// A task of free.json's `tasks` ("summarize", "translate"): its prefix goes before the
+    /// text. Without one the text is used as given.
+    pub task: Option<String>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None }
+        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None, task: None }
     }
 }
 
@@ -99,9 +114,9 @@ impl Pipeline {
         let model = T5Model::load(config, weights, &device)?;
         let adaptive = AdaptiveThreshold::new(match &free {
             Some(f) => BmmSettings {
-                zeta: f.bmm.zeta as f64,
+                zeta: f.bmm.zeta,
                 min_points: f.bmm.min_points,
-                initial_threshold: f.threshold as f64,
+                initial_threshold: f.threshold,
                 ..BmmSettings::default()
             },
             None => BmmSettings::default(),
@@ -130,13 +145,26 @@ impl Pipeline {
         })
     }
 
-    /// Token ids of `text`, cut to the model's input limit (keeping the final `</s>`).
-    /// Returns the ids and how many were dropped.
-    pub fn encode_input(&self, text: &str) -> Result<(Vec<u32>, usize)> {
+    /// The tasks this model knows, by name, with their prefixes.
+    pub fn tasks(&self) -> std::collections::BTreeMap<String, String> {
+        self.free.as_ref().map_or_else(crate::config::default_tasks, |f| f.tasks.clone())
+    }
+
+    /// Token ids of `text` (after `task`'s prefix), cut to the model's input limit (keeping
+    /// the final `</s>`). Returns the ids and how many were dropped.
+    pub fn encode_input(&self, text: &str, task: Option<&str>) -> Result<(Vec<u32>, usize)> {
         if text.trim().is_empty() {
             return Err(Error::InvalidInput("the input text is empty; give some text to generate from".into()));
         }
-        let mut ids = self.tokenizer.encode(text)?;
+        let prefix = match task {
+            None => String::new(),
+            Some(task) => self.tasks().remove(task).ok_or_else(|| Error::InvalidSetting {
+                setting: "task",
+                value: task.into(),
+                reason: format!("this model knows the tasks {:?}", self.tasks().keys().collect::<Vec<_>>()),
+            })?,
+        };
+        let mut ids = self.tokenizer.encode(&format!("{prefix}{text}"))?;
         let limit = self.model.config().max_input_tokens;
         let dropped = ids.len().saturating_sub(limit);
         if dropped > 0 {
@@ -165,7 +193,7 @@ impl Pipeline {
             StrategyName::Static => Strategy::Static { exit: exit()? },
             StrategyName::Calm => Strategy::Calm {
                 min_exit: exit()?,
-                threshold: options.threshold.unwrap_or(free.map_or(0.9, |f| f.threshold as f64)),
+                threshold: options.threshold.unwrap_or(free.map_or(0.9, |f| f.threshold)),
             },
             StrategyName::Free => Strategy::Free { exit: exit()?, exact: false },
             StrategyName::FreeExact => Strategy::Free { exit: exit()?, exact: true },
@@ -177,7 +205,7 @@ impl Pipeline {
 
     /// Generates from text; fills in each trace entry's token text.
     pub fn generate(&mut self, text: &str, options: &GenerateOptions) -> Result<TextGeneration> {
-        let (ids, truncated_input_tokens) = self.encode_input(text)?;
+        let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
         let threshold = match fixed {
             Some(t) => Threshold::Fixed(t),

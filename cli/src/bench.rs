@@ -1,0 +1,202 @@
+//! `free eval` and `free bench`: decode a JSONL test set with one strategy, or with every
+//! strategy on the same examples, interleaved in one process (FREE-SPEC §7), and report
+//! quality, agreement with the full model, exit rate, blocks per token and speed.
+
+use std::time::Instant;
+
+use free_wasm::decode::{DecodeSettings, Session, Threshold};
+use free_wasm::metrics;
+use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
+use free_wasm::{GenerateOptions, Pipeline, StrategyName};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+pub struct Example {
+    pub task: String,
+    pub source: String,
+    pub target: String,
+}
+
+/// Examples of `task` (all tasks when None) from a JSONL file, at most `limit` per task.
+pub fn load_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<Example>)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut by_task: Vec<(String, Vec<Example>)> = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let ex: Example = serde_json::from_str(line).map_err(|e| format!("{path} line {}: {e}", i + 1))?;
+        if task.is_some_and(|t| t != ex.task) {
+            continue;
+        }
+        let slot = match by_task.iter().position(|(t, _)| *t == ex.task) {
+            Some(i) => i,
+            None => {
+                by_task.push((ex.task.clone(), Vec::new()));
+                by_task.len() - 1
+            }
+        };
+        if by_task[slot].1.len() < limit {
+            by_task[slot].1.push(ex);
+        }
+    }
+    if by_task.is_empty() {
+        return Err(format!("{path} has no examples{}", task.map(|t| format!(" of task {t}")).unwrap_or_default()));
+    }
+    Ok(by_task)
+}
+
+/// One strategy's results over a task's examples.
+#[derive(Default)]
+struct Tally {
+    outputs: Vec<Vec<u32>>,
+    texts: Vec<String>,
+    tokens: usize,
+    early: usize,
+    block_rows: usize,
+    encode_s: f64,
+    decode_s: f64,
+}
+
+/// A named strategy as the bench runs it.
+pub struct Contender {
+    pub name: &'static str,
+    pub options: GenerateOptions,
+    /// free-adaptive keeps its own estimator, fresh at the start of the bench.
+    pub adaptive: Option<AdaptiveThreshold>,
+}
+
+/// The bench's strategies: full, static, calm, free-fixed, free-adaptive, free-exact.
+pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings) -> Vec<Contender> {
+    let with = |strategy, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
+    vec![
+        Contender { name: "full", options: with(StrategyName::Full, None), adaptive: None },
+        Contender { name: "static", options: with(StrategyName::Static, None), adaptive: None },
+        Contender { name: "calm", options: with(StrategyName::Calm, Some(fixed_threshold)), adaptive: None },
+        Contender { name: "free-fixed", options: with(StrategyName::Free, Some(fixed_threshold)), adaptive: None },
+        Contender { name: "free-adaptive", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(bmm.clone())) },
+        Contender { name: "free-exact", options: with(StrategyName::FreeExact, Some(fixed_threshold)), adaptive: None },
+    ]
+}
+
+fn decode_one(p: &Pipeline, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<(), String> {
+    let err = |e: free_wasm::Error| e.to_string();
+    let (settings, fixed): (DecodeSettings, Option<f64>) = p.settings(&c.options).map_err(err)?;
+    let (ids, _) = p.encode_input(&ex.source, Some(&ex.task)).map_err(err)?;
+    let t0 = Instant::now();
+    let encoded = p.model.encode(&ids).map_err(err)?;
+    let t1 = Instant::now();
+    let threshold = match (fixed, c.adaptive.as_mut()) {
+        (Some(t), _) => Threshold::Fixed(t),
+        (None, Some(est)) => Threshold::Adaptive(est),
+        (None, None) => Threshold::Fixed(1.0), // full/static never read it
+    };
+    let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(err)?;
+    session.run().map_err(err)?;
+    let t2 = Instant::now();
+    let tokens = session.tokens().to_vec();
+    let blocks = p.model.num_decoder_blocks();
+    let live = session.trace().iter().filter(|t| !t.rolled_back);
+    tally.early += live.filter(|t| t.exit < blocks).count();
+    tally.tokens += session.trace().iter().filter(|t| !t.rolled_back).count();
+    tally.block_rows += session.counters().block_rows;
+    tally.encode_s += (t1 - t0).as_secs_f64();
+    tally.decode_s += (t2 - t1).as_secs_f64();
+    tally.texts.push(p.tokenizer.decode(&tokens).map_err(err)?);
+    tally.outputs.push(tokens);
+    Ok(())
+}
+
+/// Quality of `texts` against the references: ROUGE for summarize, BLEU/chrF otherwise.
+/// Returns the scores and the one retention is computed from.
+fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
+    let hyps: Vec<&str> = texts.iter().map(String::as_str).collect();
+    if task == "summarize" {
+        let pairs: Vec<(&str, &str)> = hyps.iter().copied().zip(refs.iter().copied()).collect();
+        let r = metrics::rouge(&pairs);
+        (json!({"rouge1": r.rouge1, "rouge2": r.rouge2, "rougeL": r.rouge_l}), r.rouge_l)
+    } else {
+        let bleu = metrics::corpus_bleu(&hyps, refs);
+        (json!({"bleu": bleu, "chrf": metrics::corpus_chrf(&hyps, refs)}), bleu)
+    }
+}
+
+/// Runs `contenders` over `examples`, interleaved (the order rotates per example so no
+/// strategy always runs first), and returns the JSON report of the task.
+pub fn run_task(p: &Pipeline, task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
+    let mut tallies: Vec<Tally> = contenders.iter().map(|_| Tally::default()).collect();
+    let n = contenders.len();
+    for (i, ex) in examples.iter().enumerate() {
+        for k in 0..n {
+            let j = (i + k) % n;
+            decode_one(p, &mut contenders[j], ex, &mut tallies[j])?;
+        }
+        if progress {
+            eprint!("\r{task}: {}/{} examples", i + 1, examples.len());
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let refs: Vec<&str> = examples.iter().map(|e| e.target.as_str()).collect();
+    let full = contenders.iter().position(|c| c.options.strategy == StrategyName::Full);
+    let reference = full.map(|f| (quality(task, &tallies[f].texts, &refs).1, &tallies[f]));
+    let rows = contenders.iter().zip(&tallies).map(|(c, t)| {
+        let (scores, primary) = quality(task, &t.texts, &refs);
+        let tokens = t.tokens.max(1) as f64;
+        let mut row = json!({
+            "strategy": c.name,
+            "quality": scores,
+            "exit_rate": t.early as f64 / tokens,
+            "blocks_per_token": t.block_rows as f64 / tokens,
+            "decode_tokens_per_s": t.tokens as f64 / t.decode_s.max(1e-12),
+            "decode_seconds": t.decode_s,
+            "encode_seconds": t.encode_s,
+            "tokens": t.tokens,
+        });
+        if let Some((full_primary, f)) = reference {
+            let agree = t.outputs.iter().zip(&f.outputs).filter(|(a, b)| a == b).count();
+            row["retention"] = json!(if full_primary > 0.0 { primary / full_primary } else { 1.0 });
+            row["agreement"] = json!(agree as f64 / examples.len().max(1) as f64);
+            row["decode_speedup"] = json!(f.decode_s / t.decode_s.max(1e-12));
+            row["e2e_speedup"] = json!((f.decode_s + f.encode_s) / (t.decode_s + t.encode_s).max(1e-12));
+        }
+        if let Some(est) = &c.adaptive {
+            row["threshold"] = json!(est.threshold());
+        } else if let Some(t) = c.options.threshold {
+            row["threshold"] = json!(t);
+        }
+        row
+    });
+    Ok(json!({"task": task, "examples": examples.len(), "strategies": rows.collect::<Vec<_>>()}))
+}
+
+/// The report as a terminal table.
+pub fn table(report: &Value) -> String {
+    let mut s = format!("task {} — {} examples\n", report["task"].as_str().unwrap_or("?"), report["examples"]);
+    s.push_str(&format!(
+        "{:<14} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+        "strategy", "quality", "retain", "agree", "exit", "blocks/tok", "tok/s", "decode x", "e2e x", "thresh"
+    ));
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let fmt = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |x| format!("{x:.d$}"));
+    for row in report["strategies"].as_array().into_iter().flatten() {
+        let q = &row["quality"];
+        let quality = match num(q, "rougeL") {
+            Some(rl) => format!("R1 {:.1} R2 {:.1} RL {rl:.1}", num(q, "rouge1").unwrap_or(0.0), num(q, "rouge2").unwrap_or(0.0)),
+            None => format!("BLEU {:.1} chrF {:.1}", num(q, "bleu").unwrap_or(0.0), num(q, "chrf").unwrap_or(0.0)),
+        };
+        s.push_str(&format!(
+            "{:<14} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+            row["strategy"].as_str().unwrap_or("?"),
+            quality,
+            fmt(num(row, "retention"), 3),
+            fmt(num(row, "agreement"), 3),
+            fmt(num(row, "exit_rate"), 3),
+            fmt(num(row, "blocks_per_token"), 2),
+            fmt(num(row, "decode_tokens_per_s"), 0),
+            fmt(num(row, "decode_speedup"), 2),
+            fmt(num(row, "e2e_speedup"), 2),
+            fmt(num(row, "threshold"), 3),
+        ));
+    }
+    s
+}

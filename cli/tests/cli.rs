@@ -1,0 +1,68 @@
+//! The `free` binary end to end on the fixture checkpoints and the committed test split.
+
+use std::process::Command;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/t5-v11");
+const TEST_SPLIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test.jsonl");
+
+fn free(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_free")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn generate_json_gives_the_hf_greedy_tokens() {
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURE}/expected.json")).unwrap()).unwrap();
+    let case = &expected["cases"][1];
+    let (ok, stdout, stderr) = free(&["generate", "--model", FIXTURE, "--strategy", "full", "--max-new-tokens", "24", "--json", case["text"].as_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mut want: Vec<u64> = case["generated"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    if want.last() == Some(&1) {
+        want.pop();
+    }
+    let got: Vec<u64> = out["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(got, want);
+    assert_eq!(out["trace"].as_array().unwrap().len(), got.len() + out["finished"].as_bool().unwrap() as usize);
+}
+
+#[test]
+fn bench_smoke_run_reports_every_strategy_for_both_tasks() {
+    let json = std::env::temp_dir().join(format!("free-bench-{}.json", std::process::id()));
+    let (ok, stdout, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "2", "--max-new-tokens", "8", "--threshold", "0.1", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("free-exact"), "{stdout}");
+    let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let tasks: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["task"].as_str().unwrap()).collect();
+    assert_eq!(tasks, ["summarize", "translate"]);
+    for report in reports.as_array().unwrap() {
+        assert_eq!(report["examples"], 2);
+        let rows = report["strategies"].as_array().unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+        assert_eq!(names, ["full", "static", "calm", "free-fixed", "free-adaptive", "free-exact"]);
+        let row = |n: &str| rows.iter().find(|r| r["strategy"] == n).unwrap();
+        assert_eq!(row("full")["agreement"], 1.0);
+        assert_eq!(row("full")["blocks_per_token"], 5.0);
+        assert_eq!(row("static")["exit_rate"], 1.0);
+        assert_eq!(row("free-exact")["agreement"], 1.0, "exact mode must reproduce full");
+        assert_eq!(row("free-exact")["retention"], 1.0);
+        for r in rows {
+            assert!(r["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+            assert!(r["quality"].is_object());
+        }
+    }
+}
+
+#[test]
+fn mistakes_are_reported_with_exit_status_1() {
+    let (ok, _, stderr) = free(&["generate", "--model", "/nonexistent", "hello"]);
+    assert!(!ok && stderr.contains("/nonexistent/config.json"), "{stderr}");
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--strategy", "fastest", "hello"]);
+    assert!(!ok && stderr.contains("use full, static, calm, free or free-exact"), "{stderr}");
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--threshold", "2", "hello"]);
+    assert!(!ok && stderr.contains("within [0, 1]"), "{stderr}");
+    let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limits", "2"]);
+    assert!(!ok && stderr.contains("unknown option --limits"), "{stderr}");
+}
