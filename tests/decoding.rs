@@ -186,3 +186,24 @@ fn bad_strategies_are_refused() {
 fn flat(t: &candle_core::Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
+
+#[test]
+fn step_reports_where_the_trace_changed() {
+    let fx = &fixtures()[1];
+    let p = fx.load();
+    let m = &p.model;
+    let exit = shallow_exit(&p);
+    let mut corrections = 0;
+    for ids in inputs(&p).iter().take(4) {
+        let mut s = Session::new(m, m.encode(ids).unwrap(), settings(Strategy::Free { exit, exact: true }, MAX_NEW), Threshold::Fixed(0.05)).unwrap();
+        while s.finished().is_none() {
+            let before = s.trace().to_vec();
+            let changed = s.step().unwrap();
+            // Streaming consumers redraw from `changed` on; everything before it is as it was.
+            assert!(s.trace()[..changed] == before[..changed], "an entry before {changed} changed");
+            assert!(changed <= before.len());
+            corrections += s.trace()[changed..].iter().any(|t| t.rolled_back) as usize;
+        }
+    }
+    assert!(corrections > 0, "no step rolled back: the test saw no correction");
+}

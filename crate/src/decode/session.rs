@@ -35,6 +35,8 @@ pub struct Session<'m, 't> {
     trace: Vec<TokenTrace>,
     counters: Counters,
     finished: Option<bool>,
+    /// The lowest trace entry added or modified during the current step.
+    first_touched: usize,
 }
 
 impl<'m, 't> Session<'m, 't> {
@@ -65,6 +67,7 @@ impl<'m, 't> Session<'m, 't> {
             trace: Vec::new(),
             counters: Counters::default(),
             finished: if max_new_tokens == 0 { Some(false) } else { None },
+            first_touched: 0,
         })
     }
 
@@ -96,12 +99,13 @@ impl<'m, 't> Session<'m, 't> {
     }
 
     /// Decides the next token (or, in exact mode, possibly corrects an earlier one).
-    /// Returns the index in `trace()` from which entries are new or changed.
+    /// Returns the index in `trace()` from which entries are new or changed (a deep pass
+    /// fills in what it thought of stacked tokens, and a rollback marks tokens dropped).
     pub fn step(&mut self) -> Result<usize> {
+        self.first_touched = self.trace.len();
         if self.finished.is_some() {
-            return Ok(self.trace.len());
+            return Ok(self.first_touched);
         }
-        let first_changed = self.trace.len();
         let position = self.out.len();
         let input = match position {
             0 => self.model.config().decoder_start_token_id,
@@ -109,27 +113,22 @@ impl<'m, 't> Session<'m, 't> {
         };
         let h = self.model.embed(&[input])?;
         let blocks = self.model.num_decoder_blocks();
-        let rollback_from = match self.strategy {
+        match self.strategy {
             Strategy::Full => {
                 let h = self.run_blocks(0..blocks, h)?;
                 let token = argmax(&self.head(&h)?[0]);
                 self.emit(token, blocks, None, None, false);
-                None
             }
             Strategy::Static { exit } => {
                 let h = self.run_blocks(0..exit, h)?;
                 let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
                 self.emit(token, exit, Some(conf), None, false);
-                None
             }
-            Strategy::Calm { min_exit, threshold } => {
-                self.calm_step(h, min_exit, threshold)?;
-                None
-            }
+            Strategy::Calm { min_exit, threshold } => self.calm_step(h, min_exit, threshold)?,
             Strategy::Free { exit, exact } => self.free_step(h, exit, exact)?,
-        };
-        let end_rollback = self.check_end()?;
-        Ok([Some(first_changed), rollback_from, end_rollback].into_iter().flatten().min().unwrap_or(first_changed))
+        }
+        self.check_end()?;
+        Ok(self.first_touched)
     }
 
     /// Runs to the end.
@@ -168,23 +167,19 @@ impl<'m, 't> Session<'m, 't> {
         self.out.push(token);
     }
 
-    /// Ends at EOS or the token limit. Exact mode first verifies what waits on the stack;
-    /// returns the first trace entry a correction there rolled back.
-    fn check_end(&mut self) -> Result<Option<usize>> {
-        let Some(&last) = self.out.last() else { return Ok(None) };
+    /// Ends at EOS or the token limit. Exact mode first verifies what waits on the stack.
+    fn check_end(&mut self) -> Result<()> {
+        let Some(&last) = self.out.last() else { return Ok(()) };
         let eos = self.model.config().is_eos(last);
         if !eos && self.out.len() < self.max_new_tokens {
-            return Ok(None);
+            return Ok(());
         }
-        if matches!(self.strategy, Strategy::Free { exact: true, .. }) && !self.stack.is_empty() {
-            if let Some(rolled_back) = self.synchronize(None, true)? {
-                // Generation goes on from the corrected token, unless that ends it.
-                let later = self.check_end()?;
-                return Ok(Some(later.map_or(rolled_back, |l| l.min(rolled_back))));
-            }
+        if matches!(self.strategy, Strategy::Free { exact: true, .. }) && !self.stack.is_empty() && self.synchronize(None, true)? {
+            // Generation goes on from the corrected token, unless that ends it.
+            return self.check_end();
         }
         self.finished = Some(eos);
-        Ok(None)
+        Ok(())
     }
 
     fn calm_step(&mut self, mut h: Tensor, min_exit: usize, threshold: f64) -> Result<()> {
@@ -204,25 +199,26 @@ impl<'m, 't> Session<'m, 't> {
         Ok(())
     }
 
-    /// One FREE step. Returns the first trace entry a rollback changed, if any.
-    fn free_step(&mut self, h: Tensor, exit: usize, exact: bool) -> Result<Option<usize>> {
+    /// One FREE step: emit the shallow token, or synchronize.
+    fn free_step(&mut self, h: Tensor, exit: usize, exact: bool) -> Result<()> {
         let h = self.run_blocks(0..exit, h)?;
         let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
         let threshold = self.threshold.value();
         if conf > threshold {
             self.stack.push(Pending { hidden: h, index: self.out.len(), confidence: conf });
             self.emit(token, exit, Some(conf), Some(threshold), true);
-            return Ok(None);
+            return Ok(());
         }
-        self.synchronize(Some((h, token, conf, threshold)), exact)
+        self.synchronize(Some((h, token, conf, threshold)), exact)?;
+        Ok(())
     }
 
     /// The deep pass: blocks S..L over the stacked rows and, if given, the current row, in
     /// one multi-row pass at their true positions. Records what the deep model thinks of
     /// each stacked token (calibration data), emits the deep token for the current row,
     /// and in exact mode rolls back at the first stacked token the deep model disagrees
-    /// with. Returns the first trace entry a correction rolled back.
-    fn synchronize(&mut self, current: Option<(Tensor, u32, f64, f64)>, exact: bool) -> Result<Option<usize>> {
+    /// with. Returns whether it corrected a token.
+    fn synchronize(&mut self, current: Option<(Tensor, u32, f64, f64)>, exact: bool) -> Result<bool> {
         let Strategy::Free { exit, .. } = self.strategy else {
             return Err(Error::Compute("synchronize outside FREE".into()));
         };
@@ -241,6 +237,9 @@ impl<'m, 't> Session<'m, 't> {
         let stack = std::mem::take(&mut self.stack);
         let calibrate = !stack.is_empty();
         let mut wrong = None;
+        if let Some(first) = stack.first() {
+            self.first_touched = self.first_touched.min(self.out_trace[first.index]);
+        }
         for (p, &d) in stack.iter().zip(&deep) {
             let entry = &mut self.trace[self.out_trace[p.index]];
             entry.sync = Some(sync);
@@ -260,12 +259,12 @@ impl<'m, 't> Session<'m, 't> {
 
         if exact {
             if let Some((index, token)) = wrong {
-                let first_rolled_back = self.roll_back(index)?;
+                self.roll_back(index)?;
                 self.emit(token, blocks, None, None, false);
                 let entry = self.trace.last_mut().expect("just emitted");
                 entry.sync = Some(sync);
                 entry.deep_token = Some(token);
-                return Ok(Some(first_rolled_back));
+                return Ok(true);
             }
         }
         if let Some((_, _, conf, threshold)) = current {
@@ -275,21 +274,19 @@ impl<'m, 't> Session<'m, 't> {
             entry.sync = Some(sync);
             entry.deep_token = Some(token);
         }
-        Ok(None)
+        Ok(false)
     }
 
     /// Exact mode: forget output `index` and everything after it, in the output and in
     /// every block's cache (the row at position `index` itself stays: its input was right).
-    /// Returns the trace entry of the first token dropped.
-    fn roll_back(&mut self, index: usize) -> Result<usize> {
+    fn roll_back(&mut self, index: usize) -> Result<()> {
         self.counters.rollbacks += 1;
-        let first = self.out_trace[index];
+        self.first_touched = self.first_touched.min(self.out_trace[index]);
         for &t in &self.out_trace[index..] {
             self.trace[t].rolled_back = true;
         }
         self.out.truncate(index);
         self.out_trace.truncate(index);
-        self.state.truncate(index + 1)?;
-        Ok(first)
+        self.state.truncate(index + 1)
     }
 }
