@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
-# Chromium through wasm-pack, and the training package's pytest suite.
+# Chromium through wasm-pack, the demo page end to end, and the training package's pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,9 @@ cargo test --workspace
 
 step "browser tests (wasm-pack test --headless --chrome)"
 wasm-pack test --headless --chrome
+
+step "demo page in headless Chromium"
+bash scripts/page-smoke.sh
 
 if [ -d train/tests ]; then
   step "training package tests (pytest)"
