@@ -1,10 +1,12 @@
 //! A loaded model folder: the T5 model, its tokenizer and its early-exit settings, from the
 //! bytes of its files (browser) or a directory (native), and text-in, text-out generation.
 
+use std::collections::BTreeMap;
+
 use candle_core::Device;
 use serde::Deserialize;
 
-use crate::config::{FreeConfig, T5Config};
+use crate::config::{default_tasks, FreeConfig, T5Config};
 use crate::decode::{self, DecodeSettings, Generation, Strategy, Threshold};
 use crate::error::{Error, ModelFile, Result};
 use crate::model::T5Model;
@@ -83,6 +85,8 @@ pub struct Pipeline {
     pub free: Option<FreeConfig>,
     /// FREE's Beta-mixture threshold, learning across generations.
     pub adaptive: AdaptiveThreshold,
+    /// Task name -> prefix (free.json's, or T5's own two).
+    pub tasks: BTreeMap<String, String>,
 }
 
 /// The result of generating from text.
@@ -121,7 +125,8 @@ impl Pipeline {
             },
             None => BmmSettings::default(),
         });
-        Ok(Pipeline { model, tokenizer, free, adaptive })
+        let tasks = free.as_ref().map_or_else(default_tasks, |f| f.tasks.clone());
+        Ok(Pipeline { model, tokenizer, free, adaptive, tasks })
     }
 
     /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and, if present,
@@ -145,11 +150,6 @@ impl Pipeline {
         })
     }
 
-    /// The tasks this model knows, by name, with their prefixes.
-    pub fn tasks(&self) -> std::collections::BTreeMap<String, String> {
-        self.free.as_ref().map_or_else(crate::config::default_tasks, |f| f.tasks.clone())
-    }
-
     /// Token ids of `text` (after `task`'s prefix), cut to the model's input limit (keeping
     /// the final `</s>`). Returns the ids and how many were dropped.
     pub fn encode_input(&self, text: &str, task: Option<&str>) -> Result<(Vec<u32>, usize)> {
@@ -158,10 +158,10 @@ impl Pipeline {
         }
         let prefix = match task {
             None => String::new(),
-            Some(task) => self.tasks().remove(task).ok_or_else(|| Error::InvalidSetting {
+            Some(task) => self.tasks.get(task).cloned().ok_or_else(|| Error::InvalidSetting {
                 setting: "task",
                 value: task.into(),
-                reason: format!("this model knows the tasks {:?}", self.tasks().keys().collect::<Vec<_>>()),
+                reason: format!("this model knows the tasks {:?}", self.tasks.keys().collect::<Vec<_>>()),
             })?,
         };
         let mut ids = self.tokenizer.encode(&format!("{prefix}{text}"))?;
