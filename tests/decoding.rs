@@ -164,6 +164,25 @@ fn adaptive_threshold_learns_across_generations() {
 }
 
 #[test]
+fn adaptive_threshold_starts_learning_even_when_nothing_exits() {
+    // Initial threshold 1.0: no token can exit, so no synchronisation ever checks a stack.
+    let p = fixtures()[1].load();
+    let exit = shallow_exit(&p);
+    let learned = |learn_without_stack: bool| {
+        let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 10, initial_threshold: 1.0, learn_without_stack, ..BmmSettings::default() });
+        for ids in inputs(&p).iter().take(8) {
+            generate(&p.model, ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
+        }
+        est.state()
+    };
+    let reference = learned(false);
+    assert_eq!((reference.consistent_points, reference.inconsistent_points, reference.threshold), (0, 0, 1.0));
+    let ours = learned(true);
+    assert!(ours.consistent_points + ours.inconsistent_points >= 8 * 4, "{ours:?}");
+    assert!(ours.threshold < 1.0 && ours.fits >= 1, "the threshold never moved: {ours:?}");
+}
+
+#[test]
 fn bad_strategies_are_refused() {
     let p = fixtures()[0].load();
     let ids = p.tokenizer.encode("hello").unwrap();

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/t5-v11");
+const DEMO_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/free-t5-mini");
 const TEST_SPLIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/test.jsonl");
 
 fn free(args: &[&str]) -> (bool, String, String) {
@@ -28,9 +29,9 @@ fn generate_json_gives_the_hf_greedy_tokens() {
 }
 
 #[test]
-fn bench_smoke_run_reports_every_strategy_for_both_tasks() {
+fn bench_smoke_run_on_the_demo_model_reports_every_strategy_for_both_tasks() {
     let json = std::env::temp_dir().join(format!("free-bench-{}.json", std::process::id()));
-    let (ok, stdout, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "2", "--max-new-tokens", "8", "--threshold", "0.1", "--json", json.to_str().unwrap()]);
+    let (ok, stdout, stderr) = free(&["bench", "--model", DEMO_MODEL, "--data", TEST_SPLIT, "--limit", "2", "--max-new-tokens", "8", "--threshold", "0.1", "--json", json.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("free-exact"), "{stdout}");
     let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -44,7 +45,8 @@ fn bench_smoke_run_reports_every_strategy_for_both_tasks() {
         assert_eq!(names, ["full", "static", "calm", "free-fixed", "free-adaptive", "free-exact"]);
         let row = |n: &str| rows.iter().find(|r| r["strategy"] == n).unwrap();
         assert_eq!(row("full")["agreement"], 1.0);
-        assert_eq!(row("full")["blocks_per_token"], 5.0);
+        assert_eq!(row("full")["blocks_per_token"], 8.0);
+        assert_eq!(row("static")["blocks_per_token"], 2.0);
         assert_eq!(row("static")["exit_rate"], 1.0);
         assert_eq!(row("free-exact")["agreement"], 1.0, "exact mode must reproduce full");
         assert_eq!(row("free-exact")["retention"], 1.0);

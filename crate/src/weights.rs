@@ -1,5 +1,6 @@
 //! `model.safetensors` from bytes (the same path natively and in the browser), stored as
-//! f32, f16 or bf16 and widened to f32 for compute. Tensors are taken by name with their
+//! f32, f16 or bf16 and widened to f32 for compute (weight matrices may stay f16: see
+//! `model::matrix`). Tensors are taken by name with their
 //! expected shape, and whatever the model did not take is reported, so a checkpoint that
 //! disagrees with its `config.json` fails at load with the tensor named.
 
@@ -9,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, ModelFile, Result};
+use crate::model::Matrix;
 
 pub struct Weights {
     tensors: HashMap<String, Tensor>,
@@ -33,15 +35,28 @@ impl Weights {
                     return Err(Error::UnsupportedDtype { name, dtype: format!("{other:?}") })
                 }
             };
-            let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?
-                .to_dtype(DType::F32)?;
+            let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?;
             tensors.insert(name, t);
         }
         Ok(Weights { tensors, taken: RefCell::new(BTreeSet::new()) })
     }
 
-    /// The tensor `name`, which must have shape `shape`.
+    /// The tensor `name`, which must have shape `shape`, as f32.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.stored(name, shape)?.to_dtype(DType::F32)?)
+    }
+
+    /// The (rows, cols) weight matrix `name`, kept in f16 if stored so (and the CPU widens
+    /// f16 fast), else as f32.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let t = self.stored(name, &[rows, cols])?.flatten_all()?;
+        Ok(match t.dtype() {
+            DType::F16 => Matrix::from_f16(rows, cols, t.to_vec1()?),
+            _ => Matrix::from_f32(rows, cols, t.to_dtype(DType::F32)?.to_vec1()?),
+        })
+    }
+
+    fn stored(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self.find(name)?;
         if t.dims() != shape {
             return Err(Error::TensorShape {

@@ -329,10 +329,12 @@ def main(argv=None):
     tok.save(tok_path)
 
     # model
+    # Training runs in f32 whatever the checkpoint stores: exported models are f16, and
+    # from_pretrained would otherwise keep that dtype, whose range T5's FFN overflows.
     if resuming:
-        model = T5ForConditionalGeneration.from_pretrained(ckpt_dir)
+        model = T5ForConditionalGeneration.from_pretrained(ckpt_dir, dtype=torch.float32)
     elif args.init:
-        model = T5ForConditionalGeneration.from_pretrained(args.init)
+        model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
     else:
         torch.manual_seed(args.seed)
         model = T5ForConditionalGeneration(new_config(args, tok.get_vocab_size()))

@@ -71,6 +71,11 @@ impl Threshold<'_> {
         }
     }
 
+    /// Whether a synchronisation that checked no stacked token still teaches the estimator.
+    fn learns_without_stack(&self) -> bool {
+        matches!(self, Threshold::Adaptive(est) if est.settings().learn_without_stack)
+    }
+
     fn after_sync(&mut self) {
         if let Threshold::Adaptive(est) = self {
             est.after_sync();

@@ -235,7 +235,7 @@ impl<'m, 't> Session<'m, 't> {
         self.counters.deep_passes.push(n);
 
         let stack = std::mem::take(&mut self.stack);
-        let calibrate = !stack.is_empty();
+        let calibrate = !stack.is_empty() || self.threshold.learns_without_stack();
         let mut wrong = None;
         if let Some(first) = stack.first() {
             self.first_touched = self.first_touched.min(self.out_trace[first.index]);

@@ -5,6 +5,7 @@
 use candle_core::{Tensor, D};
 
 use crate::config::{Activation, FeedForward as FfSpec, T5Config};
+use super::Matrix;
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -28,16 +29,16 @@ impl RmsNorm {
 
 /// A bias-free linear layer with HF's (out, in) weight layout.
 pub struct Linear {
-    weight: Tensor,
+    weight: Matrix,
 }
 
 impl Linear {
     pub fn load(w: &Weights, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        Ok(Linear { weight: w.get(&format!("{name}.weight"), &[out_dim, in_dim])? })
+        Ok(Linear { weight: w.matrix(&format!("{name}.weight"), out_dim, in_dim)? })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.t()?)?)
+        self.weight.apply(&x.contiguous()?)
     }
 }
 

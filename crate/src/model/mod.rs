@@ -4,13 +4,16 @@
 
 mod cache;
 mod layers;
+mod matrix;
 pub mod position;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
 pub use cache::{BlockCache, DecoderState};
+pub use matrix::Matrix;
 use layers::{Attention, FeedForward, RmsNorm};
 use position::PositionBias;
 
@@ -96,7 +99,8 @@ impl DecoderBlock {
 pub struct T5Model {
     config: T5Config,
     device: Device,
-    embedding: Tensor,
+    /// (vocab, d_model)
+    embedding: Arc<Matrix>,
     encoder: Vec<EncoderBlock>,
     encoder_bias: PositionBias,
     encoder_norm: RmsNorm,
@@ -104,7 +108,7 @@ pub struct T5Model {
     decoder_bias: PositionBias,
     decoder_norm: RmsNorm,
     /// (vocab, d_model); the shared embedding when tied.
-    lm_head: Tensor,
+    lm_head: Arc<Matrix>,
     /// d_model^-0.5 for T5 v1.0 (`scale_decoder_outputs`), else 1.
     head_scale: f64,
 }
@@ -113,7 +117,7 @@ impl T5Model {
     pub fn load(config: T5Config, weights: Weights, device: &Device) -> Result<Self> {
         let cfg = &config;
         let w = &weights;
-        let embedding = w.get("shared.weight", &[cfg.vocab_size, cfg.d_model])?;
+        let embedding = Arc::new(w.matrix("shared.weight", cfg.vocab_size, cfg.d_model)?);
         let bias_shape = [cfg.num_buckets, cfg.num_heads];
         let encoder_bias = PositionBias::new(
             &w.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", &bias_shape)?,
@@ -133,7 +137,7 @@ impl T5Model {
             .collect::<Result<Vec<_>>>()?;
         // An untied head (T5 v1.1) is stored; a tied one usually is not, or is a copy.
         let lm_head = if w.contains("lm_head.weight") {
-            w.get("lm_head.weight", &[cfg.vocab_size, cfg.d_model])?
+            Arc::new(w.matrix("lm_head.weight", cfg.vocab_size, cfg.d_model)?)
         } else {
             embedding.clone()
         };
@@ -175,8 +179,8 @@ impl T5Model {
                 self.config.vocab_size
             )));
         }
-        let ids = Tensor::new(ids, &self.device)?;
-        Ok(self.embedding.embedding(&ids)?)
+        let rows: Vec<f32> = ids.iter().flat_map(|&id| self.embedding.row(id as usize)).collect();
+        Ok(Tensor::from_vec(rows, (ids.len(), self.config.d_model), &self.device)?)
     }
 
     /// The encoder's final output for one input, (ids, d_model).
@@ -234,6 +238,6 @@ impl T5Model {
     /// Logits of any exit: lm_head(scale * final_norm(h)), (rows, vocab).
     pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
         let x = (self.decoder_norm.forward(h)? * self.head_scale)?;
-        Ok(x.matmul(&self.lm_head.t()?)?)
+        self.lm_head.apply(&x)
     }
 }

@@ -33,6 +33,11 @@ pub struct BmmSettings {
     /// Also refit after every this many synchronisations, not only between sequences.
     pub refit_every_syncs: Option<usize>,
     pub initial_threshold: f64,
+    /// Ours: also learn from synchronisations with nothing on the stack (the current row's
+    /// confidence, and whether the deep model chose the shallow model's token). The
+    /// reference learns only at synchronisations that checked stacked tokens, so a
+    /// threshold above every confidence the model reaches never moves.
+    pub learn_without_stack: bool,
 }
 
 impl Default for BmmSettings {
@@ -44,6 +49,7 @@ impl Default for BmmSettings {
             window: None,
             refit_every_syncs: None,
             initial_threshold: 0.9,
+            learn_without_stack: true,
         }
     }
 }

@@ -1,0 +1,401 @@
+//! Weight matrices in the precision they are stored in, and the products of batch-1
+//! decoding with them.
+//!
+//! Decoding one token multiplies a single row by every weight matrix, so its time is the
+//! time to stream the weights from memory (FREE-SPEC §6). A general GEMM packs the weight
+//! operand before multiplying, which for one row reads the weights twice; here each weight
+//! row is read once and dotted with every input row while it is hot. Where the CPU can widen
+//! f16 in hardware (x86-64 with F16C, AVX2 and FMA), f16 checkpoints stay f16 in memory:
+//! half the bytes to stream, and the widened values are exactly those an f32 copy holds.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use half::f16;
+
+use crate::error::Result;
+
+enum Data {
+    F32(Vec<f32>),
+    /// Only where `wide_f16` holds.
+    F16(Vec<f16>),
+}
+
+/// A (rows, cols) row-major matrix: HF's (out, in) layout of a linear layer's weight.
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Data,
+}
+
+impl Matrix {
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Matrix { rows, cols, data: Data::F32(data) }
+    }
+
+    /// Keeps f16 values as f16 where the CPU widens them fast, else widens them now.
+    pub fn from_f16(rows: usize, cols: usize, data: Vec<f16>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        if wide_f16() {
+            Matrix { rows, cols, data: Data::F16(data) }
+        } else {
+            Matrix::from_f32(rows, cols, data.iter().map(|v| v.to_f32()).collect())
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `i` widened to f32.
+    pub fn row(&self, i: usize) -> Vec<f32> {
+        let range = i * self.cols..(i + 1) * self.cols;
+        match &self.data {
+            Data::F32(d) => d[range].to_vec(),
+            Data::F16(d) => d[range].iter().map(|v| v.to_f32()).collect(),
+        }
+    }
+
+    /// x (n, cols) times this matrix transposed: (n, rows). `out` has n * rows elements.
+    fn mul_t(&self, x: &[f32], out: &mut [f32]) {
+        let (rows, cols) = (self.rows, self.cols);
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            // SAFETY: the CPU has the features these functions are compiled for (f16
+            // storage exists only where wide_f16() found F16C as well).
+            return unsafe {
+                match &self.data {
+                    Data::F32(w) => x86::mul_t_f32(w, rows, cols, x, out),
+                    Data::F16(w) => x86::mul_t_f16(w, rows, cols, x, out),
+                }
+            };
+        }
+        match &self.data {
+            Data::F32(w) => mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, x, out),
+            Data::F16(_) => unreachable!("f16 matrices exist only where wide_f16() holds"),
+        }
+    }
+
+    /// `x @ self^T` for a tensor x of shape (n, cols).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.apply_op1_no_bwd(&MulT(self))?)
+    }
+}
+
+/// Where `mul_t_rows` gets weight row j from: a slice of f32 storage, or f16 storage widened
+/// into `buf`.
+trait Rows {
+    fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut [f32]) -> &'b [f32];
+}
+
+impl Rows for [f32] {
+    #[inline(always)]
+    fn row<'b>(&'b self, j: usize, cols: usize, _buf: &'b mut [f32]) -> &'b [f32] {
+        &self[j * cols..(j + 1) * cols]
+    }
+}
+
+/// Dot products of weight rows with input rows: portable code, or AVX2 + FMA.
+trait Dots {
+    /// The dots of 4 consecutive rows of `x` (each `w0.len()` long) with `w0` and with `w1`.
+    fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2];
+    fn dot1(x: &[f32], w: &[f32]) -> f32;
+}
+
+/// The body of every product. One input row (decoding) or a few (a deep pass) stream each
+/// weight row once from memory and dot it with every input row while it sits in L1. Many
+/// input rows (the encoder) are computed in tiles of 2 weight rows x 4 input rows, so each
+/// value loaded serves several multiply-adds. Inlined into each caller so it is compiled for
+/// the caller's target features.
+#[inline(always)]
+fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+    let n = x.len() / cols;
+    let (mut buf0, mut buf1) = (vec![0f32; cols], vec![0f32; cols]);
+    let mut j = 0;
+    if n >= 4 {
+        while j + 2 <= rows {
+            let (w0, w1) = (w.row(j, cols, &mut buf0), w.row(j + 1, cols, &mut buf1));
+            let mut i = 0;
+            while i + 4 <= n {
+                let d = D::dot4x2(&x[i * cols..(i + 4) * cols], w0, w1);
+                for g in 0..4 {
+                    out[(i + g) * rows + j] = d[0][g];
+                    out[(i + g) * rows + j + 1] = d[1][g];
+                }
+                i += 4;
+            }
+            for i in i..n {
+                let xi = &x[i * cols..(i + 1) * cols];
+                out[i * rows + j] = D::dot1(xi, w0);
+                out[i * rows + j + 1] = D::dot1(xi, w1);
+            }
+            j += 2;
+        }
+    }
+    for j in j..rows {
+        let wj = w.row(j, cols, &mut buf0);
+        for i in 0..n {
+            out[i * rows + j] = D::dot1(&x[i * cols..(i + 1) * cols], wj);
+        }
+    }
+}
+
+/// Plain Rust, 8 lanes per row so the compiler can vectorise it (f32 addition is not
+/// associative: the compiler keeps the order it is given).
+struct Portable;
+
+impl Portable {
+    #[inline(always)]
+    fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
+        const LANES: usize = 8;
+        let cols = w.len();
+        let body = cols / LANES * LANES;
+        let mut acc = [[0f32; LANES]; R];
+        for c in (0..body).step_by(LANES) {
+            let wc = &w[c..c + LANES];
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xc = &x[r * cols + c..r * cols + c + LANES];
+                for l in 0..LANES {
+                    a[l] += xc[l] * wc[l];
+                }
+            }
+        }
+        let mut sums = [0f32; R];
+        for (r, s) in sums.iter_mut().enumerate() {
+            let a = &acc[r];
+            *s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+            for k in body..cols {
+                *s += x[r * cols + k] * w[k];
+            }
+        }
+        sums
+    }
+}
+
+impl Dots for Portable {
+    #[inline(always)]
+    fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
+        [Portable::dots::<4>(x, w0), Portable::dots::<4>(x, w1)]
+    }
+
+    #[inline(always)]
+    fn dot1(x: &[f32], w: &[f32]) -> f32 {
+        Portable::dots::<1>(x, w)[0]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether f16 weights can stay f16 (widened on the fly by the CPU).
+fn wide_f16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{mul_t_rows, Dots, Rows};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn mul_t_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        mul_t_rows::<_, Avx2>(w, rows, cols, x, out);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn mul_t_f16(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out);
+    }
+
+    /// Only used inlined into the functions above, which have AVX2, FMA and F16C.
+    struct Avx2;
+
+    /// The sum of the 8 lanes.
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+    }
+
+    impl Dots for Avx2 {
+        #[inline(always)]
+        fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
+            let cols = w0.len();
+            assert!(x.len() >= 4 * cols && w1.len() == cols);
+            let body = cols / 8 * 8;
+            // SAFETY: every load is within x[..4 * cols], w0 or w1 (checked above); the
+            // CPU has AVX2 and FMA (see the struct). 8 accumulators + 3 operands fit the 16
+            // vector registers.
+            unsafe {
+                let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
+                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+                for c in (0..body).step_by(8) {
+                    let (v0, v1) = (_mm256_loadu_ps(p0.add(c)), _mm256_loadu_ps(p1.add(c)));
+                    for r in 0..4 {
+                        let xv = _mm256_loadu_ps(xp.add(r * cols + c));
+                        acc[0][r] = _mm256_fmadd_ps(xv, v0, acc[0][r]);
+                        acc[1][r] = _mm256_fmadd_ps(xv, v1, acc[1][r]);
+                    }
+                }
+                let mut out = [[0f32; 4]; 2];
+                for (k, wk) in [w0, w1].into_iter().enumerate() {
+                    for r in 0..4 {
+                        out[k][r] = hsum(acc[k][r]) + (body..cols).map(|c| x[r * cols + c] * wk[c]).sum::<f32>();
+                    }
+                }
+                out
+            }
+        }
+
+        #[inline(always)]
+        fn dot1(x: &[f32], w: &[f32]) -> f32 {
+            let cols = w.len();
+            assert!(x.len() >= cols);
+            let body = cols / 32 * 32;
+            // SAFETY: as in dot4x2; four accumulators hide the FMA latency.
+            unsafe {
+                let (xp, wp) = (x.as_ptr(), w.as_ptr());
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for c in (0..body).step_by(32) {
+                    for (u, a) in acc.iter_mut().enumerate() {
+                        let k = c + 8 * u;
+                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(k)), _mm256_loadu_ps(wp.add(k)), *a);
+                    }
+                }
+                let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                hsum(v) + (body..cols).map(|k| x[k] * w[k]).sum::<f32>()
+            }
+        }
+    }
+
+    struct F16Rows<'a>(&'a [f16]);
+
+    impl Rows for F16Rows<'_> {
+        /// Only called inlined into `mul_t_f16`, which has F16C.
+        #[inline(always)]
+        fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut [f32]) -> &'b [f32] {
+            let src = &self.0[j * cols..(j + 1) * cols];
+            let body = cols / 8 * 8;
+            for c in (0..body).step_by(8) {
+                // SAFETY: c + 8 <= cols for both slices (unaligned loads and stores).
+                unsafe {
+                    let h = _mm_loadu_si128(src.as_ptr().add(c) as *const __m128i);
+                    _mm256_storeu_ps(buf.as_mut_ptr().add(c), _mm256_cvtph_ps(h));
+                }
+            }
+            for c in body..cols {
+                buf[c] = src[c].to_f32();
+            }
+            &buf[..cols]
+        }
+    }
+}
+
+/// The product as a candle op, so it takes the input's storage without a copy.
+struct MulT<'a>(&'a Matrix);
+
+impl CustomOp1 for MulT<'_> {
+    fn name(&self) -> &'static str {
+        "matrix-mul-t"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let m = self.0;
+        let (n, cols) = layout.shape().dims2()?;
+        if cols != m.cols {
+            candle_core::bail!("matrix product: input has {cols} columns, the weight {}", m.cols);
+        }
+        let CpuStorage::F32(all) = storage else { candle_core::bail!("matrix product: input must be f32") };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("matrix product: input must be contiguous")
+        };
+        let mut out = vec![0f32; n * m.rows];
+        m.mul_t(&all[start..end], &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((n, m.rows))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 23) as f32 - 1.0).collect()
+    }
+
+    fn reference(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+        let n = x.len() / cols;
+        let mut out = vec![0f32; n * rows];
+        for i in 0..n {
+            for j in 0..rows {
+                out[i * rows + j] = (0..cols).map(|c| x[i * cols + c] as f64 * w[j * cols + c] as f64).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what}: element {k}: {g} vs {w}");
+        }
+    }
+
+    /// Shapes that hit every path: 1-3 input rows (decoding), tiles of 4 with a remainder,
+    /// an odd number of weight rows, and widths that are not multiples of 8 or 32.
+    const SHAPES: [(usize, usize, usize); 6] = [(1, 5, 64), (3, 7, 37), (4, 2, 8), (9, 5, 33), (6, 3, 100), (13, 17, 256)];
+
+    #[test]
+    fn products_match_a_float64_reference_in_f32_and_f16() {
+        for (n, rows, cols) in SHAPES {
+            let x = values(n * cols, 1);
+            let w = values(rows * cols, 2);
+            let m = Matrix::from_f32(rows, cols, w.clone());
+            let mut out = vec![0f32; n * rows];
+            m.mul_t(&x, &mut out);
+            assert_close(&out, &reference(&w, rows, cols, &x), &format!("f32 {n}x{rows}x{cols}"));
+
+            // f16 storage multiplies exactly the values an f32 copy of it holds.
+            let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let widened: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
+            let m = Matrix::from_f16(rows, cols, halves);
+            m.mul_t(&x, &mut out);
+            assert_close(&out, &reference(&widened, rows, cols, &x), &format!("f16 {n}x{rows}x{cols}"));
+            assert_eq!(m.row(rows - 1), widened[(rows - 1) * cols..]);
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_matches_too() {
+        for (n, rows, cols) in SHAPES {
+            let (x, w) = (values(n * cols, 3), values(rows * cols, 4));
+            let mut out = vec![0f32; n * rows];
+            mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, &x, &mut out);
+            assert_close(&out, &reference(&w, rows, cols, &x), &format!("portable {n}x{rows}x{cols}"));
+        }
+    }
+
+    #[test]
+    fn a_tensor_of_the_wrong_width_is_an_error() {
+        let m = Matrix::from_f32(2, 3, vec![0.0; 6]);
+        let x = Tensor::zeros((1, 4), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        assert!(m.apply(&x).is_err());
+    }
+}
