@@ -24,9 +24,15 @@ pub fn argmax_confidence(logits: &[f32], measure: ConfidenceMeasure) -> (u32, f6
     (best.0 as u32, conf)
 }
 
-/// The argmax of one row (first index on ties).
+/// The argmax of one row (first index on ties), without the softmax.
 pub fn argmax(logits: &[f32]) -> u32 {
-    argmax_confidence(logits, ConfidenceMeasure::MaxProb).0
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0 as u32
 }
 
 #[cfg(test)]
@@ -49,5 +55,7 @@ mod tests {
     fn ties_pick_the_first_index_with_zero_gap() {
         let (id, gap) = argmax_confidence(&[0.5, 2.0, 2.0], ConfidenceMeasure::Top2Gap);
         assert_eq!((id, gap), (1, 0.0));
+        assert_eq!(argmax(&[0.5, 2.0, 2.0]), 1);
+        assert_eq!(argmax(&[-3.0, -1.0, -2.0]), 1);
     }
 }

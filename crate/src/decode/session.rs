@@ -50,6 +50,15 @@ impl<'m, 't> Session<'m, 't> {
     ) -> Result<Self> {
         let DecodeSettings { strategy, measure, max_new_tokens } = settings;
         strategy.validate(model.num_decoder_blocks())?;
+        // A bound, so a mistyped limit cannot keep a page busy for hours.
+        let limit = model.config().max_input_tokens;
+        if max_new_tokens > limit {
+            return Err(Error::InvalidSetting {
+                setting: "max_new_tokens",
+                value: max_new_tokens.to_string(),
+                reason: format!("this model generates at most {limit} tokens (n_positions in its config.json); ask for fewer"),
+            });
+        }
         match &mut threshold {
             Threshold::Fixed(t) => check_threshold(*t)?,
             Threshold::Adaptive(est) => est.start_sequence(),
