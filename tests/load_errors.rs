@@ -52,6 +52,37 @@ fn free_json_with_the_exit_outside_the_decoder_is_refused() {
 }
 
 #[test]
+fn free_json_with_an_unknown_field_names_it() {
+    let fx = &fixtures()[0];
+    let free = br#"{"shallow_exit_layer": 1, "treshold": 0.5}"#;
+    let err = Pipeline::from_files(&ModelFiles { free: Some(free), ..fx.files() }).err().unwrap();
+    assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{err}");
+    assert!(err.to_string().contains("treshold"), "{err}");
+}
+
+#[test]
+fn safetensors_whose_header_lies_are_malformed() {
+    let fx = &fixtures()[0];
+    let header_len = u64::from_le_bytes(fx.weights[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&fx.weights[8..8 + header_len]).unwrap();
+    // A header claiming more data than the file holds, and one whose length field points
+    // past the end of the file.
+    let first_end = header.find("\"data_offsets\":[").map(|i| i + "\"data_offsets\":[".len()).unwrap();
+    let comma = first_end + header[first_end..].find(',').unwrap();
+    let close = comma + header[comma..].find(']').unwrap();
+    let lying = format!("{}{}{}", &header[..comma + 1], u32::MAX, &header[close..]);
+    let mut bytes = (lying.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(lying.as_bytes());
+    bytes.extend_from_slice(&fx.weights[8 + header_len..]);
+    let mut too_long = fx.weights.to_vec();
+    too_long[..8].copy_from_slice(&(fx.weights.len() as u64 * 2).to_le_bytes());
+    for (what, weights) in [("offsets", bytes), ("header length", too_long)] {
+        let err = Pipeline::from_files(&ModelFiles { weights: &weights, ..fx.files() }).err().unwrap();
+        assert!(matches!(err, Error::Malformed { file: ModelFile::Weights, .. }), "{what}: {err}");
+    }
+}
+
+#[test]
 fn a_stock_hf_folder_without_free_json_loads() {
     let fx = &fixtures()[1];
     let p = Pipeline::from_files(&ModelFiles { free: None, ..fx.files() }).unwrap();
