@@ -7,6 +7,7 @@
 #     linked into rustup as the toolchain "system" plus a wasm32 std built here once.
 #     scripts/env.sh then picks whichever is installed; FREE_WASM_RUST=rustup|system forces one.
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, and wasm-pack
+#   - a nightly toolchain and cargo-fuzz (scripts/fuzz.sh)
 #   - Debian's chromium + chromium-driver (headless browser tests; WebGPU via SwiftShader),
 #     mesa-vulkan-drivers + libvulkan1 (lavapipe: native WebGPU/Vulkan without a GPU), lz4
 #   - the front-end's npm dependencies (www/, `npm ci` from the committed lockfile)
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 WASM_PACK_VERSION=0.15.1
+CARGO_FUZZ_VERSION=0.13.2
 APT_PACKAGES=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 lz4)
 FALLBACK_APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22)
 WASM_TARGET=wasm32-unknown-unknown
@@ -268,6 +270,28 @@ ensure_npm_deps() {
   fi
 }
 
+# Fuzzing (scripts/fuzz.sh): cargo-fuzz needs a nightly toolchain for libFuzzer's sanitizers.
+ensure_fuzz() {
+  if ! command -v rustup >/dev/null 2>&1; then
+    say "fuzzing: no rustup, so no nightly toolchain; scripts/fuzz.sh will not run (install rustup from https://rustup.rs)"
+    return
+  fi
+  if rustup toolchain list | grep -q '^nightly'; then
+    say "nightly toolchain (fuzzing): present"
+  else
+    say "nightly toolchain (fuzzing): installing"
+    timeout 600 rustup toolchain install nightly --profile minimal ||
+      die "rustup toolchain install nightly failed; cargo fuzz needs it (check the network to static.rust-lang.org)"
+  fi
+  if command -v cargo-fuzz >/dev/null 2>&1; then
+    say "cargo-fuzz: present"
+  else
+    say "cargo-fuzz: installing (a few minutes)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked ||
+      die "cargo install cargo-fuzz failed; see cargo's message above"
+  fi
+}
+
 # ------------------------------------------------------------------------ main
 start=$SECONDS
 apt_ensure "${APT_PACKAGES[@]}"
@@ -285,6 +309,7 @@ say "toolchain for the project: $FREE_WASM_RUST ($(rustc -V))"
 
 ensure_wasm_bindgen
 ensure_wasm_pack
+ensure_fuzz
 ensure_npm_deps
 if [ -x scripts/setup-train.sh ]; then
   scripts/setup-train.sh || die "scripts/setup-train.sh failed; see its message above"

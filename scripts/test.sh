@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
-# Chromium through wasm-pack, the demo page end to end, and the training package's pytest suite.
+# Chromium through wasm-pack, the demo page end to end, a short fuzzing run of the model-file
+# parsers, and the training package's pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,9 @@ wasm-pack test --headless --chrome
 
 step "demo page in headless Chromium"
 bash scripts/page-smoke.sh
+
+step "fuzz smoke (scripts/fuzz.sh, 15 s per target)"
+bash scripts/fuzz.sh 15
 
 if [ -d train/tests ]; then
   step "training package tests (pytest)"

@@ -10,10 +10,14 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Malformed {
+        let malformed = |e: serde_json::Error| Error::Malformed {
             file: ModelFile::Tokenizer,
             reason: format!("{e}; expected a Hugging Face tokenizers JSON file"),
-        })?;
+        };
+        // JSON syntax is checked first: tokenizers 0.23 panics, instead of returning an
+        // error, on a syntax error inside the decoder section (found by fuzz/tokenizer).
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+        let inner = serde_json::from_value(json).map_err(malformed)?;
         Ok(Tokenizer { inner })
     }
 

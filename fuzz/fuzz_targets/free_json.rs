@@ -1,0 +1,11 @@
+//! free.json: any bytes, with the fixture's other files.
+#![no_main]
+#[path = "common.rs"]
+mod common;
+
+use free_wasm::ModelFiles;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    common::load_and_generate(&ModelFiles { config: common::CONFIG, weights: common::WEIGHTS, tokenizer: common::TOKENIZER, free: Some(data) });
+});
