@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of a model folder with cargo-fuzz (libFuzzer, nightly toolchain):
 #   scripts/fuzz.sh [SECONDS per target, default 60] [TARGET ...]
+#   FUZZ_SEED=1 scripts/fuzz.sh 15    # a fixed libFuzzer seed (CI's smoke run)
 # Targets (fuzz/fuzz_targets): safetensors, config, free_json, tokenizer. Each mutates one
 # file of the v1.1 fixture, loads the model and generates with every strategy. New inputs
 # that reach new code go to fuzz/corpus/TARGET; a crash stops the run, is saved under
@@ -27,5 +28,6 @@ for t in "${targets[@]}"; do
   case "$t" in tokenizer) max_len=65536 ;; *) max_len=8192 ;; esac
   echo "== fuzz $t for ${secs}s"
   cargo +nightly fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    ${FUZZ_SEED:+-seed="$FUZZ_SEED"}
 done
