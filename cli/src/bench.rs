@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use free_wasm::decode::{DecodeSettings, Session, Threshold};
 use free_wasm::metrics;
-use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
+use free_wasm::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,15 +64,18 @@ pub struct Contender {
     pub adaptive: Option<AdaptiveThreshold>,
 }
 
-/// The bench's strategies: full, static, calm, free-fixed, free-adaptive, free-exact.
+/// The bench's strategies: full, static, calm, free-fixed, free-adaptive (our threshold
+/// rule), free-adaptive-ref (the reference implementation's rule and data), free-exact.
 pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings) -> Vec<Contender> {
     let with = |strategy, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
+    let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, ..bmm.clone() };
     vec![
         Contender { name: "full", options: with(StrategyName::Full, None), adaptive: None },
         Contender { name: "static", options: with(StrategyName::Static, None), adaptive: None },
         Contender { name: "calm", options: with(StrategyName::Calm, Some(fixed_threshold)), adaptive: None },
         Contender { name: "free-fixed", options: with(StrategyName::Free, Some(fixed_threshold)), adaptive: None },
         Contender { name: "free-adaptive", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(bmm.clone())) },
+        Contender { name: "free-adaptive-ref", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(reference)) },
         Contender { name: "free-exact", options: with(StrategyName::FreeExact, Some(fixed_threshold)), adaptive: None },
     ]
 }

@@ -21,8 +21,9 @@ const USAGE: &str = "usage:
       and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
   free bench --model DIR --data FILE.jsonl [--task T] [--limit N] [--threshold X]
              [--max-new-tokens N] [--json OUT.json]
-      runs full, static, calm, free-fixed, free-adaptive and free-exact on the same
-      examples, interleaved, and prints a table per task (and writes JSON).";
+      runs full, static, calm, free-fixed, free-adaptive (our threshold rule),
+      free-adaptive-ref (the reference's rule) and free-exact on the same examples,
+      interleaved, and prints a table per task (and writes JSON).";
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
