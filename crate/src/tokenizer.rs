@@ -8,6 +8,35 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
 }
 
+/// tokenizers 0.23 trusts that every special token a `TemplateProcessing` template names is
+/// in its `special_tokens` and panics while encoding when one is not (found by
+/// fuzz/tokenizer), so that is checked here, in the post-processor and in any `Sequence`.
+fn check_templates(processor: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    match processor.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            for inner in processor.get("processors").and_then(Value::as_array).into_iter().flatten() {
+                check_templates(inner)?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let known = processor.get("special_tokens").and_then(Value::as_object);
+            for template in ["single", "pair"] {
+                for piece in processor.get(template).and_then(Value::as_array).into_iter().flatten() {
+                    let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) else { continue };
+                    if !known.is_some_and(|k| k.contains_key(id)) {
+                        return Err(format!(
+                            "its post_processor's {template} template uses the special token {id:?}, which its special_tokens do not define"
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Tokenizer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let malformed = |e: serde_json::Error| Error::Malformed {
@@ -17,6 +46,9 @@ impl Tokenizer {
         // JSON syntax is checked first: tokenizers 0.23 panics, instead of returning an
         // error, on a syntax error inside the decoder section (found by fuzz/tokenizer).
         let json: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+        if let Some(processor) = json.get("post_processor") {
+            check_templates(processor).map_err(|reason| Error::Malformed { file: ModelFile::Tokenizer, reason })?;
+        }
         let inner = serde_json::from_value(json).map_err(malformed)?;
         Ok(Tokenizer { inner })
     }
