@@ -1,12 +1,18 @@
 //! The JavaScript API in headless Chromium: load from bytes, generate, get JS values back,
-//! and errors as JS `Error`s with the library's message.
+//! errors as JS `Error`s with the library's message; streaming generation (entries as each
+//! step decides them, cancelled by a rejected promise), and dispose (clear errors after it,
+//! memory reused by the next model).
 #![cfg(target_arch = "wasm32")]
 
 mod common;
 
 use common::fixtures;
 use free_wasm::wasm::FreeModel;
-use wasm_bindgen::JsValue;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -29,7 +35,7 @@ fn generate_returns_text_and_the_hf_tokens() {
         assert_eq!(tokens, &case.generated[..case.generated.len() - eos as usize]);
         assert_eq!(field(&out, "finished").as_bool(), Some(eos));
         assert!(field(&out, "text").as_string().is_some());
-        assert_eq!(model.shallow_exit_layer(), Some(if fx.name == "t5-v10" { 1 } else { 2 }));
+        assert_eq!(model.shallow_exit_layer().unwrap(), Some(if fx.name == "t5-v10" { 1 } else { 2 }));
     }
 }
 
@@ -59,4 +65,154 @@ fn a_bad_file_is_a_js_error_naming_it() {
     let err = FreeModel::load(fx.config, &fx.weights[..100], fx.tokenizer, None).err().unwrap();
     let message = js_sys::Error::from(JsValue::from(err)).message().as_string().unwrap();
     assert!(message.contains("model.safetensors is malformed"), "{message}");
+}
+
+fn message(err: JsValue) -> String {
+    js_sys::Error::from(err).message().as_string().unwrap()
+}
+
+fn options(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).unwrap()
+}
+
+fn json(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v).unwrap().as_string().unwrap()
+}
+
+/// An `onStep` callback that records its calls and returns what `reply(call number)` says.
+fn recorder(
+    reply: impl Fn(usize) -> JsValue + 'static,
+) -> (js_sys::Function, Rc<RefCell<Vec<(u32, Vec<JsValue>)>>>, Closure<dyn FnMut(u32, JsValue) -> JsValue>) {
+    let calls: Rc<RefCell<Vec<(u32, Vec<JsValue>)>>> = Rc::default();
+    let record = Rc::clone(&calls);
+    let closure = Closure::wrap(Box::new(move |from: u32, entries: JsValue| {
+        let mut calls = record.borrow_mut();
+        calls.push((from, js_sys::Array::from(&entries).to_vec()));
+        reply(calls.len())
+    }) as Box<dyn FnMut(u32, JsValue) -> JsValue>);
+    (closure.as_ref().unchecked_ref::<js_sys::Function>().clone(), calls, closure)
+}
+
+async fn tick() {
+    JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn streamed_entries_rebuild_the_final_trace_and_the_tokens_match_generate() {
+    let fx = &fixtures()[1];
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let text = &fx.expected().cases[1].text;
+    // Threshold 0: every token leaves at the shallow exit, so deep passes annotate stacked
+    // entries and exact mode rolls back: steps change earlier entries, not just add one.
+    let opts = r#"{"strategy": "free-exact", "threshold": 0, "maxNewTokens": 16}"#;
+    let whole = model.generate(text, options(opts)).unwrap();
+    let (on_step, calls, _keep) = recorder(|_| js_sys::Promise::resolve(&JsValue::UNDEFINED).into());
+    let streamed = JsFuture::from(model.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap();
+
+    assert_eq!(json(&field(&streamed, "tokens")), json(&field(&whole, "tokens")));
+    assert_eq!(json(&field(&streamed, "trace")), json(&field(&whole, "trace")));
+    assert_eq!(json(&field(&streamed, "counters")), json(&field(&whole, "counters")));
+    let rollbacks = field(&field(&whole, "counters"), "rollbacks").as_f64().unwrap();
+    assert!(rollbacks > 0.0, "the input should make exact mode roll back");
+
+    let mut rebuilt: Vec<JsValue> = Vec::new();
+    let mut changed_earlier = false;
+    for (from, entries) in calls.borrow().iter() {
+        let from = *from as usize;
+        assert!(from <= rebuilt.len(), "a step replaced entries from {from} but only {} were sent", rebuilt.len());
+        changed_earlier |= from < rebuilt.len();
+        rebuilt.truncate(from);
+        rebuilt.extend(entries.iter().cloned());
+    }
+    assert!(changed_earlier, "some step should have revised an earlier entry");
+    let rebuilt: js_sys::Array = rebuilt.into_iter().collect();
+    assert_eq!(json(&rebuilt), json(&field(&whole, "trace")));
+}
+
+#[wasm_bindgen_test]
+async fn a_rejected_step_promise_cancels_with_its_own_value_and_frees_the_model() {
+    let fx = &fixtures()[1];
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let text = &fx.expected().cases[1].text;
+    let opts = r#"{"strategy": "full", "maxNewTokens": 16}"#;
+    let abort = js_sys::Error::new("stopped by the test");
+    abort.set_name("AbortError");
+    let reason = JsValue::from(abort.clone());
+    let (on_step, calls, _keep) =
+        recorder(move |n| if n == 3 { js_sys::Promise::reject(&reason).into() } else { JsValue::UNDEFINED });
+    let err = JsFuture::from(model.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap_err();
+    assert!(js_sys::Object::is(&err, &abort), "the rejection should be the step's own value, got {err:?}");
+    assert_eq!(calls.borrow().len(), 3, "no step after the cancelling one");
+    // The model is usable again and decodes as if nothing had happened.
+    let again = model.generate(text, options(opts)).unwrap();
+    let tokens: Vec<u32> = serde_wasm_bindgen::from_value(field(&again, "tokens")).unwrap();
+    // Hugging Face's greedy output runs 24 tokens without EOS for this case.
+    assert_eq!(tokens, &fx.expected().cases[1].generated[..16]);
+}
+
+#[wasm_bindgen_test]
+async fn busy_and_disposed_models_say_what_to_do() {
+    let fx = &fixtures()[0];
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let text = fx.expected().cases[0].text.clone();
+    // The first step's promise stays pending until the test resolves it, so the generation
+    // holds the model meanwhile.
+    let release: Rc<RefCell<Option<js_sys::Function>>> = Rc::default();
+    let release_in = Rc::clone(&release);
+    let (on_step, calls, _keep) = recorder(move |n| {
+        if n > 1 {
+            return JsValue::UNDEFINED;
+        }
+        let mut keep = |resolve: js_sys::Function, _reject: js_sys::Function| *release_in.borrow_mut() = Some(resolve);
+        js_sys::Promise::new(&mut keep).into()
+    });
+    let running = model.generate_streaming(text.clone(), options(r#"{"strategy": "free", "maxNewTokens": 8}"#), on_step);
+    for _ in 0..100 {
+        if !calls.borrow().is_empty() {
+            break;
+        }
+        tick().await;
+    }
+    assert_eq!(calls.borrow().len(), 1);
+    let busy = "this FreeModel is generating; await the running generate (or abort it with its AbortSignal) first";
+    assert_eq!(message(model.dispose().unwrap_err().into()), busy);
+    assert_eq!(message(model.generate(&text, JsValue::UNDEFINED).unwrap_err().into()), busy);
+    release.borrow().as_ref().unwrap().call0(&JsValue::NULL).unwrap();
+    JsFuture::from(running).await.unwrap();
+
+    model.dispose().unwrap();
+    model.dispose().unwrap();
+    let disposed = "this FreeModel was disposed; load the model again with FreeModel.load to use it";
+    assert_eq!(message(model.generate(&text, JsValue::UNDEFINED).unwrap_err().into()), disposed);
+    assert_eq!(message(model.adaptive_state().unwrap_err().into()), disposed);
+    assert_eq!(message(model.decoder_blocks().unwrap_err().into()), disposed);
+    let (on_step, _, _keep) = recorder(|_| JsValue::UNDEFINED);
+    let err = JsFuture::from(model.generate_streaming(text, JsValue::UNDEFINED, on_step)).await.unwrap_err();
+    assert_eq!(message(err), disposed);
+}
+
+#[wasm_bindgen_test]
+fn loading_after_dispose_reuses_the_memory() {
+    let fx = &fixtures()[0];
+    let memory_bytes = || js_sys::WebAssembly::Memory::from(wasm_bindgen::memory()).buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length();
+    // The disposed objects stay referenced, as a page's variables may keep them: only
+    // dispose, not the JS garbage collector, gives their memory back.
+    let mut kept = Vec::new();
+    let mut cycle = || {
+        let model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+        assert_eq!(model.decoder_blocks().unwrap(), 4);
+        model.dispose().unwrap();
+        kept.push(model);
+    };
+    for _ in 0..3 {
+        cycle();
+    }
+    let settled = memory_bytes();
+    for _ in 0..30 {
+        cycle();
+    }
+    // Without dispose each cycle would keep a copy of the weights (30 x 1.2 MB here); the
+    // allocator may still round a little, so allow less than one model's worth of growth.
+    let grown = memory_bytes() - settled;
+    assert!((grown as usize) < fx.weights.len(), "memory grew by {grown} bytes over 30 load/dispose cycles");
 }

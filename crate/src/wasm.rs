@@ -1,10 +1,20 @@
 //! The JavaScript API (wasm-bindgen): converts JS values to library calls and back, nothing
 //! else. Errors become `Error` objects whose message is the library's own.
+//!
+//! The npm package wraps this in a typed API (js/src/index.ts); this layer adds what the
+//! wrapper cannot do from outside: a generation that hands each decided trace entry to a
+//! callback and awaits the callback's promise between steps (so the page's event loop runs
+//! and an `AbortSignal` can stop it), and `dispose`, which frees the model's memory while
+//! the JS object may still be referenced.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
-use crate::decode::{Counters, TokenTrace};
+use crate::decode::{Counters, Session, Threshold, TokenTrace};
 use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline};
 
 #[wasm_bindgen(start)]
@@ -13,10 +23,17 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+const DISPOSED: &str = "this FreeModel was disposed; load the model again with FreeModel.load to use it";
+const BUSY: &str = "this FreeModel is generating; await the running generate (or abort it with its AbortSignal) first";
+
 /// A loaded model: T5 weights, tokenizer and early-exit settings.
+///
+/// The pipeline sits behind `Rc<RefCell<…>>` because a streaming generation is a promise
+/// that outlives the call which started it and holds the model mutably (the adaptive
+/// threshold learns) across its awaits; `None` once disposed.
 #[wasm_bindgen]
 pub struct FreeModel {
-    pipeline: Pipeline,
+    pipeline: Rc<RefCell<Option<Pipeline>>>,
 }
 
 /// What `generate` returns to JavaScript.
@@ -38,6 +55,22 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     Ok(value.serialize(&serializer)?)
 }
 
+fn parse_options(options: JsValue) -> Result<GenerateOptions, JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(GenerateOptions::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("invalid generate options: {e}")))
+}
+
+/// Runs `f` on the loaded pipeline, or says why there is none to use.
+fn with_pipeline<T>(
+    cell: &RefCell<Option<Pipeline>>,
+    f: impl FnOnce(&mut Pipeline) -> Result<T, JsError>,
+) -> Result<T, JsError> {
+    let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
+    f(guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?)
+}
+
 #[wasm_bindgen]
 impl FreeModel {
     /// Loads a model from the bytes of its files; `free` (free.json) may be omitted.
@@ -48,51 +81,110 @@ impl FreeModel {
         free: Option<Vec<u8>>,
     ) -> Result<FreeModel, JsError> {
         let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
-        Ok(FreeModel { pipeline: Pipeline::from_files(&files)? })
+        Ok(FreeModel { pipeline: Rc::new(RefCell::new(Some(Pipeline::from_files(&files)?))) })
     }
 
-    /// Generates from `text`. `options`: `{ strategy: "full" | "static" | "calm" | "free" |
-    /// "free-exact", threshold?: number, maxNewTokens?: number, exitLayer?: number }`;
-    /// without a threshold FREE uses its adaptive one. Returns `{ text, tokens, finished,
-    /// truncatedInputTokens, trace, counters }`.
+    /// Generates from `text` in one call (the page waits until it is done). `options`:
+    /// `{ strategy: "full" | "static" | "calm" | "free" | "free-exact", threshold?: number,
+    /// maxNewTokens?: number, exitLayer?: number, task?: string }`; without a threshold FREE
+    /// uses its adaptive one. Returns `{ text, tokens, finished, truncatedInputTokens, trace,
+    /// counters }`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
-        let options: GenerateOptions = if options.is_undefined() || options.is_null() {
-            GenerateOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("invalid generate options: {e}")))?
-        };
-        let out = self.pipeline.generate(text, &options)?;
-        to_js(&GenerateOutput {
-            text: out.text,
-            tokens: out.generation.tokens,
-            finished: out.generation.finished,
-            truncated_input_tokens: out.truncated_input_tokens,
-            trace: out.generation.trace,
-            counters: out.generation.counters,
+        let options = parse_options(options)?;
+        with_pipeline(&self.pipeline, |p| {
+            let out = p.generate(text, &options)?;
+            to_js(&GenerateOutput {
+                text: out.text,
+                tokens: out.generation.tokens,
+                finished: out.generation.finished,
+                truncated_input_tokens: out.truncated_input_tokens,
+                trace: out.generation.trace,
+                counters: out.generation.counters,
+            })
+        })
+    }
+
+    /// Generates like `generate`, one decoder step at a time: after each step it calls
+    /// `onStep(from, entries)`, where `entries` replace the trace from index `from` on (new
+    /// tokens, and earlier ones a deep pass annotated or a rollback dropped), and awaits
+    /// what `onStep` returns when that is a promise. If that promise rejects, generation
+    /// stops and the returned promise rejects with the same value (an `AbortError`, say);
+    /// the adaptive threshold keeps what it learned until then. Resolves to what
+    /// `generate` returns.
+    #[wasm_bindgen(js_name = generateStreaming)]
+    pub fn generate_streaming(&self, text: String, options: JsValue, on_step: js_sys::Function) -> js_sys::Promise {
+        let cell = Rc::clone(&self.pipeline);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let options = parse_options(options)?;
+            // Held across the awaits below: a second generate or a dispose meanwhile gets
+            // the BUSY error instead of a model changing under this generation.
+            let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
+            let p = guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?;
+            let (ids, truncated_input_tokens) = p.encode_input(&text, options.task.as_deref()).map_err(JsError::from)?;
+            let (settings, fixed) = p.settings(&options).map_err(JsError::from)?;
+            let threshold = match fixed {
+                Some(t) => Threshold::Fixed(t),
+                None => Threshold::Adaptive(&mut p.adaptive),
+            };
+            let encoded = p.model.encode(&ids).map_err(JsError::from)?;
+            let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(JsError::from)?;
+            let with_text = |entries: &[TokenTrace]| -> Vec<TokenTrace> {
+                entries.iter().map(|e| TokenTrace { text: p.tokenizer.token_text(e.token), ..e.clone() }).collect()
+            };
+            while session.finished().is_none() {
+                let from = session.step().map_err(JsError::from)?;
+                let entries = to_js(&with_text(&session.trace()[from..]))?;
+                let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
+                JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
+            }
+            let tokens = session.tokens().to_vec();
+            let finished = session.finished() == Some(true);
+            let trace = with_text(session.trace());
+            let counters = session.counters().clone();
+            drop(session);
+            let text = p.tokenizer.decode(&tokens).map_err(JsError::from)?;
+            Ok(to_js(&GenerateOutput { text, tokens, finished, truncated_input_tokens, trace, counters })?)
         })
     }
 
     /// The adaptive threshold's state: `{ threshold, fit, consistentPoints, ... }`.
     #[wasm_bindgen(js_name = adaptiveState)]
     pub fn adaptive_state(&self) -> Result<JsValue, JsError> {
-        to_js(&self.pipeline.adaptive.state())
+        with_pipeline(&self.pipeline, |p| to_js(&p.adaptive.state()))
     }
 
     /// Forgets what the adaptive threshold learned.
     #[wasm_bindgen(js_name = resetAdaptive)]
-    pub fn reset_adaptive(&mut self) {
-        self.pipeline.adaptive.reset();
+    pub fn reset_adaptive(&mut self) -> Result<(), JsError> {
+        with_pipeline(&self.pipeline, |p| {
+            p.adaptive.reset();
+            Ok(())
+        })
     }
 
     /// The number of decoder blocks.
     #[wasm_bindgen(js_name = decoderBlocks)]
-    pub fn decoder_blocks(&self) -> usize {
-        self.pipeline.model.num_decoder_blocks()
+    pub fn decoder_blocks(&self) -> Result<usize, JsError> {
+        with_pipeline(&self.pipeline, |p| Ok(p.model.num_decoder_blocks()))
     }
 
     /// The shallow exit from free.json, if the model has one.
     #[wasm_bindgen(js_name = shallowExitLayer)]
-    pub fn shallow_exit_layer(&self) -> Option<usize> {
-        self.pipeline.free.as_ref().map(|f| f.shallow_exit_layer)
+    pub fn shallow_exit_layer(&self) -> Result<Option<usize>, JsError> {
+        with_pipeline(&self.pipeline, |p| Ok(p.free.as_ref().map(|f| f.shallow_exit_layer)))
+    }
+
+    /// The task names `generate`'s `task` accepts (free.json's, or T5's own).
+    pub fn tasks(&self) -> Result<Vec<String>, JsError> {
+        with_pipeline(&self.pipeline, |p| Ok(p.tasks.keys().cloned().collect()))
+    }
+
+    /// Frees the model's weights, caches and tokenizer now, rather than whenever the JS
+    /// object is collected; every later call fails with an error saying so. Disposing
+    /// twice is harmless.
+    pub fn dispose(&self) -> Result<(), JsError> {
+        let mut guard = self.pipeline.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
+        *guard = None;
+        Ok(())
     }
 }
