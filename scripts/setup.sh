@@ -10,7 +10,8 @@
 #   - a nightly toolchain and cargo-fuzz (scripts/fuzz.sh)
 #   - Debian's chromium + chromium-driver (headless browser tests; WebGPU via SwiftShader),
 #     mesa-vulkan-drivers + libvulkan1 (lavapipe: native WebGPU/Vulkan without a GPU), lz4
-#   - the front-end's npm dependencies (www/, `npm ci` from the committed lockfile)
+#   - npm dependencies (`npm ci` from the committed lockfiles): the front-end's (www/) and
+#     the npm package's build and test tools (js/: typescript, vite, playwright-core)
 #   - the Python training venv (scripts/setup-train.sh, when present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -252,21 +253,24 @@ check_browser() {
   say "chromium + chromedriver $c: present"
 }
 
+# npm packages of one folder (www/: the demo page; js/: the npm package's build and test
+# tools), from its committed lockfile.
 ensure_npm_deps() {
-  [ -f www/package.json ] || return 0
-  command -v npm >/dev/null 2>&1 || die "www/package.json needs npm; install Node.js 20 and npm"
-  if [ -f www/package-lock.json ]; then
-    if [ -f www/node_modules/.package-lock.json ] &&
-      ! [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
-      say "npm dependencies (www/): up to date"
+  local dir=$1
+  [ -f "$dir/package.json" ] || return 0
+  command -v npm >/dev/null 2>&1 || die "$dir/package.json needs npm; install Node.js 20 and npm"
+  if [ -f "$dir/package-lock.json" ]; then
+    if [ -f "$dir/node_modules/.package-lock.json" ] &&
+      ! [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+      say "npm dependencies ($dir/): up to date"
       return
     fi
-    say "npm ci (www/)"
-    (cd www && npm ci --no-audit --no-fund) || die "npm ci in www/ failed; see npm's message above"
+    say "npm ci ($dir/)"
+    (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in $dir/ failed; see npm's message above"
   else
-    [ -d www/node_modules ] && { say "npm dependencies (www/): present (no package-lock.json: commit one)"; return; }
-    say "npm install (www/; no package-lock.json yet: commit the one it writes)"
-    (cd www && npm install --no-audit --no-fund) || die "npm install in www/ failed; see npm's message above"
+    [ -d "$dir/node_modules" ] && { say "npm dependencies ($dir/): present (no package-lock.json: commit one)"; return; }
+    say "npm install ($dir/; no package-lock.json yet: commit the one it writes)"
+    (cd "$dir" && npm install --no-audit --no-fund) || die "npm install in $dir/ failed; see npm's message above"
   fi
 }
 
@@ -310,7 +314,8 @@ say "toolchain for the project: $FREE_WASM_RUST ($(rustc -V))"
 ensure_wasm_bindgen
 ensure_wasm_pack
 ensure_fuzz
-ensure_npm_deps
+ensure_npm_deps www
+ensure_npm_deps js
 if [ -x scripts/setup-train.sh ]; then
   scripts/setup-train.sh || die "scripts/setup-train.sh failed; see its message above"
 fi

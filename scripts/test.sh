@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
-# Chromium through wasm-pack, the demo page end to end, a short fuzzing run of the model-file
+# Chromium through wasm-pack, the demo page end to end, the npm package installed from its
+# tarball into a fresh project, a short fuzzing run of the model-file
 # parsers, and the training package's pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ wasm-pack test --headless --chrome
 
 step "demo page in headless Chromium"
 bash scripts/page-smoke.sh
+
+step "npm package: pack, install into a fresh project, tsc --strict, Vite, headless Chromium"
+bash scripts/npm-install-test.sh
 
 step "fuzz smoke (scripts/fuzz.sh, 15 s per target)"
 FUZZ_SEED=1 bash scripts/fuzz.sh 15

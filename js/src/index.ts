@@ -1,0 +1,184 @@
+// free-wasm's JavaScript API: FREE early-exit decoding for T5 in the browser. A typed shell
+// over the wasm-bindgen bindings (free_wasm.js, built from crate/src/wasm.rs) that adds what
+// belongs to the page: fetching and caching the model files with progress, a promise per
+// generation that yields to the event loop between decoder steps (so pages stay responsive,
+// tokens stream and an AbortSignal cancels), and one generation at a time per model.
+
+import init, { FreeModel as RawModel } from "./free_wasm.js";
+import { loadFiles } from "./files.js";
+import type {
+  AdaptiveState,
+  Device,
+  GenerateOptions,
+  Generation,
+  LoadOptions,
+  ModelInfo,
+  ModelSource,
+  Strategy,
+  TraceEntry,
+} from "./types.js";
+
+export type * from "./types.js";
+
+let wasmReady: Promise<unknown> | undefined;
+
+/** Instantiates the WebAssembly module once (free_wasm_bg.wasm beside this file). */
+function initWasm(): Promise<unknown> {
+  wasmReady ??= init().catch((e: unknown) => {
+    wasmReady = undefined; // let a later load try again (e.g. after a network error)
+    throw e;
+  });
+  return wasmReady;
+}
+
+function backend(device: Device | undefined): "cpu" {
+  switch (device ?? "auto") {
+    case "auto":
+    case "cpu":
+      return "cpu";
+    case "webgpu":
+      throw new DOMException(
+        'device "webgpu": the WebGPU backend is not built yet in this version of free-wasm; use device "cpu" or "auto" (WebAssembly on the CPU)',
+        "NotSupportedError",
+      );
+    default:
+      throw new TypeError(`unknown device ${JSON.stringify(device)}; use "auto", "webgpu" or "cpu"`);
+  }
+}
+
+/** The options object the wasm layer reads (crate/src/pipeline.rs `GenerateOptions`). */
+interface WasmOptions {
+  strategy?: Strategy;
+  threshold?: number;
+  maxNewTokens?: number;
+  exitLayer?: number;
+  task?: string;
+}
+
+const OPTION_NAMES = ["task", "strategy", "threshold", "maxNewTokens", "exitLayer", "onToken", "signal"];
+
+function wasmOptions(options: GenerateOptions): WasmOptions {
+  // The wasm layer refuses unknown fields; the wrapper must too, or a typo such as
+  // `maxTokens` would silently generate with the default.
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(name)) {
+      throw new TypeError(`invalid generate options: unknown field "${name}"; the options are ${OPTION_NAMES.join(", ")}`);
+    }
+  }
+  const { task, strategy, threshold, maxNewTokens, exitLayer } = options;
+  const out: WasmOptions = {};
+  if (task !== undefined) out.task = task;
+  if (strategy !== undefined) out.strategy = strategy;
+  if (maxNewTokens !== undefined) out.maxNewTokens = maxNewTokens;
+  if (exitLayer !== undefined) out.exitLayer = exitLayer;
+  if (typeof threshold === "number") {
+    out.threshold = threshold;
+  } else if (threshold === "adaptive") {
+    const s = strategy ?? "free";
+    if (s !== "free" && s !== "free-exact") {
+      throw new TypeError(`threshold "adaptive" applies to the free and free-exact strategies, not ${s}; give a number in [0, 1]`);
+    }
+  } else if (threshold !== undefined) {
+    throw new TypeError(`threshold must be a number in [0, 1] or "adaptive", not ${JSON.stringify(threshold)}`);
+  }
+  return out;
+}
+
+// A macrotask boundary without setTimeout's 4 ms clamp for nested timers: one message
+// through a MessageChannel. Between decoder steps the page can paint, handle input and
+// deliver an abort.
+const channel = new MessageChannel();
+const waiting: Array<() => void> = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(null);
+  });
+}
+
+/** A loaded model. Load with `FreeModel.load`; free its memory with `dispose()`. */
+export class FreeModel {
+  readonly info: ModelInfo;
+  #raw: RawModel;
+  /** Generations run one after another; this settles when the last one queued has. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** Aborted by dispose(), to stop the running generation and those queued behind it. */
+  #disposing = new AbortController();
+  /** Set once the wasm side has freed the model; later calls get its "disposed" error. */
+  #disposed = false;
+
+  private constructor(raw: RawModel, device: "cpu") {
+    this.#raw = raw;
+    this.info = {
+      device,
+      decoderBlocks: raw.decoderBlocks(),
+      shallowExitLayer: raw.shallowExitLayer() ?? null,
+      tasks: raw.tasks(),
+    };
+  }
+
+  /**
+   * Loads a Hugging Face T5 model (config.json, model.safetensors, tokenizer.json and,
+   * for early exits, free.json) from a folder URL or from memory.
+   */
+  static async load(source: ModelSource, options: LoadOptions = {}): Promise<FreeModel> {
+    const device = backend(options.device);
+    const [files] = await Promise.all([loadFiles(source, options), initWasm()]);
+    options.signal?.throwIfAborted();
+    return new FreeModel(RawModel.load(files.config, files.weights, files.tokenizer, files.free), device);
+  }
+
+  /**
+   * Generates from `text`. Resolves to the output and its per-token trace; `onToken`
+   * hears about every decoder step as it happens. If `signal` aborts (or the model is
+   * disposed) it rejects with the abort reason, a DOMException named "AbortError" unless
+   * you gave another; what the adaptive threshold learned until then stays. Calls made
+   * while another generation runs wait for it.
+   */
+  generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
+    const run = () => this.#generate(text, options);
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  async #generate(text: string, options: GenerateOptions): Promise<Generation> {
+    const { onToken, signal } = options;
+    const disposing = this.#disposing.signal;
+    const raw = wasmOptions(options);
+    signal?.throwIfAborted();
+    if (!this.#disposed) disposing.throwIfAborted();
+    const onStep = async (from: number, entries: TraceEntry[]) => {
+      onToken?.({ from, entries });
+      await nextTask();
+      signal?.throwIfAborted();
+      disposing.throwIfAborted();
+    };
+    // The wasm layer resolves to a value shaped as Generation (crate/src/wasm.rs
+    // GenerateOutput); types.ts mirrors it field for field.
+    return (await this.#raw.generateStreaming(text, raw, onStep)) as Generation;
+  }
+
+  /** The adaptive threshold's state: current threshold, fitted Beta mixture, data counts. */
+  adaptiveState(): AdaptiveState {
+    return this.#raw.adaptiveState() as AdaptiveState;
+  }
+
+  /** Forgets what the adaptive threshold learned (back to free.json's threshold). */
+  resetAdaptive(): void {
+    this.#raw.resetAdaptive();
+  }
+
+  /**
+   * Frees the model's memory. A running generation is aborted and queued ones reject;
+   * the promise resolves once the memory is free. Using the model afterwards throws an
+   * error saying it was disposed.
+   */
+  async dispose(): Promise<void> {
+    this.#disposing.abort(new DOMException("the model was disposed during generate", "AbortError"));
+    await this.#queue;
+    this.#raw.dispose();
+    this.#disposed = true;
+  }
+}

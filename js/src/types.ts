@@ -1,0 +1,168 @@
+// The package's public types: what load and generate take and return. They describe the
+// values the wasm layer (crate/src/wasm.rs) produces field for field; the Rust structs
+// they mirror are named beside each.
+
+/** The decoding strategies (crate/src/pipeline.rs `StrategyName`). */
+export type Strategy = "full" | "static" | "calm" | "free" | "free-exact";
+
+/**
+ * Where the model runs. Only the CPU backend (WebAssembly with SIMD) exists so far:
+ * "auto" picks it, and "webgpu" fails with an error saying so.
+ */
+export type Device = "auto" | "webgpu" | "cpu";
+
+/** The files of a Hugging Face T5 folder, by the names they must have under `baseUrl`. */
+export type ModelFileName = "config.json" | "model.safetensors" | "tokenizer.json" | "free.json";
+
+/** File contents: an `ArrayBuffer` or a view on one (e.g. a `Uint8Array`). */
+export type Bytes = ArrayBuffer | ArrayBufferView;
+
+/** A model already in memory (e.g. from `<input type="file">` or IndexedDB). */
+export interface ModelFiles {
+  config: Bytes;
+  weights: Bytes;
+  tokenizer: Bytes;
+  /** free.json; without it only the full model runs (early exits need `exitLayer`). */
+  free?: Bytes;
+}
+
+/**
+ * Where to load a model from: a folder URL (absolute, or relative to the page) that serves
+ * config.json, model.safetensors, tokenizer.json and, optionally, free.json; or the files.
+ */
+export type ModelSource = { baseUrl: string | URL } | { files: ModelFiles };
+
+/** Reported while a file downloads (or is read from the cache). */
+export interface LoadProgress {
+  file: ModelFileName;
+  /** Bytes received so far. */
+  loaded: number;
+  /** The file's size, or null when the server did not say (or compressed it). */
+  total: number | null;
+  /** True when the bytes come from Cache Storage rather than the network. */
+  fromCache: boolean;
+}
+
+export interface LoadOptions {
+  onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Keep the downloaded files in Cache Storage and use them from there next time, also
+   * offline. Needs a secure context (https or localhost). Default false.
+   */
+  cache?: boolean;
+  /** The Cache Storage bucket; default "free-wasm-models". */
+  cacheName?: string;
+  /** Default "auto". */
+  device?: Device;
+  /** Stops the downloads; `load` then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */
+export interface TraceEntry {
+  /** Position in the output (0 = the first generated token). */
+  index: number;
+  token: number;
+  /** The token's text as it appears in running text (a leading space for a new word). */
+  text: string;
+  /** Decoder blocks that produced it: the shallow exit S, the deep model L, or between (CALM). */
+  exit: number;
+  /** Confidence of the exit that decided (FREE: the shallow exit's), if one was measured. */
+  confidence: number | null;
+  /** The threshold in force when it was decided. */
+  threshold: number | null;
+  /** Emitted by the shallow model; its state waited on the stack for the next deep pass. */
+  stacked: boolean;
+  /** The deep pass (numbered from 0) that checked it. */
+  sync: number | null;
+  /** The deep model's choice at this position, when it ran there. */
+  deepToken: number | null;
+  /** Exact mode: dropped because an earlier token was corrected. */
+  rolledBack: boolean;
+}
+
+/** What a generation cost (crate/src/decode/trace.rs `Counters`). */
+export interface Counters {
+  /** Decoder blocks run, counting each row of a multi-row pass. */
+  blockRows: number;
+  /** Rows pushed through the LM head (one per exit checked). */
+  headRows: number;
+  /** Rows in each deep pass, in order. */
+  deepPasses: number[];
+  /** Exact mode: deep passes that found a wrong token and rolled back. */
+  rollbacks: number;
+}
+
+/** What `generate` resolves to. */
+export interface Generation {
+  text: string;
+  /** Generated token ids, without the final end-of-sequence token. */
+  tokens: number[];
+  /** True when the model ended the text itself; false when `maxNewTokens` ran out. */
+  finished: boolean;
+  /** Input tokens dropped because the input was longer than the model accepts. */
+  truncatedInputTokens: number;
+  /** Every decided token in order, rolled-back ones included. */
+  trace: TraceEntry[];
+  counters: Counters;
+}
+
+/**
+ * One decoder step's news: `entries` replace the trace from index `from` on. Usually that
+ * is one new token; a deep pass also rewrites the stacked tokens it checked (`sync`,
+ * `deepToken`), and a rollback marks the dropped ones (`rolledBack`).
+ */
+export interface TokenEvent {
+  from: number;
+  entries: TraceEntry[];
+}
+
+export interface GenerateOptions {
+  /** A task of the model's free.json (`tasks`): its prefix goes before the text. */
+  task?: string;
+  /** Default "free". */
+  strategy?: Strategy;
+  /**
+   * A fixed confidence threshold in [0, 1] for free, free-exact and calm, or "adaptive"
+   * (the default for free and free-exact: FREE's Beta-mixture threshold, learning across
+   * generations). calm without a threshold uses free.json's.
+   */
+  threshold?: number | "adaptive";
+  /** Default 64; at most the model's n_positions. */
+  maxNewTokens?: number;
+  /** Overrides free.json's shallow exit. */
+  exitLayer?: number;
+  /** Called after every decoder step. */
+  onToken?: (event: TokenEvent) => void;
+  /** Cancels between decoder steps; `generate` then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** A fitted Beta distribution. */
+export interface BetaParams {
+  alpha: number;
+  beta: number;
+}
+
+/** The adaptive threshold's state (crate/src/threshold `BmmState`). */
+export interface AdaptiveState {
+  threshold: number;
+  /** The last fit of the two-component Beta mixture, once there were enough points. */
+  fit: { consistent: BetaParams; inconsistent: BetaParams; priorConsistent: number } | null;
+  /** Shallow confidences the deep model agreed with, in the estimator's window. */
+  consistentPoints: number;
+  /** Shallow confidences the deep model disagreed with, in the estimator's window. */
+  inconsistentPoints: number;
+  /** How many times the mixture was fitted. */
+  fits: number;
+}
+
+/** What a loaded model is. */
+export interface ModelInfo {
+  device: "cpu";
+  decoderBlocks: number;
+  /** free.json's shallow exit, or null without free.json. */
+  shallowExitLayer: number | null;
+  /** The names `GenerateOptions.task` accepts. */
+  tasks: string[];
+}

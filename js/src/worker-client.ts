@@ -1,0 +1,166 @@
+// free-wasm/worker: the same API as FreeModel, with the model in a Web Worker, so long
+// generations never block the page. Everything crosses as messages (messages.ts); token
+// events, progress and aborts included.
+
+import type { Results, SentError, WorkerRequest, WorkerResponse } from "./messages.js";
+import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, ModelInfo, ModelSource } from "./types.js";
+
+export type * from "./types.js";
+
+export interface WorkerLoadOptions extends LoadOptions {
+  /**
+   * A worker running free-wasm's worker script, if you create it yourself (e.g. with your
+   * bundler's worker import of "free-wasm/worker-script"); by default one is started from
+   * the script beside this module, and dispose() terminates it.
+   */
+  worker?: Worker;
+}
+
+function rebuild(error: SentError): Error {
+  // Abort and "not supported" errors keep their DOMException names, as on the main thread.
+  if (error.name === "AbortError" || error.name === "NotSupportedError") return new DOMException(error.message, error.name);
+  return error.name === "TypeError" ? new TypeError(error.message) : new Error(error.message);
+}
+
+interface Pending {
+  resolve: (value: Results[keyof Results]) => void;
+  reject: (error: unknown) => void;
+  onMessage: (message: WorkerResponse) => void;
+}
+
+/** Requests to the worker and their answers, matched by id. */
+class Connection {
+  readonly worker: Worker;
+  #pending = new Map<number, Pending>();
+  #nextId = 0;
+
+  constructor(worker: Worker) {
+    this.worker = worker;
+    worker.onmessage = (event: MessageEvent<WorkerResponse>) => {
+      const message = event.data;
+      const pending = this.#pending.get(message.id);
+      if (!pending) return;
+      if (message.type === "done") {
+        this.#pending.delete(message.id);
+        pending.resolve(message.value);
+      } else if (message.type === "error") {
+        this.#pending.delete(message.id);
+        pending.reject(rebuild(message.error));
+      } else {
+        pending.onMessage(message);
+      }
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      const error = new Error(
+        `the free-wasm worker failed: ${event.message}; check that worker.js and free_wasm_bg.wasm are served beside the module`,
+      );
+      for (const pending of this.#pending.values()) pending.reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  /** Sends a request; `signal` sends an abort for it. The answer's type follows worker.ts `handle`. */
+  request<K extends keyof Results>(
+    request: Omit<Extract<WorkerRequest, { type: K }>, "id">,
+    onMessage: (message: WorkerResponse) => void = () => {},
+    signal?: AbortSignal,
+  ): Promise<Results[K]> {
+    const id = this.#nextId++;
+    return new Promise<Results[K]>((resolve, reject) => {
+      this.#pending.set(id, { resolve: (v) => resolve(v as Results[K]), reject, onMessage });
+      this.worker.postMessage({ ...request, id });
+      signal?.addEventListener(
+        "abort",
+        () => this.worker.postMessage({ id: this.#nextId++, type: "abort", target: id } satisfies WorkerRequest),
+        { once: true },
+      );
+    });
+  }
+}
+
+/** A model loaded in a Web Worker; the API of FreeModel, asynchronous throughout. */
+export class FreeWorkerModel {
+  readonly info: ModelInfo;
+  #connection: Connection;
+  #ownsWorker: boolean;
+  #disposed = false;
+
+  private constructor(connection: Connection, ownsWorker: boolean, info: ModelInfo) {
+    this.#connection = connection;
+    this.#ownsWorker = ownsWorker;
+    this.info = info;
+  }
+
+  /** As FreeModel.load; the files are downloaded (and cached) by the worker. */
+  static async load(source: ModelSource, options: WorkerLoadOptions = {}): Promise<FreeWorkerModel> {
+    const { worker, onProgress, signal, ...rest } = options;
+    signal?.throwIfAborted();
+    const owns = worker === undefined;
+    const connection = new Connection(worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+    // Relative URLs mean the page's folder, not the worker script's.
+    const sent = "baseUrl" in source ? { baseUrl: new URL(String(source.baseUrl), globalThis.location?.href).href } : source;
+    // A load cannot be stopped halfway inside the worker; ending the worker stops it.
+    const stop = () => connection.worker.terminate();
+    signal?.addEventListener("abort", stop);
+    try {
+      const info = await connection.request<"load">({ type: "load", source: sent, options: rest }, (m) => {
+        if (m.type === "progress") onProgress?.(m.progress);
+      });
+      signal?.throwIfAborted();
+      return new FreeWorkerModel(connection, owns, info);
+    } catch (e) {
+      if (owns) connection.worker.terminate();
+      throw signal?.aborted ? signal.reason : e;
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
+  }
+
+  /** As FreeModel.generate; `onToken` runs on the page's thread. */
+  async generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
+    const { onToken, signal, ...rest } = options;
+    signal?.throwIfAborted();
+    const connection = this.#live();
+    try {
+      return await connection.request<"generate">(
+        { type: "generate", text, options: rest },
+        (m) => {
+          // The worker may have decided more tokens before it heard of the abort; the
+          // page sees none after it, as on the main thread.
+          if (m.type === "token" && !signal?.aborted) onToken?.(m.event);
+        },
+        signal,
+      );
+    } catch (e) {
+      // The worker reports its own AbortError; the caller expects the signal's reason.
+      throw signal?.aborted ? signal.reason : e;
+    }
+  }
+
+  adaptiveState(): Promise<AdaptiveState> {
+    return this.#live().request<"adaptiveState">({ type: "adaptiveState" });
+  }
+
+  async resetAdaptive(): Promise<void> {
+    await this.#live().request<"resetAdaptive">({ type: "resetAdaptive" });
+  }
+
+  /**
+   * Frees the model in the worker (aborting a running generation), and ends the worker if
+   * this module started it. Disposing twice is harmless.
+   */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#connection.request<"dispose">({ type: "dispose" });
+    if (this.#ownsWorker) this.#connection.worker.terminate();
+  }
+
+  // After dispose the worker may be gone, so the page answers for it.
+  #live(): Connection {
+    if (this.#disposed) {
+      throw new Error("this FreeWorkerModel was disposed; load the model again with FreeWorkerModel.load to use it");
+    }
+    return this.#connection;
+  }
+}

@@ -1,0 +1,69 @@
+// The Web Worker side of FreeWorkerModel: one model per worker, driven by the messages in
+// messages.ts. Generation runs here, so the page's main thread never waits on the model.
+
+import { FreeModel } from "./index.js";
+import type { Results, WorkerRequest, WorkerResponse } from "./messages.js";
+
+// The DOM typings describe a window; these are the two worker-scope members used here.
+interface WorkerScope {
+  postMessage(message: WorkerResponse): void;
+  addEventListener(type: "message", listener: (event: MessageEvent<WorkerRequest>) => void): void;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+let model: FreeModel | undefined;
+const generations = new Map<number, AbortController>();
+
+function loaded(): FreeModel {
+  if (!model) throw new Error("no model is loaded in this worker; call FreeWorkerModel.load first");
+  return model;
+}
+
+async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
+  const { id } = request;
+  switch (request.type) {
+    case "load":
+      if (model) throw new Error("this worker already holds a model; dispose it first or use another FreeWorkerModel");
+      model = await FreeModel.load(request.source, {
+        ...request.options,
+        onProgress: (progress) => scope.postMessage({ id, type: "progress", progress }),
+      });
+      return model.info;
+    case "generate": {
+      const controller = new AbortController();
+      generations.set(id, controller);
+      try {
+        return await loaded().generate(request.text, {
+          ...request.options,
+          signal: controller.signal,
+          onToken: (event) => scope.postMessage({ id, type: "token", event }),
+        });
+      } finally {
+        generations.delete(id);
+      }
+    }
+    case "abort":
+      generations.get(request.target)?.abort(new DOMException("generate was aborted", "AbortError"));
+      return null;
+    case "adaptiveState":
+      return loaded().adaptiveState();
+    case "resetAdaptive":
+      loaded().resetAdaptive();
+      return null;
+    case "dispose":
+      await model?.dispose();
+      model = undefined;
+      return null;
+  }
+}
+
+scope.addEventListener("message", (event) => {
+  const { id } = event.data;
+  handle(event.data).then(
+    (value) => scope.postMessage({ id, type: "done", value }),
+    (e: unknown) => {
+      const error = e instanceof Error || e instanceof DOMException ? { name: e.name, message: e.message } : { name: "Error", message: String(e) };
+      scope.postMessage({ id, type: "error", error });
+    },
+  );
+});

@@ -1,0 +1,120 @@
+// The install test's page: uses free-wasm as an npm user would (imports by package name,
+// bundled by Vite) and exposes one function per scenario for run.mjs to call and check.
+// It records what happened; run.mjs asserts the values.
+
+import { FreeModel, type Generation, type GenerateOptions, type LoadProgress, type TokenEvent, type TraceEntry } from "free-wasm";
+import { FreeWorkerModel } from "free-wasm/worker";
+
+export interface Case {
+  text: string;
+  options: Pick<GenerateOptions, "task" | "strategy" | "threshold" | "maxNewTokens">;
+}
+
+export interface CaseResult {
+  tokens: number[];
+  text: string;
+  finished: boolean;
+  /** The trace rebuilt from onToken events equals the returned trace. */
+  streamMatchesTrace: boolean;
+  events: number;
+}
+
+export interface Report {
+  /** The last progress report of each file. */
+  progress: LoadProgress[];
+  results: CaseResult[];
+  /** How an abort after the second token event ended: the error's name and message. */
+  aborted: string;
+  /** The rejection was the very reason given to abort(). */
+  rejectedWithReason: boolean;
+  eventsBeforeAbort: number;
+  threshold: number;
+  decoderBlocks: number;
+  shallowExitLayer: number | null;
+  /** What a generate after dispose() rejected with. */
+  afterDispose: string;
+}
+
+/** The part of FreeModel and FreeWorkerModel the scenarios use: both must offer it. */
+interface Model {
+  readonly info: FreeModel["info"];
+  generate(text: string, options?: GenerateOptions): Promise<Generation>;
+  dispose(): Promise<void>;
+}
+
+function rebuild(events: TokenEvent[]): TraceEntry[] {
+  const trace: TraceEntry[] = [];
+  for (const { from, entries } of events) trace.splice(from, trace.length - from, ...entries);
+  return trace;
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error || e instanceof DOMException ? `${e.name}: ${e.message}` : `not an Error: ${String(e)}`;
+}
+
+async function scenario(model: Model, progress: LoadProgress[], cases: Case[], threshold: () => Promise<number>): Promise<Report> {
+  const results: CaseResult[] = [];
+  for (const c of cases) {
+    const events: TokenEvent[] = [];
+    const out = await model.generate(c.text, { ...c.options, onToken: (e) => events.push(e) });
+    results.push({
+      tokens: out.tokens,
+      text: out.text,
+      finished: out.finished,
+      streamMatchesTrace: JSON.stringify(rebuild(events)) === JSON.stringify(out.trace),
+      events: events.length,
+    });
+  }
+  const controller = new AbortController();
+  const reason = new DOMException("stopped by the test", "AbortError");
+  let eventsBeforeAbort = 0;
+  let rejection: unknown;
+  await model
+    .generate(cases[0].text, {
+      ...cases[0].options,
+      signal: controller.signal,
+      onToken: () => {
+        if (++eventsBeforeAbort === 2) controller.abort(reason);
+      },
+    })
+    .catch((e: unknown) => (rejection = e));
+  const last = new Map<string, LoadProgress>();
+  for (const p of progress) last.set(p.file, p);
+  const report = {
+    progress: [...last.values()],
+    results,
+    aborted: rejection === undefined ? "resolved" : describe(rejection),
+    rejectedWithReason: rejection === reason,
+    eventsBeforeAbort,
+    threshold: await threshold(),
+    decoderBlocks: model.info.decoderBlocks,
+    shallowExitLayer: model.info.shallowExitLayer,
+  };
+  await model.dispose();
+  const afterDispose = await model.generate(cases[0].text).then(() => "resolved", describe);
+  return { ...report, afterDispose };
+}
+
+const api = {
+  async mainThread(baseUrl: string, cases: Case[]): Promise<Report> {
+    const progress: LoadProgress[] = [];
+    const model = await FreeModel.load({ baseUrl }, { cache: true, onProgress: (p) => progress.push(p) });
+    return scenario(model, progress, cases, async () => model.adaptiveState().threshold);
+  },
+  async worker(baseUrl: string, cases: Case[]): Promise<Report> {
+    const progress: LoadProgress[] = [];
+    const model = await FreeWorkerModel.load({ baseUrl }, { cache: true, onProgress: (p) => progress.push(p) });
+    return scenario(model, progress, cases, async () => (await model.adaptiveState()).threshold);
+  },
+  async webgpu(baseUrl: string): Promise<string> {
+    return FreeModel.load({ baseUrl }, { device: "webgpu" }).then(() => "loaded", describe);
+  },
+};
+
+declare global {
+  interface Window {
+    freeTest: typeof api;
+  }
+}
+window.freeTest = api;
+document.getElementById("status")!.textContent = "ready";
