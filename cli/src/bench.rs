@@ -176,7 +176,7 @@ pub fn run_task(p: &Pipeline, task: &str, examples: &[Example], contenders: &mut
 pub fn table(report: &Value) -> String {
     let mut s = format!("task {} — {} examples\n", report["task"].as_str().unwrap_or("?"), report["examples"]);
     s.push_str(&format!(
-        "{:<14} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+        "{:<18} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
         "strategy", "quality", "retain", "agree", "exit", "blocks/tok", "tok/s", "decode x", "e2e x", "thresh"
     ));
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
@@ -188,7 +188,7 @@ pub fn table(report: &Value) -> String {
             None => format!("BLEU {:.1} chrF {:.1}", num(q, "bleu").unwrap_or(0.0), num(q, "chrf").unwrap_or(0.0)),
         };
         s.push_str(&format!(
-            "{:<14} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+            "{:<18} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
             row["strategy"].as_str().unwrap_or("?"),
             quality,
             fmt(num(row, "retention"), 3),
