@@ -42,14 +42,6 @@ impl Matrix {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
     /// Row `i` widened to f32.
     pub fn row(&self, i: usize) -> Vec<f32> {
         let range = i * self.cols..(i + 1) * self.cols;
