@@ -7,7 +7,7 @@ use candle_core::Device;
 use serde::Deserialize;
 
 use crate::config::{default_tasks, FreeConfig, T5Config};
-use crate::decode::{self, DecodeSettings, Generation, Strategy, Threshold};
+use crate::decode::{DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
 use crate::model::T5Model;
 use crate::threshold::{AdaptiveThreshold, BmmSettings};
@@ -203,19 +203,63 @@ impl Pipeline {
         Ok((settings, options.threshold))
     }
 
-    /// Generates from text; fills in each trace entry's token text.
-    pub fn generate(&mut self, text: &str, options: &GenerateOptions) -> Result<TextGeneration> {
+    /// Starts a generation from text, to be decided step by step (streaming callers) or
+    /// run to the end (`generate`).
+    pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_>> {
         let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
         let threshold = match fixed {
             Some(t) => Threshold::Fixed(t),
             None => Threshold::Adaptive(&mut self.adaptive),
         };
-        let mut generation = decode::generate(&self.model, &ids, settings, threshold)?;
-        for entry in &mut generation.trace {
-            entry.text = self.tokenizer.token_text(entry.token);
-        }
-        let text = self.tokenizer.decode(&generation.tokens)?;
-        Ok(TextGeneration { text, generation, truncated_input_tokens })
+        let session = Session::new(&self.model, self.model.encode(&ids)?, settings, threshold)?;
+        Ok(Generating { session, tokenizer: &self.tokenizer, truncated_input_tokens })
     }
+
+    /// Generates from text in one call.
+    pub fn generate(&mut self, text: &str, options: &GenerateOptions) -> Result<TextGeneration> {
+        let mut generating = self.start(text, options)?;
+        generating.session.run()?;
+        generating.finish()
+    }
+}
+
+/// A generation in progress (`Pipeline::start`): a decoding session and the tokenizer that
+/// gives its tokens their text.
+pub struct Generating<'p> {
+    session: Session<'p, 'p>,
+    tokenizer: &'p Tokenizer,
+    truncated_input_tokens: usize,
+}
+
+impl Generating<'_> {
+    pub fn is_done(&self) -> bool {
+        self.session.finished().is_some()
+    }
+
+    /// Decides the next token; returns the trace index from which entries are new or
+    /// changed (see `Session::step`).
+    pub fn step(&mut self) -> Result<usize> {
+        self.session.step()
+    }
+
+    /// The trace from entry `from` on, with each token's text.
+    pub fn entries_from(&self, from: usize) -> Vec<TokenTrace> {
+        self.session.trace()[from..].iter().map(|e| with_text(self.tokenizer, e.clone())).collect()
+    }
+
+    /// The finished generation: its text, tokens, and the trace with token texts.
+    pub fn finish(self) -> Result<TextGeneration> {
+        let tokens = self.session.tokens().to_vec();
+        let finished = self.session.finished() == Some(true);
+        let text = self.tokenizer.decode(&tokens)?;
+        let (tokenizer, truncated_input_tokens) = (self.tokenizer, self.truncated_input_tokens);
+        let (trace, counters) = self.session.into_parts();
+        let trace = trace.into_iter().map(|e| with_text(tokenizer, e)).collect();
+        Ok(TextGeneration { text, generation: Generation { tokens, finished, trace, counters }, truncated_input_tokens })
+    }
+}
+
+fn with_text(tokenizer: &Tokenizer, entry: TokenTrace) -> TokenTrace {
+    TokenTrace { text: tokenizer.token_text(entry.token), ..entry }
 }

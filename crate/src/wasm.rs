@@ -14,8 +14,8 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::decode::{Counters, Session, Threshold, TokenTrace};
-use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline};
+use crate::decode::{Counters, TokenTrace};
+use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline, TextGeneration};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -47,6 +47,19 @@ struct GenerateOutput {
     truncated_input_tokens: usize,
     trace: Vec<TokenTrace>,
     counters: Counters,
+}
+
+impl From<TextGeneration> for GenerateOutput {
+    fn from(out: TextGeneration) -> Self {
+        GenerateOutput {
+            text: out.text,
+            tokens: out.generation.tokens,
+            finished: out.generation.finished,
+            truncated_input_tokens: out.truncated_input_tokens,
+            trace: out.generation.trace,
+            counters: out.generation.counters,
+        }
+    }
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -91,17 +104,7 @@ impl FreeModel {
     /// counters }`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
         let options = parse_options(options)?;
-        with_pipeline(&self.pipeline, |p| {
-            let out = p.generate(text, &options)?;
-            to_js(&GenerateOutput {
-                text: out.text,
-                tokens: out.generation.tokens,
-                finished: out.generation.finished,
-                truncated_input_tokens: out.truncated_input_tokens,
-                trace: out.generation.trace,
-                counters: out.generation.counters,
-            })
-        })
+        with_pipeline(&self.pipeline, |p| to_js(&GenerateOutput::from(p.generate(text, &options)?)))
     }
 
     /// Generates like `generate`, one decoder step at a time: after each step it calls
@@ -120,30 +123,14 @@ impl FreeModel {
             // the BUSY error instead of a model changing under this generation.
             let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
             let p = guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?;
-            let (ids, truncated_input_tokens) = p.encode_input(&text, options.task.as_deref()).map_err(JsError::from)?;
-            let (settings, fixed) = p.settings(&options).map_err(JsError::from)?;
-            let threshold = match fixed {
-                Some(t) => Threshold::Fixed(t),
-                None => Threshold::Adaptive(&mut p.adaptive),
-            };
-            let encoded = p.model.encode(&ids).map_err(JsError::from)?;
-            let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(JsError::from)?;
-            let with_text = |entries: &[TokenTrace]| -> Vec<TokenTrace> {
-                entries.iter().map(|e| TokenTrace { text: p.tokenizer.token_text(e.token), ..e.clone() }).collect()
-            };
-            while session.finished().is_none() {
-                let from = session.step().map_err(JsError::from)?;
-                let entries = to_js(&with_text(&session.trace()[from..]))?;
+            let mut generating = p.start(&text, &options).map_err(JsError::from)?;
+            while !generating.is_done() {
+                let from = generating.step().map_err(JsError::from)?;
+                let entries = to_js(&generating.entries_from(from))?;
                 let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
                 JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
             }
-            let tokens = session.tokens().to_vec();
-            let finished = session.finished() == Some(true);
-            let trace = with_text(session.trace());
-            let counters = session.counters().clone();
-            drop(session);
-            let text = p.tokenizer.decode(&tokens).map_err(JsError::from)?;
-            Ok(to_js(&GenerateOutput { text, tokens, finished, truncated_input_tokens, trace, counters })?)
+            Ok(to_js(&GenerateOutput::from(generating.finish().map_err(JsError::from)?))?)
         })
     }
 
