@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 const MAX_NEW: usize = 48;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Example {
     task: String,
     source: String,
@@ -25,9 +25,9 @@ fn examples(per_task: usize) -> Vec<Example> {
     let all: Vec<Example> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut picked = Vec::new();
     for task in ["summarize", "translate"] {
-        let of_task: Vec<Example> = all.iter().filter(|e| e.task == task).take(per_task).map(|e| Example { task: e.task.clone(), source: e.source.clone() }).collect();
-        assert_eq!(of_task.len(), per_task, "data/test.jsonl has too few {task} examples");
-        picked.extend(of_task);
+        let before = picked.len();
+        picked.extend(all.iter().filter(|e| e.task == task).take(per_task).cloned());
+        assert_eq!(picked.len() - before, per_task, "data/test.jsonl has too few {task} examples");
     }
     picked
 }
