@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the wasm package in release mode and serves the demo page on 127.0.0.1.
-# PORT=8080 by default; FREE_MODEL picks the model folder (relative to the repo root).
+# The demo: builds the npm package free-wasm in release mode (scripts/build-pkg.sh) and the
+# demo page on it (www/: tsc + Vite into www/dist), links the model folder in as
+# www/dist/model, and serves the page on 127.0.0.1, printing its URL.
+# PORT=8080 by default; FREE_MODEL=DIR picks the model folder (default models/free-t5-mini).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,11 +10,12 @@ bash scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-wasm-pack build --release --target web --out-dir pkg
-model=${FREE_MODEL:-}
-if [ -z "$model" ]; then
-  if [ -f models/free-t5-mini/model.safetensors ]; then model=models/free-t5-mini; else model=tests/fixtures/t5-v10; fi
-fi
-echo "model: $model"
-echo "open: http://127.0.0.1:${PORT:-8080}/?model=$model"
-exec node scripts/serve.mjs .
+model=${FREE_MODEL:-models/free-t5-mini}
+[ -f "$model/config.json" ] || { echo "demo: $model has no config.json; set FREE_MODEL to a model folder" >&2; exit 1; }
+
+bash scripts/build-pkg.sh
+(cd www && npm run --silent build -- --logLevel warn)
+ln -sfn "$(realpath "$model")" www/dist/model
+echo "demo: model $model"
+echo "demo: open http://127.0.0.1:${PORT:-8080}/"
+exec node scripts/serve.mjs www/dist

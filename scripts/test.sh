@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
-# Chromium through wasm-pack, the demo page end to end, the npm package installed from its
+# Chromium through wasm-pack, the demo page (unit tests and end to end), the npm package installed from its
 # tarball into a fresh project, a short fuzzing run of the model-file
 # parsers, and the training package's pytest suite.
 set -euo pipefail
@@ -18,8 +18,8 @@ cargo test --workspace
 step "browser tests (wasm-pack test --headless --chrome)"
 wasm-pack test --headless --chrome
 
-step "demo page in headless Chromium"
-bash scripts/page-smoke.sh
+step "demo page: unit tests, then end to end in headless Chromium"
+bash scripts/page-test.sh
 
 step "npm package: pack, install into a fresh project, tsc --strict, Vite, headless Chromium"
 bash scripts/npm-install-test.sh

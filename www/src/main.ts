@@ -1,0 +1,372 @@
+// The demo page's app: wires the controls of index.html to the npm package free-wasm (run in
+// its Web Worker), streams each generation's trace into the token view, the numbers and the
+// charts, and runs the same input with `full` on request for the speedup and a diff.
+// URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
+
+import type { AdaptiveState, Counters, Device, GenerateOptions, Strategy, TraceEntry } from "free-wasm";
+import examplesJson from "./examples.json";
+import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
+import { drawBeta, drawConfidence } from "./render/charts.js";
+import { ProgressView } from "./render/progress.js";
+import { TokenView } from "./render/tokens.js";
+import { diffTokens } from "./view/diff.js";
+import {
+  blocksPerToken,
+  decodeMsPerToken,
+  decodeTokensPerSecond,
+  deepPassSummary,
+  estimateBlockRows,
+  exitRate,
+  msPerToken,
+  speedup,
+  standing,
+  type Timing,
+} from "./view/stats.js";
+import { applyEvent, displayText, observations, type ModelShape } from "./view/trace.js";
+
+interface Example {
+  id: string;
+  task: string;
+  source: string;
+  target: string;
+}
+const examples = examplesJson as Example[];
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`index.html has no #${id}`);
+  return el as T;
+}
+const ui = {
+  status: $("status"),
+  device: $<HTMLSelectElement>("device"),
+  deviceNow: $("device-now"),
+  gpuNote: $("gpu-note"),
+  deviceError: $("device-error"),
+  form: $<HTMLFormElement>("form"),
+  task: $<HTMLSelectElement>("task"),
+  example: $<HTMLSelectElement>("example"),
+  text: $<HTMLTextAreaElement>("text"),
+  reference: $("reference"),
+  strategy: $<HTMLSelectElement>("strategy"),
+  maxTokens: $<HTMLInputElement>("max-tokens"),
+  thresholdSet: $<HTMLFieldSetElement>("threshold-set"),
+  modeAdaptive: $<HTMLInputElement>("mode-adaptive"),
+  modeFixed: $<HTMLInputElement>("mode-fixed"),
+  threshold: $<HTMLInputElement>("threshold"),
+  thresholdOut: $<HTMLOutputElement>("threshold-out"),
+  run: $<HTMLButtonElement>("run"),
+  stop: $<HTMLButtonElement>("stop"),
+  compare: $<HTMLButtonElement>("compare"),
+  resetAdaptive: $<HTMLButtonElement>("reset-adaptive"),
+  error: $("error"),
+  numbers: {
+    tokens: $("n-tokens"),
+    speed: $("n-speed"),
+    exit: $("n-exit"),
+    blocks: $("n-blocks"),
+    first: $("n-first"),
+    passes: $("n-passes"),
+  },
+  comparison: $("comparison"),
+  speedup: $("speedup"),
+  leftH: $("left-h"),
+  left: $("left"),
+  right: $("right"),
+  confChart: $("conf-chart") as unknown as SVGSVGElement,
+  betaChart: $("beta-chart") as unknown as SVGSVGElement,
+  betaNote: $("beta-note"),
+};
+
+const params = new URLSearchParams(location.search);
+const baseUrl = new URL(params.get("model") ?? "model/", location.href);
+if (!baseUrl.pathname.endsWith("/")) baseUrl.pathname += "/";
+
+const progress = new ProgressView($("progress"));
+const tokens = new TokenView($("output"), $("token-detail"));
+
+let loaded: LoadedModel | null = null;
+let shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
+/** The device the loaded model was asked for (the select reverts to it when a switch fails). */
+let deviceAsked: Device = "auto";
+let running: AbortController | null = null;
+let adaptive: AdaptiveState | null = null;
+
+/** The last generation the page showed, for "Compare with full". */
+interface Run {
+  text: string;
+  options: GenerateOptions & { strategy: Strategy };
+  trace: TraceEntry[];
+  counters: Counters | null;
+  timing: Timing;
+  finished: boolean;
+}
+let last: Run | null = null;
+
+function setState(state: "loading" | "ready" | "generating" | "comparing" | "error"): void {
+  document.body.dataset.state = state;
+  const idle = state === "ready" && loaded !== null;
+  ui.run.disabled = !idle;
+  ui.resetAdaptive.disabled = !idle;
+  ui.compare.disabled = !idle || last === null || last.counters === null || last.options.strategy === "full";
+  ui.stop.disabled = state !== "generating" && state !== "comparing";
+  ui.device.disabled = state === "loading" || state === "generating" || state === "comparing";
+}
+
+function showError(el: HTMLElement, message: string | null): void {
+  el.hidden = message === null;
+  el.textContent = message ?? "";
+}
+
+// ---- inputs -------------------------------------------------------------------------------
+
+function fillTasks(tasks: string[]): void {
+  const chosen = ui.task.value;
+  ui.task.replaceChildren(...tasks.map((t) => new Option(t, t)));
+  ui.task.value = tasks.includes(chosen) ? chosen : tasks[0];
+  fillExamples();
+}
+
+function fillExamples(): void {
+  const list = examples.filter((e) => e.task === ui.task.value);
+  const options = list.map((e, i) => new Option(`${i + 1}: ${e.source.slice(0, 60)}${e.source.length > 60 ? "…" : ""}`, e.id));
+  ui.example.replaceChildren(...options, new Option("your own text", ""));
+  ui.example.value = list[0]?.id ?? "";
+  pickExample();
+}
+
+function pickExample(): void {
+  const example = examples.find((e) => e.id === ui.example.value);
+  if (example) ui.text.value = example.source;
+  ui.reference.textContent = example ? `Reference (Debian's ${example.task === "translate" ? "translation" : "synopsis"}): ${example.target}` : "";
+}
+
+/** Which threshold controls apply to the chosen strategy. */
+function syncThresholdControls(): void {
+  const strategy = ui.strategy.value as Strategy;
+  ui.thresholdSet.disabled = strategy === "full" || strategy === "static";
+  const adaptiveAllowed = strategy === "free" || strategy === "free-exact";
+  ui.modeAdaptive.disabled = !adaptiveAllowed;
+  if (!adaptiveAllowed && ui.modeAdaptive.checked) ui.modeFixed.checked = true;
+  ui.threshold.disabled = !ui.modeFixed.checked;
+  ui.thresholdOut.textContent = Number(ui.threshold.value).toFixed(2);
+}
+
+function chosenOptions(): GenerateOptions & { strategy: Strategy } {
+  const strategy = ui.strategy.value as Strategy;
+  const options: GenerateOptions & { strategy: Strategy } = { strategy, task: ui.task.value, maxNewTokens: Number(ui.maxTokens.value) };
+  if (strategy !== "full" && strategy !== "static") {
+    options.threshold = ui.modeFixed.checked ? Number(ui.threshold.value) : "adaptive";
+  }
+  return options;
+}
+
+// ---- output -------------------------------------------------------------------------------
+
+function fmt(x: number | null, digits: number, unit = ""): string {
+  return x === null ? "—" : `${x.toFixed(digits)}${unit}`;
+}
+
+function showNumbers(run: Run): void {
+  const out = standing(run.trace);
+  const rows = run.counters ? run.counters.blockRows : estimateBlockRows(run.trace, shape, run.options.strategy);
+  const rate = exitRate(run.trace, shape);
+  ui.numbers.tokens.textContent = String(out.length);
+  ui.numbers.speed.textContent = fmt(decodeTokensPerSecond(out.length, run.timing), 0);
+  ui.numbers.exit.textContent = rate === null ? "—" : `${(rate * 100).toFixed(1)}%`;
+  ui.numbers.blocks.textContent = fmt(blocksPerToken(rows, run.trace), 2);
+  ui.numbers.first.textContent = run.timing.first === null ? "—" : `${(run.timing.first - run.timing.start).toFixed(0)} ms`;
+  ui.numbers.passes.textContent = run.counters
+    ? `${deepPassSummary(run.counters)}${run.counters.rollbacks > 0 ? `, ${run.counters.rollbacks} rollback${run.counters.rollbacks === 1 ? "" : "s"}` : ""}`
+    : String(new Set(run.trace.flatMap((e) => (e.sync === null ? [] : [e.sync]))).size);
+  ui.numbers.blocks.title = run.counters ? "from the package's counters" : "estimated from the trace while generating";
+}
+
+function drawAll(run: Run): void {
+  if (!loaded) return;
+  tokens.render(run.trace, shape, loaded.tokenText, run.counters !== null);
+  showNumbers(run);
+  drawConfidence(ui.confChart, run.trace, shape);
+  drawBeta(ui.betaChart, adaptive, observations(run.trace));
+}
+
+function describeAdaptive(state: AdaptiveState): string {
+  const points = `${state.consistentPoints} consistent and ${state.inconsistentPoints} inconsistent points, ${state.fits} fit${state.fits === 1 ? "" : "s"}`;
+  if (!state.fit) return `Threshold ${state.threshold.toFixed(3)} (no fit yet); ${points}. Ticks: this run's checked tokens.`;
+  const { consistent: c, inconsistent: i } = state.fit;
+  return `Threshold ${state.threshold.toFixed(3)}; consistent Beta(${c.alpha.toFixed(2)}, ${c.beta.toFixed(2)}), inconsistent Beta(${i.alpha.toFixed(2)}, ${i.beta.toFixed(2)}); ${points}. Ticks: this run's checked tokens.`;
+}
+
+async function refreshAdaptive(): Promise<void> {
+  if (!loaded) return;
+  adaptive = await loaded.model.adaptiveState();
+  ui.betaNote.textContent = describeAdaptive(adaptive);
+  drawBeta(ui.betaChart, adaptive, last ? observations(last.trace) : []);
+}
+
+/** Runs one generation, calling `draw` (at most once a frame) as tokens arrive. */
+async function generate(text: string, options: GenerateOptions & { strategy: Strategy }, draw: (run: Run) => void): Promise<Run> {
+  if (!loaded) throw new Error("no model is loaded");
+  running = new AbortController();
+  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false };
+  let frame = 0;
+  try {
+    const out = await loaded.model.generate(text, {
+      ...options,
+      signal: running.signal,
+      onToken: (event) => {
+        const now = performance.now();
+        run.timing.first ??= now;
+        run.timing.last = now;
+        applyEvent(run.trace, event);
+        frame ||= requestAnimationFrame(() => {
+          frame = 0;
+          draw(run);
+        });
+      },
+    });
+    cancelAnimationFrame(frame);
+    run.timing.last = performance.now();
+    run.trace = out.trace;
+    run.counters = out.counters;
+    run.finished = out.finished;
+    return run;
+  } finally {
+    cancelAnimationFrame(frame);
+    running = null;
+  }
+}
+
+async function onGenerate(): Promise<void> {
+  showError(ui.error, null);
+  const text = ui.text.value;
+  if (text.trim() === "") {
+    showError(ui.error, "Type a text or pick an example first.");
+    return;
+  }
+  last = null;
+  ui.comparison.hidden = true;
+  tokens.clear();
+  setState("generating");
+  ui.status.textContent = `Generating with ${ui.strategy.value}…`;
+  try {
+    last = await generate(text, chosenOptions(), drawAll);
+    ui.status.textContent = `Done: ${standing(last.trace).length} tokens${last.finished ? "" : " (stopped at the token limit)"}.`;
+  } catch (e) {
+    ui.status.textContent = "Generation stopped.";
+    showError(ui.error, `Generation failed: ${describeError(e)}`);
+  }
+  await refreshAdaptive().catch((e: unknown) => showError(ui.error, `Could not read the adaptive state: ${describeError(e)}`));
+  if (last) drawAll(last);
+  setState("ready");
+}
+
+async function onCompare(): Promise<void> {
+  if (!last) return;
+  const run = last;
+  showError(ui.error, null);
+  setState("comparing");
+  ui.status.textContent = "Running the same input with full…";
+  try {
+    const full = await generate(run.text, { ...run.options, strategy: "full", threshold: undefined }, () => {});
+    const mine = standing(run.trace).map(displayText);
+    const theirs = standing(full.trace).map(displayText);
+    const decode = speedup(decodeMsPerToken(theirs.length, full.timing), decodeMsPerToken(mine.length, run.timing));
+    const endToEnd = speedup(msPerToken(theirs.length, full.timing), msPerToken(mine.length, run.timing));
+    const diff = diffTokens(mine, theirs);
+    const same = diff.left.every((t) => !t.changed) && diff.right.every((t) => !t.changed);
+    ui.speedup.textContent =
+      `${run.options.strategy}: decoding ${fmt(decode, 2, "×")} as fast as full ` +
+      `(${fmt(decodeMsPerToken(mine.length, run.timing), 2)} against ${fmt(decodeMsPerToken(theirs.length, full.timing), 2)} ms per token after the first); ` +
+      `end to end, encoder included, ${fmt(endToEnd, 2, "×")}. One run each, measured here. ` +
+      (same ? "The outputs are identical." : `${diff.same} tokens in common; ${diff.left.filter((t) => t.changed).length} only in this run, ${diff.right.filter((t) => t.changed).length} only in full (marked).`);
+    ui.speedup.dataset.speedup = decode === null ? "" : String(decode);
+    ui.leftH.textContent = run.options.strategy;
+    for (const [el, side] of [[ui.left, diff.left], [ui.right, diff.right]] as const) {
+      el.replaceChildren(...side.map((t) => (t.changed ? Object.assign(document.createElement("mark"), { textContent: t.text }) : document.createTextNode(t.text))));
+    }
+    ui.comparison.hidden = false;
+    ui.status.textContent = "Compared with full.";
+  } catch (e) {
+    ui.status.textContent = "Comparison stopped.";
+    showError(ui.error, `The run with full failed: ${describeError(e)}`);
+  }
+  setState("ready");
+}
+
+// ---- model and device -----------------------------------------------------------------------
+
+function showDevice(device: string): void {
+  ui.deviceNow.textContent = device === "cpu" ? "CPU (WebAssembly)" : device === "webgpu" ? "WebGPU" : device;
+  ui.deviceNow.dataset.device = device;
+}
+
+async function load(device: Device): Promise<void> {
+  setState("loading");
+  progress.reset();
+  ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device})…`;
+  try {
+    const next = await loadModel(baseUrl, device, (p) => progress.update(p));
+    const previous = loaded;
+    loaded = next;
+    deviceAsked = device;
+    await previous?.model.dispose();
+    const info = next.model.info;
+    shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
+    showDevice(info.device);
+    showError(ui.deviceError, null);
+    fillTasks(info.tasks.length > 0 ? info.tasks : [...new Set(examples.map((e) => e.task))]);
+    ui.status.textContent = `Model ready: ${info.decoderBlocks} decoder blocks, shallow exit after ${info.shallowExitLayer ?? "none"}, on ${ui.deviceNow.textContent}.`;
+    await refreshAdaptive();
+    setState("ready");
+  } catch (e) {
+    const message = describeError(e);
+    if (loaded) {
+      // The switch failed: keep the model that works, say why, and show the device it uses.
+      ui.device.value = deviceAsked;
+      showError(ui.deviceError, `Could not switch to device "${device}": ${message}. The model keeps running on ${ui.deviceNow.textContent}.`);
+      ui.status.textContent = "Model ready.";
+      setState("ready");
+    } else {
+      showError(ui.deviceError, `Could not load the model: ${message}`);
+      ui.status.textContent = "The model did not load.";
+      setState("error");
+    }
+  }
+}
+
+// ---- start ----------------------------------------------------------------------------------
+
+ui.task.addEventListener("change", fillExamples);
+ui.example.addEventListener("change", pickExample);
+ui.text.addEventListener("input", () => {
+  ui.example.value = "";
+  ui.reference.textContent = "";
+});
+ui.strategy.addEventListener("change", syncThresholdControls);
+for (const el of [ui.modeAdaptive, ui.modeFixed, ui.threshold]) el.addEventListener("input", syncThresholdControls);
+ui.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  void onGenerate();
+});
+ui.stop.addEventListener("click", () => running?.abort(new DOMException("stopped by you", "AbortError")));
+ui.compare.addEventListener("click", () => void onCompare());
+ui.resetAdaptive.addEventListener("click", async () => {
+  await loaded?.model.resetAdaptive();
+  await refreshAdaptive().catch((e: unknown) => showError(ui.error, describeError(e)));
+});
+ui.device.addEventListener("change", () => void load(ui.device.value as Device));
+
+fillTasks([...new Set(examples.map((e) => e.task))]);
+syncThresholdControls();
+drawConfidence(ui.confChart, [], shape);
+drawBeta(ui.betaChart, null, []);
+setState("loading");
+const requested = params.get("device");
+ui.device.value = requested === "cpu" || requested === "webgpu" ? requested : "auto";
+void webgpuSupport().then(({ available, note }) => {
+  ui.gpuNote.textContent = note;
+  ui.gpuNote.hidden = false;
+  ui.gpuNote.dataset.webgpu = String(available);
+});
+void load(ui.device.value as Device);

@@ -1,0 +1,313 @@
+// End-to-end tests of the demo page: the built page (www/dist, `npm run build`) served on
+// 127.0.0.1 with a real model, driven in Debian's headless Chromium by playwright-core (WebGPU
+// through SwiftShader), using the npm package free-wasm as built into ../pkg. Every check
+// asserts values read from the page; a screenshot of each state goes to SHOTS.
+// Usage (from www/): node test/e2e/run.mjs [MODEL_DIR] [SHOTS]
+//   MODEL_DIR default ../models/free-t5-mini; SHOTS default ../target/demo-e2e.
+// Prints "N passed, M failed"; exits 1 on any failure.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { resolve } from "node:path";
+import { chromium } from "playwright-core";
+import { Page } from "./page.mjs";
+
+const www = resolve(import.meta.dirname, "../..");
+const dist = resolve(www, "dist");
+const modelDir = resolve(process.argv[2] ?? resolve(www, "../models/free-t5-mini"));
+const shots = resolve(process.argv[3] ?? resolve(www, "../target/demo-e2e"));
+if (!existsSync(resolve(dist, "index.html"))) throw new Error(`${dist}/index.html is missing: run \`npm run build\` in www/ first`);
+mkdirSync(shots, { recursive: true });
+// The page loads its model from model/ beside it (its default ?model=).
+rmSync(resolve(dist, "model"), { force: true, recursive: true });
+symlinkSync(modelDir, resolve(dist, "model"));
+const weightsMB = (statSync(resolve(modelDir, "model.safetensors")).size / 1e6).toFixed(1);
+
+const port = 20000 + Math.floor(Math.random() * 20000);
+const server = spawn(process.execPath, [resolve(www, "../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
+const url = `http://127.0.0.1:${port}/`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader",
+    "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}\n     ${(e instanceof Error ? e.message : String(e)).split("\n").join("\n     ")}`);
+  }
+}
+
+try {
+  await new Promise((r) => setTimeout(r, 300)); // the server's listen
+  const context = await browser.newContext({ viewport: { width: 1000, height: 1400 } });
+  const p = new Page(await context.newPage(), shots);
+  await p.open(url);
+
+  await check("the page loads the model with per-file progress from the network", async () => {
+    await p.ready();
+    const files = await p.progress();
+    assert.deepEqual(Object.keys(files).sort(), ["config.json", "free.json", "model.safetensors", "tokenizer.json"]);
+    for (const [file, row] of Object.entries(files)) {
+      assert.equal(row.source, "network", `${file} should come from the network`);
+      assert.equal(row.done, "true", `${file} should be complete`);
+    }
+    assert.match(files["model.safetensors"].text, new RegExp(`${weightsMB} MB of ${weightsMB} MB from the network, done`));
+    assert.match(await p.text("#status"), /^Model ready: 8 decoder blocks, shallow exit after 2, on CPU \(WebAssembly\)\.$/);
+    assert.equal(await p.attr("#device-now", "data-device"), "cpu");
+    assert.deepEqual(await p.options("#task"), ["summarize", "translate"]);
+    assert.equal((await p.options("#example")).length, 6, "5 examples and 'your own text'");
+    // SwiftShader gives this Chromium a WebGPU adapter: the note names it.
+    assert.equal(await p.attr("#gpu-note", "data-webgpu"), "true");
+    assert.match(await p.text("#gpu-note"), /^WebGPU adapter found: /);
+    await p.shot("01-loaded");
+  });
+
+  let freeRun;
+  await check("an example runs with free at a fixed threshold: tokens carry exit classes, numbers and the confidence chart agree with them", async () => {
+    await p.configure({ task: "summarize", example: 0, strategy: "free", threshold: 0.3, maxTokens: 48 });
+    await p.generate();
+    freeRun = await p.tokens();
+    p.assertFreeRule(freeRun, 0.3);
+    assert.ok(freeRun.some((t) => t.kind === "shallow") && freeRun.some((t) => t.kind === "deep"), "both exits should occur at 0.3");
+    await p.assertNumbers(freeRun, "free");
+    await p.assertConfidenceChart(freeRun);
+    await p.assertGroups(freeRun);
+    await p.shot("03-free-done-0.3");
+  });
+
+  await check("hovering and focusing a token shows its confidence, threshold and the deep model's choice", async () => {
+    const shallow = freeRun.findIndex((t) => t.kind === "shallow" && t.sync !== null);
+    await p.page.hover(`#output .tok[data-pos="${shallow}"]`);
+    const hovered = await p.tooltip();
+    assert.match(hovered, new RegExp(`confidence ${freeRun[shallow].confidence.toFixed(3)}, threshold in force 0\\.300`));
+    assert.match(hovered, /deep model's choice: ".*" \((agrees|disagrees)\)/);
+    assert.match(hovered, /waited on the stack until deep pass \d+/);
+    // Keyboard: the output is one tab stop; End goes to the last token, Home to the first.
+    await p.page.focus("#output .tok[tabindex='0']");
+    await p.page.keyboard.press("End");
+    assert.equal(await p.page.evaluate(() => document.activeElement?.dataset.pos), String(freeRun.length - 1));
+    await p.page.keyboard.press("Home");
+    await p.page.keyboard.press("ArrowRight");
+    assert.equal(await p.page.evaluate(() => document.activeElement?.dataset.pos), "1");
+    const focused = await p.tooltip();
+    assert.match(focused, new RegExp(`at position ${freeRun[1].index}`));
+    assert.match(focused, new RegExp(`confidence ${freeRun[1].confidence.toFixed(3)}`));
+    await p.shot("04-tooltip");
+    await p.page.keyboard.press("Tab");
+  });
+
+  await check("tokens stream in while the page stays responsive (screenshot mid-generation)", async () => {
+    // An input the young model answers at length, so there is time to look mid-way.
+    await p.configure({ task: "translate", example: 4, strategy: "free-exact", threshold: 0.1, maxTokens: 128 });
+    const seen = await p.generate({ midShot: "02-mid-generation" });
+    assert.ok(seen.tokens >= 6, `${seen.tokens} tokens drawn mid-way`);
+    const final = await p.tokens();
+    assert.ok(final.length > seen.tokens, `${final.length} tokens at the end, ${seen.tokens} mid-way: the page drew tokens as they came`);
+    assert.ok(seen.pingMs < 250, `the main thread answered in ${seen.pingMs} ms while generating`);
+    assert.match(seen.numbers, /^\d+ \| \d+ \| [\d.]+% \| [\d.]+ \| \d+ ms \| \d+$/, `live numbers: ${seen.numbers}`);
+    p.assertFreeRule(final, 0.1);
+    await p.shot("03-streamed-done");
+    await p.configure({ task: "summarize", example: 0, strategy: "free", threshold: 0.3, maxTokens: 48 });
+  });
+
+  await check("switching strategy changes the trace: static exits every token early, full none", async () => {
+    await p.configure({ strategy: "static" });
+    await p.generate();
+    const stat = await p.tokens();
+    assert.ok(stat.length > 0 && stat.every((t) => t.kind === "shallow" && t.exit === 2), "static: every token from the shallow exit");
+    assert.equal(await p.text("#n-exit"), "100.0%");
+    assert.equal(await p.text("#n-blocks"), "2.00");
+    await p.shot("05-static");
+    await p.configure({ strategy: "full" });
+    await p.generate();
+    const full = await p.tokens();
+    assert.ok(full.length > 0 && full.every((t) => t.kind === "deep" && t.exit === 8), "full: every token from the deep model");
+    assert.equal(await p.text("#n-exit"), "0.0%");
+    assert.equal(await p.text("#n-blocks"), "8.00");
+    assert.equal(await p.text("#n-passes"), "no deep passes");
+    assert.equal(await p.page.locator("#conf-chart circle").count(), 0, "full measures no confidence");
+    assert.match(await p.page.locator("#conf-chart").textContent(), /this strategy measures no confidence/);
+    p.fullText = full.filter((t) => !t.rolledBack).map((t) => t.text).join("");
+  });
+
+  await check("switching the threshold changes the trace: 0 exits (almost) every token, 1 none", async () => {
+    await p.configure({ strategy: "free", threshold: 0 });
+    await p.generate();
+    const low = await p.tokens();
+    p.assertFreeRule(low, 0);
+    const lowRate = low.filter((t) => t.kind === "shallow").length / low.length;
+    await p.configure({ threshold: 1 });
+    await p.generate();
+    const high = await p.tokens();
+    p.assertFreeRule(high, 1);
+    assert.ok(high.every((t) => t.kind === "deep"), "nothing exceeds a threshold of 1");
+    assert.equal(await p.text("#n-exit"), "0.0%");
+    const midRate = freeRun.filter((t) => t.kind === "shallow").length / freeRun.length;
+    assert.ok(lowRate > midRate && midRate > 0, `exit rates: ${lowRate} at 0, ${midRate} at 0.3`);
+  });
+
+  await check("free-exact rolls back (struck through) and ends with exactly the full model's output; the comparison says so", async () => {
+    await p.configure({ strategy: "free-exact", threshold: 0 });
+    await p.generate();
+    const exact = await p.tokens();
+    const rolled = exact.filter((t) => t.rolledBack);
+    assert.ok(rolled.length > 0, "at threshold 0 the young model's shallow exit errs, so tokens are rolled back");
+    assert.equal(await p.page.locator("#output .tok.rolled-back").evaluateAll((els) => els.every((e) => getComputedStyle(e).textDecorationLine.includes("line-through"))), true);
+    assert.equal(exact.filter((t) => !t.rolledBack).map((t) => t.text).join(""), p.fullText);
+    assert.match(await p.text("#n-passes"), /\d+ deep pass(es)?, [\d.]+ rows each, \d+ rollbacks?/);
+    await p.shot("06-free-exact-rollbacks");
+    await p.compare();
+    assert.match(await p.text("#speedup"), /^free-exact: decoding \d+\.\d\d× as fast as full \([\d.]+ against [\d.]+ ms per token after the first\); end to end, encoder included, \d+\.\d\d×\. One run each, measured here\. The outputs are identical\.$/);
+    assert.ok(Number(await p.attr("#speedup", "data-speedup")) > 0);
+    assert.equal(await p.page.locator("#comparison mark").count(), 0);
+    assert.equal(await p.text("#right"), p.fullText.replace(/\n/g, "⏎"));
+    await p.shot("07-compare-exact");
+  });
+
+  await check("comparing static with full marks the differences side by side", async () => {
+    await p.configure({ strategy: "static" });
+    await p.generate();
+    await p.compare();
+    const speed = Number(await p.attr("#speedup", "data-speedup"));
+    assert.ok(speed > 1, `static should be faster than full per token, measured ${speed}`);
+    assert.match(await p.text("#speedup"), /tokens in common; \d+ only in this run, \d+ only in full \(marked\)\.$/);
+    assert.ok((await p.page.locator("#left mark").count()) > 0, "the young model's static exit differs from full");
+    assert.equal(await p.text("#right"), p.fullText.replace(/\n/g, "⏎"));
+    await p.shot("08-compare-static");
+  });
+
+  await check("the adaptive threshold: both fitted Beta densities and the threshold are drawn, and move as data arrives", async () => {
+    await p.page.click("#reset-adaptive");
+    await p.page.waitForFunction(() => /no fit yet/.test(document.getElementById("beta-note")?.textContent ?? ""));
+    assert.match(await p.text("#beta-note"), /^Threshold 0\.900 \(no fit yet\); 0 consistent and 0 inconsistent points, 0 fits\./);
+    assert.equal(await p.page.locator("#beta-chart path.density").count(), 0);
+    await p.configure({ strategy: "free", adaptive: true });
+    const seen = [];
+    for (let i = 0; i < 14 && seen.filter((s) => s.fit).length < 2; i++) {
+      await p.configure({ task: i % 2 ? "translate" : "summarize", example: Math.floor(i / 2) % 5, maxTokens: 64 });
+      await p.generate();
+      seen.push(await p.betaState());
+    }
+    const fitted = seen.filter((s) => s.fit);
+    assert.ok(fitted.length >= 2, `the estimator should have fitted twice in 14 runs: ${JSON.stringify(seen.map((s) => s.note))}`);
+    const [a, b] = fitted.slice(-2);
+    assert.equal(a.curves, 2);
+    assert.notEqual(a.consistentPath, b.consistentPath, "the densities should change with the new data");
+    // The threshold line sits where the note says (x = 40 + 550 t in the chart's coordinates).
+    assert.ok(Math.abs(b.lineX - (40 + 550 * b.threshold)) < 0.3, `threshold line at ${b.lineX} for ${b.threshold}`);
+    // The trace's thresholds are the adaptive one in force, and the ticks are the checked stacked tokens.
+    const run = await p.tokens();
+    p.assertFreeRule(run, null);
+    assert.equal(b.ticks, run.filter((t) => t.stacked && t.sync !== null).length);
+    await p.shot("09-adaptive-beta");
+  });
+
+  await check('device "webgpu": the package\'s answer is shown in words and generation goes on', async () => {
+    await p.page.selectOption("#device", "webgpu");
+    await p.page.waitForFunction(() => document.body.dataset.state === "ready");
+    const device = await p.attr("#device-now", "data-device");
+    if (device === "webgpu") {
+      // The package accepts WebGPU: the page runs there with no change.
+      assert.equal(await p.page.locator("#device-error").isHidden(), true);
+    } else {
+      assert.equal(device, "cpu");
+      assert.equal(
+        await p.text("#device-error"),
+        'Could not switch to device "webgpu": NotSupportedError: device "webgpu": the WebGPU backend is not built yet in this version of free-wasm; use device "cpu" or "auto" (WebAssembly on the CPU). The model keeps running on CPU (WebAssembly).',
+      );
+      assert.equal(await p.page.inputValue("#device"), "auto");
+    }
+    await p.shot("10-webgpu-switch");
+    await p.configure({ strategy: "full", task: "translate", example: 0 });
+    await p.generate();
+    assert.ok((await p.tokens()).length > 0);
+  });
+
+  await check("a second visit loads every file from Cache Storage, with the network to the model cut off", async () => {
+    let blocked = 0;
+    await context.route("**/model/**", (route) => {
+      blocked++;
+      return route.abort("internetdisconnected");
+    });
+    await p.open(url);
+    await p.ready();
+    const files = await p.progress();
+    assert.deepEqual(Object.keys(files).sort(), ["config.json", "free.json", "model.safetensors", "tokenizer.json"]);
+    for (const [file, row] of Object.entries(files)) assert.equal(row.source, "cache", `${file} should come from the cache`);
+    assert.match(files["model.safetensors"].text, new RegExp(`${weightsMB} MB of ${weightsMB} MB from the cache, done`));
+    await p.configure({ task: "summarize", example: 1, strategy: "free", threshold: 0.3 });
+    await p.generate();
+    const run = await p.tokens();
+    assert.ok(run.length > 0);
+    p.assertFreeRule(run, 0.3);
+    // Token texts in tooltips come from the cached tokenizer.json too.
+    await p.page.hover('#output .tok[data-pos="0"]');
+    assert.match(await p.tooltip(), /deep model/);
+    assert.equal(blocked, 0, "no request should reach the network for the model");
+    await p.shot("11-from-cache");
+    await context.unroute("**/model/**");
+  });
+
+  await check("the keyboard drives the form, every control is labelled, and 375 px needs no sideways scrolling", async () => {
+    const unlabelled = await p.page.locator("select, input, textarea, button").evaluateAll((els) =>
+      els.filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !(e.textContent ?? "").trim()).map((e) => e.id || e.outerHTML),
+    );
+    assert.deepEqual(unlabelled, []);
+    await p.page.setViewportSize({ width: 375, height: 800 });
+    await p.configure({ strategy: "free-exact", threshold: 0.3 });
+    await p.page.focus("#max-tokens");
+    await p.page.keyboard.press("Enter"); // submits the form
+    await p.page.waitForFunction(() => document.body.dataset.state === "generating");
+    await p.page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 120_000 });
+    assert.ok((await p.tokens()).length > 0);
+    const width = await p.page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375, `the page is ${width} px wide at a 375 px viewport`);
+    await p.shot("12-phone", { fullPage: true });
+  });
+
+  await check("no WebGPU: a visible note, and the model runs on the CPU", async () => {
+    const bare = await browser.newContext({ viewport: { width: 1000, height: 1400 } });
+    await bare.addInitScript(() => delete Navigator.prototype.gpu);
+    const q = new Page(await bare.newPage(), shots);
+    await q.open(url);
+    await q.ready();
+    assert.equal(await q.page.locator("#gpu-note").isVisible(), true);
+    assert.equal(await q.text("#gpu-note"), "This browser offers no WebGPU (navigator.gpu is missing), so the model runs on the CPU (WebAssembly with SIMD).");
+    assert.equal(await q.attr("#device-now", "data-device"), "cpu");
+    await q.configure({ strategy: "free", threshold: 0.3, maxTokens: 16 });
+    await q.generate();
+    q.assertFreeRule(await q.tokens(), 0.3);
+    await q.shot("13-no-webgpu");
+    assert.deepEqual(q.errors, []);
+    await bare.close();
+  });
+
+  await check("errors are shown in words: an empty input, and a model folder that does not exist", async () => {
+    await p.page.fill("#text", "   ");
+    await p.page.click("#run");
+    assert.equal(await p.text("#error"), "Type a text or pick an example first.");
+    const lost = new Page(await context.newPage(), shots);
+    await lost.open(`${url}?model=no-such-model/`);
+    await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
+    assert.match(await lost.text("#device-error"), /^Could not load the model: could not download http:\/\/127\.0\.0\.1:\d+\/no-such-model\/(config\.json|model\.safetensors|tokenizer\.json): HTTP 404 Not Found; the model folder must serve \1$/);
+    await lost.shot("14-load-error");
+  });
+
+  await check("no uncaught errors on the page", async () => assert.deepEqual(p.errors, []));
+} finally {
+  await browser.close();
+  server.kill();
+}
+console.log(`page e2e: ${passed} passed, ${failed} failed; screenshots in ${shots}`);
+process.exit(failed === 0 ? 0 : 1);
