@@ -82,7 +82,8 @@ const params = new URLSearchParams(location.search);
 const baseUrl = new URL(params.get("model") ?? "model/", location.href);
 if (!baseUrl.pathname.endsWith("/")) baseUrl.pathname += "/";
 
-const progress = new ProgressView($("progress"));
+const progress = new ProgressView($("progress"), $("files-summary"));
+const files = $<HTMLDetailsElement>("files");
 const tokens = new TokenView($("output"), $("token-detail"));
 
 let loaded: LoadedModel | null = null;
@@ -304,6 +305,7 @@ function showDevice(device: string): void {
 async function load(device: Device): Promise<void> {
   setState("loading");
   progress.reset();
+  files.open = true;
   ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device})…`;
   try {
     const next = await loadModel(baseUrl, device, (p) => progress.update(p));
@@ -315,6 +317,7 @@ async function load(device: Device): Promise<void> {
     shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
     showDevice(info.device);
     showError(ui.deviceError, null);
+    files.open = false;
     fillTasks(info.tasks.length > 0 ? info.tasks : [...new Set(examples.map((e) => e.task))]);
     ui.status.textContent = `Model ready: ${info.decoderBlocks} decoder blocks, shallow exit after ${info.shallowExitLayer ?? "none"}, on ${ui.deviceNow.textContent}.`;
     await refreshAdaptive();

@@ -85,9 +85,10 @@ export function drawBeta(svg: SVGSVGElement, state: AdaptiveState | null, seen: 
   if (state) {
     const t = state.threshold;
     out += `<line class="threshold-line" x1="${f(x(t))}" x2="${f(x(t))}" y1="${PAD.top}" y2="${PAD.top + PLOT_H}" stroke="${COLOURS.threshold}" stroke-dasharray="5 3" stroke-width="1.5"/>`;
-    out += `<text x="${f(Math.min(x(t) + 4, W - 120))}" y="${PAD.top + 14}" fill="#111">threshold ${t.toFixed(3)}</text>`;
+    const right = x(t) > W - 130; // keep the label inside the plot
+    out += `<text x="${f(right ? x(t) - 4 : x(t) + 4)}" y="${PAD.top + 14}" text-anchor="${right ? "end" : "start"}" fill="#111">threshold ${t.toFixed(3)}</text>`;
   }
-  out += `<text x="${W - PAD.right - 4}" y="${PAD.top + 30}" text-anchor="end" fill="${COLOURS.consistent}">— consistent</text>`;
-  out += `<text x="${W - PAD.right - 4}" y="${PAD.top + 46}" text-anchor="end" fill="${COLOURS.inconsistent}">- - inconsistent</text>`;
+  out += `<text x="${PAD.left + 6}" y="${PAD.top + 14}" fill="${COLOURS.consistent}">— consistent</text>`;
+  out += `<text x="${PAD.left + 6}" y="${PAD.top + 30}" fill="${COLOURS.inconsistent}">- - inconsistent</text>`;
   svg.innerHTML = out;
 }

@@ -1,5 +1,5 @@
 // Per-file loading progress: one row per model file with a <progress> bar, the bytes so far
-// and where they come from (the network or Cache Storage).
+// and where they come from (the network or Cache Storage), and a one-line summary of all.
 
 import type { LoadProgress } from "free-wasm";
 
@@ -9,15 +9,18 @@ function megabytes(n: number): string {
 
 export class ProgressView {
   #list: HTMLElement;
-  #rows = new Map<string, { bar: HTMLProgressElement; bytes: HTMLElement }>();
+  #summary: HTMLElement;
+  #rows = new Map<string, { bar: HTMLProgressElement; bytes: HTMLElement; progress: LoadProgress }>();
 
-  constructor(list: HTMLElement) {
+  constructor(list: HTMLElement, summary: HTMLElement) {
     this.#list = list;
+    this.#summary = summary;
   }
 
   reset(): void {
     this.#rows.clear();
     this.#list.replaceChildren();
+    this.#summary.textContent = "Model files";
   }
 
   update({ file, loaded, total, fromCache }: LoadProgress): void {
@@ -33,9 +36,10 @@ export class ProgressView {
       bytes.className = "bytes";
       li.append(label, bar, bytes);
       this.#list.append(li);
-      row = { bar, bytes };
+      row = { bar, bytes, progress: { file, loaded, total, fromCache } };
       this.#rows.set(file, row);
     }
+    row.progress = { file, loaded, total, fromCache };
     if (total !== null) {
       row.bar.max = total;
       row.bar.value = loaded;
@@ -46,5 +50,13 @@ export class ProgressView {
     row.bytes.textContent = `${megabytes(loaded)}${total === null ? "" : ` of ${megabytes(total)}`} from ${fromCache ? "the cache" : "the network"}${done ? ", done" : ""}`;
     row.bytes.parentElement!.dataset.source = fromCache ? "cache" : "network";
     row.bytes.parentElement!.dataset.done = String(done);
+    this.#summarise();
+  }
+
+  #summarise(): void {
+    const all = [...this.#rows.values()].map((r) => r.progress);
+    const loaded = all.reduce((n, p) => n + p.loaded, 0);
+    const sources = new Set(all.map((p) => (p.fromCache ? "the cache" : "the network")));
+    this.#summary.textContent = `Model files: ${all.length}, ${megabytes(loaded)} from ${[...sources].join(" and ")}`;
   }
 }

@@ -40,7 +40,7 @@ export class Page {
   }
 
   async shot(name, options = {}) {
-    await this.page.screenshot({ path: join(this.shots, `${name}.png`), ...options });
+    await this.page.screenshot({ path: join(this.shots, `${name}.png`), fullPage: true, ...options });
   }
 
   /** Each file's last progress row: where it came from, whether it completed, its text. */
@@ -79,6 +79,7 @@ export class Page {
     await this.page.click("#run");
     await this.page.waitForFunction(() => document.body.dataset.state === "generating");
     let seen = null;
+    if (midShot) await this.page.evaluate(() => window.scrollTo(0, 0));
     if (midShot) {
       await this.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 6 || document.body.dataset.state !== "generating", null, { polling: "raf" });
       const t0 = Date.now();
@@ -89,7 +90,7 @@ export class Page {
       }));
       seen.pingMs = Date.now() - t0;
       assert.equal(seen.state, "generating", "the run ended before the mid-generation screenshot");
-      await this.shot(midShot);
+      await this.shot(midShot, { fullPage: false });
     }
     await this.page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 180_000 });
     if (await this.page.locator("#error").isVisible()) throw new Error(`the page shows an error: ${await this.text("#error")}`);

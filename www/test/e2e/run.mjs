@@ -50,7 +50,8 @@ async function check(name, fn) {
 
 try {
   await new Promise((r) => setTimeout(r, 300)); // the server's listen
-  const context = await browser.newContext({ viewport: { width: 1000, height: 1400 } });
+  // Wide enough for the two-column layout: the mid-generation shot (README's docs/demo.png) shows it all.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   const p = new Page(await context.newPage(), shots);
   await p.open(url);
 
@@ -63,6 +64,8 @@ try {
       assert.equal(row.done, "true", `${file} should be complete`);
     }
     assert.match(files["model.safetensors"].text, new RegExp(`${weightsMB} MB of ${weightsMB} MB from the network, done`));
+    assert.match(await p.text("#files-summary"), /^Model files: 4, [\d.]+ MB from the network$/);
+    assert.equal(await p.page.locator("#files").getAttribute("open"), null, "the file list folds away once loaded");
     assert.match(await p.text("#status"), /^Model ready: 8 decoder blocks, shallow exit after 2, on CPU \(WebAssembly\)\.$/);
     assert.equal(await p.attr("#device-now", "data-device"), "cpu");
     assert.deepEqual(await p.options("#task"), ["summarize", "translate"]);
@@ -246,6 +249,7 @@ try {
     assert.deepEqual(Object.keys(files).sort(), ["config.json", "free.json", "model.safetensors", "tokenizer.json"]);
     for (const [file, row] of Object.entries(files)) assert.equal(row.source, "cache", `${file} should come from the cache`);
     assert.match(files["model.safetensors"].text, new RegExp(`${weightsMB} MB of ${weightsMB} MB from the cache, done`));
+    assert.match(await p.text("#files-summary"), /^Model files: 4, [\d.]+ MB from the cache$/);
     await p.configure({ task: "summarize", example: 1, strategy: "free", threshold: 0.3 });
     await p.generate();
     const run = await p.tokens();
