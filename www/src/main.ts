@@ -53,6 +53,7 @@ const ui = {
   thresholdSet: $<HTMLFieldSetElement>("threshold-set"),
   modeAdaptive: $<HTMLInputElement>("mode-adaptive"),
   modeFixed: $<HTMLInputElement>("mode-fixed"),
+  adaptiveNow: $("adaptive-now"),
   threshold: $<HTMLInputElement>("threshold"),
   thresholdOut: $<HTMLOutputElement>("threshold-out"),
   run: $<HTMLButtonElement>("run"),
@@ -202,6 +203,7 @@ async function refreshAdaptive(): Promise<void> {
   if (!loaded) return;
   adaptive = await loaded.model.adaptiveState();
   ui.betaNote.textContent = describeAdaptive(adaptive);
+  ui.adaptiveNow.textContent = `, now ${adaptive.threshold.toFixed(3)}`;
   drawBeta(ui.betaChart, adaptive, last ? observations(last.trace) : []);
 }
 
@@ -359,6 +361,11 @@ ui.resetAdaptive.addEventListener("click", async () => {
   await refreshAdaptive().catch((e: unknown) => showError(ui.error, describeError(e)));
 });
 ui.device.addEventListener("change", () => void load(ui.device.value as Device));
+
+window.addEventListener("resize", () => {
+  drawConfidence(ui.confChart, last?.trace ?? [], shape);
+  drawBeta(ui.betaChart, adaptive, last ? observations(last.trace) : []);
+});
 
 fillTasks([...new Set(examples.map((e) => e.task))]);
 syncThresholdControls();

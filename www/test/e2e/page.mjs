@@ -201,6 +201,7 @@ export class Page {
         curves: document.querySelectorAll("#beta-chart path.density").length,
         consistentPath: document.querySelector("#beta-chart path.density.consistent")?.getAttribute("d") ?? null,
         lineX: line ? Number(line.getAttribute("x1")) : null,
+        width: document.getElementById("beta-chart").viewBox.baseVal.width,
         ticks: document.querySelectorAll("#beta-chart line.seen").length,
       };
     });
