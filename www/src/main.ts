@@ -92,6 +92,8 @@ let shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
 /** The device the loaded model was asked for (the select reverts to it when a switch fails). */
 let deviceAsked: Device = "auto";
 let running: AbortController | null = null;
+/** What the Stop button aborts with, to tell a stop from a failure. */
+const STOPPED = new DOMException("stopped by you", "AbortError");
 let adaptive: AdaptiveState | null = null;
 
 /** The last generation the page showed, for "Compare with full". */
@@ -104,6 +106,8 @@ interface Run {
   finished: boolean;
 }
 let last: Run | null = null;
+/** The generation under way (its trace so far), also when it is stopped. */
+let current: Run | null = null;
 
 function setState(state: "loading" | "ready" | "generating" | "comparing" | "error"): void {
   document.body.dataset.state = state;
@@ -212,6 +216,7 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
   if (!loaded) throw new Error("no model is loaded");
   running = new AbortController();
   const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false };
+  current = run;
   let frame = 0;
   try {
     const out = await loaded.model.generate(text, {
@@ -256,8 +261,14 @@ async function onGenerate(): Promise<void> {
     last = await generate(text, chosenOptions(), drawAll);
     ui.status.textContent = `Done: ${standing(last.trace).length} tokens${last.finished ? "" : " (stopped at the token limit)"}.`;
   } catch (e) {
-    ui.status.textContent = "Generation stopped.";
-    showError(ui.error, `Generation failed: ${describeError(e)}`);
+    if (e === STOPPED && current) {
+      // Keep what was decided before the stop (no counters: the numbers stay estimates).
+      last = current;
+      ui.status.textContent = `Stopped by you after ${standing(current.trace).length} tokens.`;
+    } else {
+      ui.status.textContent = "Generation stopped.";
+      showError(ui.error, `Generation failed: ${describeError(e)}`);
+    }
   }
   await refreshAdaptive().catch((e: unknown) => showError(ui.error, `Could not read the adaptive state: ${describeError(e)}`));
   if (last) drawAll(last);
@@ -354,7 +365,7 @@ ui.form.addEventListener("submit", (e) => {
   e.preventDefault();
   void onGenerate();
 });
-ui.stop.addEventListener("click", () => running?.abort(new DOMException("stopped by you", "AbortError")));
+ui.stop.addEventListener("click", () => running?.abort(STOPPED));
 ui.compare.addEventListener("click", () => void onCompare());
 ui.resetAdaptive.addEventListener("click", async () => {
   await loaded?.model.resetAdaptive();

@@ -86,7 +86,7 @@ try {
     await p.assertNumbers(freeRun, "free");
     await p.assertConfidenceChart(freeRun);
     await p.assertGroups(freeRun);
-    await p.shot("03-free-done-0.3");
+    await p.shot("02-free-done-0.3");
   });
 
   await check("hovering and focusing a token shows its confidence, threshold and the deep model's choice", async () => {
@@ -106,22 +106,38 @@ try {
     const focused = await p.tooltip();
     assert.match(focused, new RegExp(`at position ${freeRun[1].index}`));
     assert.match(focused, new RegExp(`confidence ${freeRun[1].confidence.toFixed(3)}`));
-    await p.shot("04-tooltip");
+    await p.shot("03-tooltip");
     await p.page.keyboard.press("Tab");
   });
 
   await check("tokens stream in while the page stays responsive (screenshot mid-generation)", async () => {
     // An input the young model answers at length, so there is time to look mid-way.
     await p.configure({ task: "translate", example: 4, strategy: "free-exact", threshold: 0.1, maxTokens: 128 });
-    const seen = await p.generate({ midShot: "02-mid-generation" });
+    const seen = await p.generate({ midShot: "04-mid-generation" });
     assert.ok(seen.tokens >= 6, `${seen.tokens} tokens drawn mid-way`);
     const final = await p.tokens();
     assert.ok(final.length > seen.tokens, `${final.length} tokens at the end, ${seen.tokens} mid-way: the page drew tokens as they came`);
     assert.ok(seen.pingMs < 250, `the main thread answered in ${seen.pingMs} ms while generating`);
     assert.match(seen.numbers, /^\d+ \| \d+ \| [\d.]+% \| [\d.]+ \| \d+ ms \| \d+$/, `live numbers: ${seen.numbers}`);
     p.assertFreeRule(final, 0.1);
-    await p.shot("03-streamed-done");
+    await p.shot("05-streamed-done");
     await p.configure({ task: "summarize", example: 0, strategy: "free", threshold: 0.3, maxTokens: 48 });
+  });
+
+  await check("Stop ends a generation mid-way and keeps the tokens decided so far", async () => {
+    await p.configure({ task: "translate", example: 4, strategy: "free", threshold: 0.1, maxTokens: 128 });
+    await p.page.click("#run");
+    await p.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 4, null, { polling: "raf" });
+    await p.page.click("#stop");
+    await p.page.waitForFunction(() => document.body.dataset.state === "ready");
+    const [, n] = /^Stopped by you after (\d+) tokens\.$/.exec(await p.text("#status")) ?? [];
+    assert.ok(Number(n) >= 4 && Number(n) < 128, `status: ${await p.text("#status")}`);
+    const kept = await p.tokens();
+    assert.equal(kept.filter((t) => !t.rolledBack).length, Number(n));
+    assert.equal(await p.page.locator("#error").isHidden(), true);
+    assert.equal(await p.page.locator("#compare").isDisabled(), true, "no comparison without the package's counters");
+    await p.shot("06-stopped");
+    await p.configure({ task: "summarize", example: 0, maxTokens: 48 });
   });
 
   await check("switching strategy changes the trace: static exits every token early, full none", async () => {
@@ -131,7 +147,17 @@ try {
     assert.ok(stat.length > 0 && stat.every((t) => t.kind === "shallow" && t.exit === 2), "static: every token from the shallow exit");
     assert.equal(await p.text("#n-exit"), "100.0%");
     assert.equal(await p.text("#n-blocks"), "2.00");
-    await p.shot("05-static");
+    await p.shot("07-static");
+    await p.configure({ strategy: "calm", threshold: 0.3 });
+    await p.generate();
+    const calm = await p.tokens();
+    for (const t of calm) {
+      // CALM exits at the first block whose confidence beats the threshold, else runs all 8.
+      if (t.exit < 8) assert.ok(t.confidence > 0.3 && t.threshold === 0.3, `calm token ${t.pos}: exit ${t.exit} at ${t.confidence}`);
+      else assert.equal(t.kind, "deep");
+      assert.equal(t.stacked, false);
+    }
+    assert.equal(await p.page.locator("#mode-adaptive").isDisabled(), true, "calm has no adaptive threshold");
     await p.configure({ strategy: "full" });
     await p.generate();
     const full = await p.tokens();
@@ -169,13 +195,13 @@ try {
     assert.equal(await p.page.locator("#output .tok.rolled-back").evaluateAll((els) => els.every((e) => getComputedStyle(e).textDecorationLine.includes("line-through"))), true);
     assert.equal(exact.filter((t) => !t.rolledBack).map((t) => t.text).join(""), p.fullText);
     assert.match(await p.text("#n-passes"), /\d+ deep pass(es)?, [\d.]+ rows each, \d+ rollbacks?/);
-    await p.shot("06-free-exact-rollbacks");
+    await p.shot("08-free-exact-rollbacks");
     await p.compare();
     assert.match(await p.text("#speedup"), /^free-exact: decoding \d+\.\d\d× as fast as full \([\d.]+ against [\d.]+ ms per token after the first\); end to end, encoder included, \d+\.\d\d×\. One run each, measured here\. The outputs are identical\.$/);
     assert.ok(Number(await p.attr("#speedup", "data-speedup")) > 0);
     assert.equal(await p.page.locator("#comparison mark").count(), 0);
     assert.equal(await p.text("#right"), p.fullText.replace(/\n/g, "⏎"));
-    await p.shot("07-compare-exact");
+    await p.shot("09-compare-exact");
   });
 
   await check("comparing static with full marks the differences side by side", async () => {
@@ -194,7 +220,7 @@ try {
     assert.match(said, /tokens in common; \d+ only in this run, \d+ only in full \(marked\)\.$/);
     assert.ok((await p.page.locator("#left mark").count()) > 0, "the young model's static exit differs from full");
     assert.equal(await p.text("#right"), p.fullText.replace(/\n/g, "⏎"));
-    await p.shot("08-compare-static");
+    await p.shot("10-compare-static");
   });
 
   await check("the adaptive threshold: both fitted Beta densities and the threshold are drawn, and move as data arrives", async () => {
@@ -222,7 +248,7 @@ try {
     const run = await p.tokens();
     p.assertFreeRule(run, null);
     assert.equal(b.ticks, run.filter((t) => t.stacked && t.sync !== null).length);
-    await p.shot("09-adaptive-beta");
+    await p.shot("11-adaptive-beta");
   });
 
   await check('device "webgpu": the package\'s answer is shown in words and generation goes on', async () => {
@@ -240,7 +266,7 @@ try {
       );
       assert.equal(await p.page.inputValue("#device"), "auto");
     }
-    await p.shot("10-webgpu-switch");
+    await p.shot("12-webgpu-switch");
     await p.configure({ strategy: "full", task: "translate", example: 0 });
     await p.generate();
     assert.ok((await p.tokens()).length > 0);
@@ -268,7 +294,7 @@ try {
     await p.page.hover('#output .tok[data-pos="0"]');
     assert.match(await p.tooltip(), /deep model/);
     assert.equal(blocked, 0, "no request should reach the network for the model");
-    await p.shot("11-from-cache");
+    await p.shot("13-from-cache");
     await context.unroute("**/model/**");
   });
 
@@ -289,7 +315,7 @@ try {
     // The charts draw at their screen width, so their 13 px text stays 13 px.
     const charts = await p.page.locator("svg.chart").evaluateAll((svgs) => svgs.map((s) => [s.viewBox.baseVal.width, s.clientWidth]));
     for (const [units, px] of charts) assert.ok(Math.abs(units - px) <= 1 && px < 375, `a chart ${px} px wide draws ${units} units`);
-    await p.shot("12-phone", { fullPage: true });
+    await p.shot("14-phone", { fullPage: true });
   });
 
   await check("no WebGPU: a visible note, and the model runs on the CPU", async () => {
@@ -304,7 +330,7 @@ try {
     await q.configure({ strategy: "free", threshold: 0.3, maxTokens: 16 });
     await q.generate();
     q.assertFreeRule(await q.tokens(), 0.3);
-    await q.shot("13-no-webgpu");
+    await q.shot("15-no-webgpu");
     assert.deepEqual(q.errors, []);
     await bare.close();
   });
@@ -317,7 +343,7 @@ try {
     await lost.open(`${url}?model=no-such-model/`);
     await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
     assert.match(await lost.text("#device-error"), /^Could not load the model: could not download http:\/\/127\.0\.0\.1:\d+\/no-such-model\/(config\.json|model\.safetensors|tokenizer\.json): HTTP 404 Not Found; the model folder must serve \1$/);
-    await lost.shot("14-load-error");
+    await lost.shot("16-load-error");
   });
 
   await check("no uncaught errors on the page", async () => assert.deepEqual(p.errors, []));
