@@ -373,6 +373,9 @@ ui.resetAdaptive.addEventListener("click", async () => {
 });
 ui.device.addEventListener("change", () => void load(ui.device.value as Device));
 
+// Anything that escapes the handlers above still reaches the user in words.
+window.addEventListener("error", (e) => showError(ui.error, `Unexpected error: ${e.message}`));
+window.addEventListener("unhandledrejection", (e) => showError(ui.error, `Unexpected error: ${describeError(e.reason)}`));
 window.addEventListener("resize", () => {
   drawConfidence(ui.confChart, last?.trace ?? [], shape);
   drawBeta(ui.betaChart, adaptive, last ? observations(last.trace) : []);

@@ -93,6 +93,7 @@ export function groupLabel(group: TokenGroup, finished: boolean): string {
 /** A token's text for display: visible marks for what would otherwise be invisible. */
 export function displayText(entry: TraceEntry): string {
   if (entry.text === "") return "⟨end⟩";
+  if (entry.text.trim() === "") return entry.text.replace(/ /g, "␣").replace(/\n/g, "⏎"); // a bare space token
   return entry.text.replace(/\n/g, "⏎");
 }
 

@@ -71,7 +71,7 @@ export class Page {
   }
 
   /**
-   * Clicks Generate and waits for the end. With `midShot`, also waits until 6 tokens are
+   * Clicks Generate and waits for the end. With `midShot`, also waits until 24 tokens are
    * drawn while still generating, times a round trip to the main thread, reads the live
    * numbers and takes the named screenshot; returns what it saw then.
    */
@@ -81,7 +81,7 @@ export class Page {
     let seen = null;
     if (midShot) await this.page.evaluate(() => window.scrollTo(0, 0));
     if (midShot) {
-      await this.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 6 || document.body.dataset.state !== "generating", null, { polling: "raf" });
+      await this.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 24 || document.body.dataset.state !== "generating", null, { polling: "raf" });
       const t0 = Date.now();
       seen = await this.page.evaluate(() => ({
         state: document.body.dataset.state,

@@ -96,6 +96,7 @@ test("displayText shows the end token and line breaks", () => {
   assert.equal(displayText(entry({ text: "" })), "⟨end⟩");
   assert.equal(displayText(entry({ text: "a\nb" })), "a⏎b");
   assert.equal(displayText(entry({ text: " word" })), " word");
+  assert.equal(displayText(entry({ text: " " })), "␣");
 });
 
 test("observations: stacked tokens a deep pass checked, with agreement", () => {
