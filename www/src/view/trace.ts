@@ -34,6 +34,7 @@ export function disagreed(entry: TraceEntry): boolean {
 /** CSS classes of a token: its exit, and whether it waited, was rolled back or disputed. */
 export function tokenClasses(entry: TraceEntry, shape: ModelShape): string[] {
   const classes = ["tok", `exit-${exitKind(entry, shape)}`];
+  if (entry.text !== "" && entry.text.trim() === "") classes.push("space");
   if (entry.stacked) classes.push("stacked");
   if (entry.stacked && entry.sync === null) classes.push("unchecked");
   if (entry.rolledBack) classes.push("rolled-back");

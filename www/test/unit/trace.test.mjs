@@ -34,6 +34,7 @@ test("tokenClasses marks stacked, unchecked, rolled-back and disputed tokens", (
   assert.deepEqual(tokenClasses(shallow({ sync: 1, deepToken: 9 }), SHAPE), ["tok", "exit-shallow", "stacked", "disagreed"]);
   assert.deepEqual(tokenClasses(shallow({ sync: 1, deepToken: 9, rolledBack: true }), SHAPE), ["tok", "exit-shallow", "stacked", "rolled-back"]);
   assert.deepEqual(tokenClasses(entry({ exit: 5 }), SHAPE), ["tok", "exit-mid"]);
+  assert.deepEqual(tokenClasses(entry({ text: " " }), SHAPE), ["tok", "exit-deep", "space"]);
 });
 
 test("groupTrace: stacked tokens and their deep pass form one group; lone tokens stay single", () => {
