@@ -66,6 +66,7 @@ export class TokenView {
     span.dataset.token = String(entry.token);
     span.dataset.index = String(entry.index);
     if (entry.sync !== null) span.dataset.sync = String(entry.sync);
+    if (entry.deepToken !== null) span.dataset.deep = String(entry.deepToken);
     if (entry.confidence !== null) span.dataset.confidence = String(entry.confidence);
     if (entry.threshold !== null) span.dataset.threshold = String(entry.threshold);
     return span;

@@ -121,6 +121,9 @@ export class Page {
           confidence: num(s.dataset.confidence),
           threshold: num(s.dataset.threshold),
           sync: num(s.dataset.sync),
+          token: Number(s.dataset.token),
+          deep: num(s.dataset.deep),
+          disagreed: s.classList.contains("disagreed"),
           stacked: s.classList.contains("stacked"),
           rolledBack: s.classList.contains("rolled-back"),
           group: group ? `${group.classList.contains("waiting") ? "waiting" : "sync"}:${group.dataset.sync}` : null,
@@ -183,6 +186,8 @@ export class Page {
       assert.ok(members.slice(0, -1).every((t) => t.stacked), `${name}: stacked tokens first`);
       assert.equal(members.at(-1).kind, "deep", `${name}: ends with the deep model's token`);
     }
+    // FREE keeps a stacked token the deep model disagreed with, marked as such.
+    for (const t of tokens) assert.equal(t.disagreed, t.deep !== null && t.deep !== t.token && !t.rolledBack, `token ${t.pos}: disagreement mark`);
   }
 
   async tooltip() {

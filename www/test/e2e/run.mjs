@@ -94,7 +94,7 @@ try {
     await p.page.hover(`#output .tok[data-pos="${shallow}"]`);
     const hovered = await p.tooltip();
     assert.match(hovered, new RegExp(`confidence ${freeRun[shallow].confidence.toFixed(3)}, threshold in force 0\\.300`));
-    assert.match(hovered, /deep model's choice: ".*" \((agrees|disagrees)\)/);
+    assert.match(hovered, new RegExp(`deep model's choice: ".*" \\(${freeRun[shallow].deep === freeRun[shallow].token ? "agrees" : "disagrees"}\\)`));
     assert.match(hovered, /waited on the stack until deep pass \d+/);
     // Keyboard: the output is one tab stop; End goes to the last token, Home to the first.
     await p.page.focus("#output .tok[tabindex='0']");
@@ -175,6 +175,8 @@ try {
     await p.generate();
     const low = await p.tokens();
     p.assertFreeRule(low, 0);
+    await p.assertGroups(low);
+    assert.ok(low.some((t) => t.disagreed), "at threshold 0 the deep model disagrees with some kept token");
     const lowRate = low.filter((t) => t.kind === "shallow").length / low.length;
     await p.configure({ threshold: 1 });
     await p.generate();
