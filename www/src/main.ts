@@ -109,7 +109,13 @@ let last: Run | null = null;
 /** The generation under way (its trace so far), also when it is stopped. */
 let current: Run | null = null;
 
+/** Generations finished (also stopped or failed), as `data-runs` on the body: a change says one ended. */
+let runs = 0;
+
 function setState(state: "loading" | "ready" | "generating" | "comparing" | "error"): void {
+  if (document.body.dataset.state === "generating" || document.body.dataset.state === "comparing") {
+    document.body.dataset.runs = String(++runs);
+  }
   document.body.dataset.state = state;
   const idle = state === "ready" && loaded !== null;
   ui.run.disabled = !idle;

@@ -76,8 +76,8 @@ export class Page {
    * numbers and takes the named screenshot; returns what it saw then.
    */
   async generate({ midShot } = {}) {
+    const before = await this.runs();
     await this.page.click("#run");
-    await this.page.waitForFunction(() => document.body.dataset.state === "generating");
     let seen = null;
     if (midShot) await this.page.evaluate(() => window.scrollTo(0, 0));
     if (midShot) {
@@ -92,15 +92,25 @@ export class Page {
       assert.equal(seen.state, "generating", "the run ended before the mid-generation screenshot");
       await this.shot(midShot, { fullPage: false });
     }
-    await this.page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 180_000 });
+    await this.ended(before);
     if (await this.page.locator("#error").isVisible()) throw new Error(`the page shows an error: ${await this.text("#error")}`);
     return seen;
   }
 
+  /** How many generations the page has finished (its body's data-runs). */
+  async runs() {
+    return Number((await this.page.evaluate(() => document.body.dataset.runs)) ?? 0);
+  }
+
+  /** Waits until a generation after the `before`-th has ended and the page is ready again. */
+  async ended(before) {
+    await this.page.waitForFunction((n) => Number(document.body.dataset.runs ?? 0) > n && document.body.dataset.state === "ready", before, { timeout: 180_000 });
+  }
+
   async compare() {
+    const before = await this.runs();
     await this.page.click("#compare");
-    await this.page.waitForFunction(() => document.body.dataset.state === "comparing");
-    await this.page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 180_000 });
+    await this.ended(before);
     if (await this.page.locator("#error").isVisible()) throw new Error(`the page shows an error: ${await this.text("#error")}`);
     assert.equal(await this.page.locator("#comparison").isVisible(), true);
   }
