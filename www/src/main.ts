@@ -3,7 +3,7 @@
 // charts, and runs the same input with `full` on request for the speedup and a diff.
 // URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
 
-import type { AdaptiveState, Counters, Device, GenerateOptions, Strategy, TraceEntry } from "free-wasm";
+import type { AdaptiveState, Counters, Device, GenerateOptions, ModelInfo, Strategy, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
 import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
@@ -41,6 +41,7 @@ const ui = {
   status: $("status"),
   device: $<HTMLSelectElement>("device"),
   deviceNow: $("device-now"),
+  deviceWhy: $("device-why"),
   gpuNote: $("gpu-note"),
   deviceError: $("device-error"),
   form: $<HTMLFormElement>("form"),
@@ -316,9 +317,14 @@ async function onCompare(): Promise<void> {
 
 // ---- model and device -----------------------------------------------------------------------
 
-function showDevice(device: string): void {
-  ui.deviceNow.textContent = device === "cpu" ? "CPU (WebAssembly)" : device === "webgpu" ? "WebGPU" : device;
-  ui.deviceNow.dataset.device = device;
+function showDevice(info: ModelInfo): void {
+  ui.deviceNow.textContent = info.device === "cpu" ? "CPU (WebAssembly)" : info.device === "webgpu" ? "WebGPU" : String(info.device);
+  ui.deviceNow.dataset.device = info.device;
+  // Packages that can run on WebGPU say why "auto" chose the CPU (ModelInfo.deviceNote);
+  // read optionally, so the page works with packages from before and after that field.
+  const why = (info as ModelInfo & { deviceNote?: string | null }).deviceNote ?? null;
+  ui.deviceWhy.hidden = why === null;
+  ui.deviceWhy.textContent = why === null ? "" : `Why not WebGPU: ${why}.`;
 }
 
 async function load(device: Device): Promise<void> {
@@ -334,7 +340,7 @@ async function load(device: Device): Promise<void> {
     await previous?.model.dispose();
     const info = next.model.info;
     shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
-    showDevice(info.device);
+    showDevice(info);
     showError(ui.deviceError, null);
     files.open = false;
     fillTasks(info.tasks.length > 0 ? info.tasks : [...new Set(examples.map((e) => e.task))]);
