@@ -135,6 +135,8 @@ function showError(el: HTMLElement, message: string | null): void {
 
 function fillTasks(tasks: string[]): void {
   const chosen = ui.task.value;
+  const now = [...ui.task.options].map((o) => o.value);
+  if (now.join("\n") === tasks.join("\n")) return; // same model tasks: keep the user's input
   ui.task.replaceChildren(...tasks.map((t) => new Option(t, t)));
   ui.task.value = tasks.includes(chosen) ? chosen : tasks[0];
   fillExamples();

@@ -263,8 +263,10 @@ try {
   });
 
   await check('device "webgpu": the package\'s answer is shown in words and generation goes on', async () => {
+    await p.page.fill("#text", "A tool to resize images from the command line.");
     await p.page.selectOption("#device", "webgpu");
     await p.page.waitForFunction(() => document.body.dataset.state === "ready");
+    assert.equal(await p.page.inputValue("#text"), "A tool to resize images from the command line.", "a device switch keeps the input");
     const device = await p.attr("#device-now", "data-device");
     if (device === "webgpu") {
       // The package accepts WebGPU: the page runs there with no change.
