@@ -6,6 +6,8 @@ import { defineConfig } from "vite";
 export default defineConfig({
   root: fileURLToPath(new URL("..", import.meta.url)),
   build: { outDir: fileURLToPath(new URL("dist", import.meta.url)), emptyOutDir: true },
+  // The dev server's cache stays with www's packages, not at the repository root.
+  cacheDir: fileURLToPath(new URL("node_modules/.vite", import.meta.url)),
   // The package starts its worker as a module worker (new Worker(url, { type: "module" })).
   worker: { format: "es" },
 });
