@@ -86,7 +86,7 @@ export function drawBeta(svg: SVGSVGElement, state: AdaptiveState | null, seen: 
       out += `<path class="density ${cls}" d="${d}" fill="none" stroke="${COLOURS[cls]}" stroke-width="2"${cls === "inconsistent" ? ' stroke-dasharray="6 3"' : ""}/>`;
     }
   } else {
-    out += `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#555">no fit yet: too few checked tokens</text>`;
+    out += `<text x="${W / 2}" y="${f(PAD.top + PLOT_H * 0.75)}" text-anchor="middle" fill="#555">no fit yet: too few checked tokens</text>`;
   }
   for (const o of seen) {
     const colour = o.agrees ? COLOURS.consistent : COLOURS.inconsistent;
