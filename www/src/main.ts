@@ -105,6 +105,8 @@ interface Run {
   counters: Counters | null;
   timing: Timing;
   finished: boolean;
+  /** Input tokens the package dropped because the input was longer than the model takes. */
+  truncated: number;
 }
 let last: Run | null = null;
 /** The generation under way (its trace so far), also when it is stopped. */
@@ -224,7 +226,7 @@ async function refreshAdaptive(): Promise<void> {
 async function generate(text: string, options: GenerateOptions & { strategy: Strategy }, draw: (run: Run) => void): Promise<Run> {
   if (!loaded) throw new Error("no model is loaded");
   running = new AbortController();
-  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false };
+  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false, truncated: 0 };
   current = run;
   let frame = 0;
   try {
@@ -247,6 +249,7 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
     run.trace = out.trace;
     run.counters = out.counters;
     run.finished = out.finished;
+    run.truncated = out.truncatedInputTokens;
     return run;
   } finally {
     cancelAnimationFrame(frame);
@@ -269,6 +272,9 @@ async function onGenerate(): Promise<void> {
   try {
     last = await generate(text, chosenOptions(), drawAll);
     ui.status.textContent = `Done: ${standing(last.trace).length} tokens${last.finished ? "" : " (stopped at the token limit)"}.`;
+    if (last.truncated > 0) {
+      ui.status.textContent += ` The input was longer than the model takes: its last ${last.truncated} tokens were left out.`;
+    }
   } catch (e) {
     if (e === STOPPED && current) {
       // Keep what was decided before the stop (no counters: the numbers stay estimates).

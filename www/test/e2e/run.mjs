@@ -354,10 +354,15 @@ try {
     await bare.close();
   });
 
-  await check("errors are shown in words: an empty input, and a model folder that does not exist", async () => {
+  await check("errors are shown in words: an empty input, an input too long, and a model folder that does not exist", async () => {
     await p.page.fill("#text", "   ");
     await p.page.click("#run");
     assert.equal(await p.text("#error"), "Type a text or pick an example first.");
+    await p.page.fill("#text", "This package provides tools to read and write compressed archives in many formats. ".repeat(60));
+    await p.configure({ strategy: "full", maxTokens: 8 });
+    await p.generate();
+    const [, cut] = /The input was longer than the model takes: its last (\d+) tokens were left out\.$/.exec(await p.text("#status")) ?? [];
+    assert.ok(Number(cut) > 0, `status: ${await p.text("#status")}`);
     const lost = new Page(await context.newPage(), shots);
     await lost.open(`${url}?model=no-such-model/`);
     await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
