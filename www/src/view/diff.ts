@@ -1,6 +1,6 @@
 // A token-level diff of two outputs (pure), for the side-by-side of a run and the full
 // model: the longest common subsequence of the token texts, each side's tokens marked as
-// shared or as only its own. Unit-tested in test/unit/diff.test.ts.
+// shared or as only its own. Unit-tested in test/unit/diff.test.mjs.
 
 export interface DiffToken {
   text: string;

@@ -1,5 +1,5 @@
 // The live numbers (pure): tokens/s, exit rate, decoder blocks per token, and the speedup of
-// a run against the full model. Unit-tested in test/unit/stats.test.ts.
+// a run against the full model. Unit-tested in test/unit/stats.test.mjs.
 
 import type { Counters, Strategy, TraceEntry } from "free-wasm";
 import type { ModelShape } from "./trace.js";

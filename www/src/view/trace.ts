@@ -1,6 +1,6 @@
 // Trace-to-view logic for the output panel (pure, no DOM): rebuilds the trace from the
 // package's token events, names each token's exit, and groups the tokens that waited on the
-// stack with the deep pass that checked them. Unit-tested in test/unit/trace.test.ts.
+// stack with the deep pass that checked them. Unit-tested in test/unit/trace.test.mjs.
 
 import type { TokenEvent, TraceEntry } from "free-wasm";
 

@@ -1,7 +1,7 @@
 // Token ids to text for the tooltips (pure): the trace names the deep model's choice by id
 // only, so the page reads the model's own tokenizer.json (the one the package loaded) and
 // looks the id up. Unigram (T5's SentencePiece) vocabularies are lists of [piece, score];
-// BPE and WordPiece ones map piece -> id. Unit-tested in test/unit/vocab.test.ts.
+// BPE and WordPiece ones map piece -> id. Unit-tested in test/unit/vocab.test.mjs.
 
 interface TokenizerJson {
   model?: { vocab?: Array<[string, number]> | Record<string, number>; replacement?: string };
