@@ -22,6 +22,7 @@ import {
   standing,
   type Timing,
 } from "./view/stats.js";
+import { ui } from "./ui.js";
 import { applyEvent, displayText, observations, type ModelShape } from "./view/trace.js";
 
 interface Example {
@@ -32,61 +33,12 @@ interface Example {
 }
 const examples = examplesJson as Example[];
 
-function $<T extends HTMLElement = HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`index.html has no #${id}`);
-  return el as T;
-}
-const ui = {
-  status: $("status"),
-  device: $<HTMLSelectElement>("device"),
-  deviceNow: $("device-now"),
-  deviceWhy: $("device-why"),
-  gpuNote: $("gpu-note"),
-  deviceError: $("device-error"),
-  form: $<HTMLFormElement>("form"),
-  task: $<HTMLSelectElement>("task"),
-  example: $<HTMLSelectElement>("example"),
-  text: $<HTMLTextAreaElement>("text"),
-  reference: $("reference"),
-  strategy: $<HTMLSelectElement>("strategy"),
-  maxTokens: $<HTMLInputElement>("max-tokens"),
-  thresholdSet: $<HTMLFieldSetElement>("threshold-set"),
-  modeAdaptive: $<HTMLInputElement>("mode-adaptive"),
-  modeFixed: $<HTMLInputElement>("mode-fixed"),
-  adaptiveNow: $("adaptive-now"),
-  threshold: $<HTMLInputElement>("threshold"),
-  thresholdOut: $<HTMLOutputElement>("threshold-out"),
-  run: $<HTMLButtonElement>("run"),
-  stop: $<HTMLButtonElement>("stop"),
-  compare: $<HTMLButtonElement>("compare"),
-  resetAdaptive: $<HTMLButtonElement>("reset-adaptive"),
-  error: $("error"),
-  numbers: {
-    tokens: $("n-tokens"),
-    speed: $("n-speed"),
-    exit: $("n-exit"),
-    blocks: $("n-blocks"),
-    first: $("n-first"),
-    passes: $("n-passes"),
-  },
-  comparison: $("comparison"),
-  speedup: $("speedup"),
-  leftH: $("left-h"),
-  left: $("left"),
-  right: $("right"),
-  confChart: $("conf-chart") as unknown as SVGSVGElement,
-  betaChart: $("beta-chart") as unknown as SVGSVGElement,
-  betaNote: $("beta-note"),
-};
-
 const params = new URLSearchParams(location.search);
 const baseUrl = new URL(params.get("model") ?? "model/", location.href);
 if (!baseUrl.pathname.endsWith("/")) baseUrl.pathname += "/";
 
-const progress = new ProgressView($("progress"), $("files-summary"));
-const files = $<HTMLDetailsElement>("files");
-const tokens = new TokenView($("output"), $("token-detail"));
+const progress = new ProgressView(ui.progress, ui.filesSummary);
+const tokens = new TokenView(ui.output, ui.tokenDetail);
 
 let loaded: LoadedModel | null = null;
 let shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
@@ -338,7 +290,7 @@ function showDevice(info: ModelInfo): void {
 async function load(device: Device): Promise<void> {
   setState("loading");
   progress.reset();
-  files.open = true;
+  ui.files.open = true;
   ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device})…`;
   try {
     const next = await loadModel(baseUrl, device, (p) => progress.update(p));
@@ -350,7 +302,7 @@ async function load(device: Device): Promise<void> {
     shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
     showDevice(info);
     showError(ui.deviceError, null);
-    files.open = false;
+    ui.files.open = false;
     fillTasks(info.tasks.length > 0 ? info.tasks : [...new Set(examples.map((e) => e.task))]);
     ui.status.textContent = `Model ready: ${info.decoderBlocks} decoder blocks, shallow exit after ${info.shallowExitLayer ?? "none"}, on ${ui.deviceNow.textContent}.`;
     await refreshAdaptive();
