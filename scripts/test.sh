@@ -12,6 +12,12 @@ source scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
+# The WebGPU tests (tests/gpu.rs) skip without an adapter on a developer's machine; here a
+# missing adapter (lavapipe natively, SwiftShader in Chromium) is a failure.
+export FREE_REQUIRE_GPU=1
+# Vulkan's loader complains on every device creation without it.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
 step "native tests (cargo test)"
 cargo test --workspace
 

@@ -72,7 +72,7 @@ fn deep_caches_equal_the_full_models_after_every_synchronisation() {
         let mut checked = 0;
         for ids in inputs(&p).iter().take(6) {
             let enc = m.encode(ids).unwrap();
-            let mut s = Session::new(m, enc, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Fixed(0.2)).unwrap();
+            let mut s = Session::new(m, m.start_decoder(enc), settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Fixed(0.2)).unwrap();
             while s.finished().is_none() {
                 let passes = s.counters().deep_passes.len();
                 s.step().unwrap();
@@ -214,7 +214,7 @@ fn step_reports_where_the_trace_changed() {
     let exit = shallow_exit(&p);
     let mut corrections = 0;
     for ids in inputs(&p).iter().take(4) {
-        let mut s = Session::new(m, m.encode(ids).unwrap(), settings(Strategy::Free { exit, exact: true }, MAX_NEW), Threshold::Fixed(0.05)).unwrap();
+        let mut s = Session::new(m, m.start_decoder(m.encode(ids).unwrap()), settings(Strategy::Free { exit, exact: true }, MAX_NEW), Threshold::Fixed(0.05)).unwrap();
         while s.finished().is_none() {
             let before = s.trace().to_vec();
             let changed = s.step().unwrap();

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use free_wasm::backend::Backend;
 use free_wasm::decode::{DecodeSettings, Session, Threshold};
 use free_wasm::metrics;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
@@ -80,12 +81,12 @@ pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSetting
     ]
 }
 
-fn decode_one(p: &Pipeline, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<(), String> {
+fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<(), String> {
     let err = |e: free_wasm::Error| e.to_string();
     let (settings, fixed): (DecodeSettings, Option<f64>) = p.settings(&c.options).map_err(err)?;
     let (ids, _) = p.encode_input(&ex.source, Some(&ex.task)).map_err(err)?;
     let t0 = Instant::now();
-    let encoded = p.model.encode(&ids).map_err(err)?;
+    let encoded = p.model.start(&ids).map_err(err)?;
     let t1 = Instant::now();
     let threshold = match (fixed, c.adaptive.as_mut()) {
         (Some(t), _) => Threshold::Fixed(t),
@@ -124,7 +125,7 @@ fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
 
 /// Runs `contenders` over `examples`, interleaved (the order rotates per example so no
 /// strategy always runs first), and returns the JSON report of the task.
-pub fn run_task(p: &Pipeline, task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
+pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
     let mut tallies: Vec<Tally> = contenders.iter().map(|_| Tally::default()).collect();
     let n = contenders.len();
     for (i, ex) in examples.iter().enumerate() {

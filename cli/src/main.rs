@@ -7,23 +7,28 @@ mod trace_view;
 use std::process::ExitCode;
 
 use args::Args;
+use free_wasm::backend::gpu::{Gpu, GpuModel};
+use free_wasm::backend::{block_on, Backend};
+use free_wasm::pipeline::ModelDir;
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 
 const USAGE: &str = "usage:
-  free generate --model DIR [--task T] [--strategy S] [--threshold X] [--exit-layer N]
-                [--max-new-tokens N] [--json] TEXT
+  free generate --model DIR [--device D] [--task T] [--strategy S] [--threshold X]
+                [--exit-layer N] [--max-new-tokens N] [--json] TEXT
       S: full | static | calm | free (default; adaptive threshold unless --threshold)
          | free-exact. Prints the text with each token coloured by the exit that emitted
          it; --json prints the whole per-token trace.
-  free eval --model DIR --data FILE.jsonl [--task T] [--limit N] [--strategy S]
-            [--threshold X | --adaptive] [--max-new-tokens N] [--json]
+  free eval --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
+            [--strategy S] [--threshold X | --adaptive] [--max-new-tokens N] [--json]
       decodes a test set (JSONL: task, source, target) with one strategy (default full)
       and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
-  free bench --model DIR --data FILE.jsonl [--task T] [--limit N] [--threshold X]
-             [--max-new-tokens N] [--json OUT.json]
+  free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
+             [--threshold X] [--max-new-tokens N] [--json OUT.json]
       runs full, static, calm, free-fixed, free-adaptive (our threshold rule),
       free-adaptive-ref (the reference's rule) and free-exact on the same examples,
-      interleaved, and prints a table per task (and writes JSON).";
+      interleaved, and prints a table per task (and writes JSON).
+  D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
+     there is no GPU).";
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
@@ -62,13 +67,48 @@ fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<G
     })
 }
 
+/// Where a command runs its model.
+#[derive(Clone, Copy, PartialEq)]
+enum Device {
+    Cpu,
+    Gpu,
+}
+
+fn device(args: &mut Args) -> Result<Device, String> {
+    match args.optional("--device")?.as_deref() {
+        None | Some("cpu") => Ok(Device::Cpu),
+        Some("gpu") => Ok(Device::Gpu),
+        Some(other) => Err(format!("--device {other:?}: use cpu or gpu")),
+    }
+}
+
+fn load_gpu(model_dir: &str) -> Result<Pipeline<GpuModel>, String> {
+    let files = ModelDir::read(model_dir).map_err(|e| e.to_string())?;
+    let gpu = block_on(Gpu::new()).and_then(|g| g).map_err(|e| e.to_string())?;
+    eprintln!("device: {}", gpu.adapter_name());
+    Pipeline::from_files_gpu(&files.files(), gpu).map_err(|e| e.to_string())
+}
+
+/// Runs `$run(pipeline, ...)` with the model loaded on the chosen device.
+macro_rules! on_device {
+    ($device:expr, $dir:expr, $run:ident($($arg:expr),*)) => {
+        match $device {
+            Device::Cpu => $run(load(&$dir)?, $($arg),*),
+            Device::Gpu => $run(load_gpu(&$dir)?, $($arg),*),
+        }
+    };
+}
+
 fn generate(mut args: Args) -> Result<(), String> {
     let model_dir = args.required("--model")?;
+    let device = device(&mut args)?;
     let options = generate_options(&mut args, StrategyName::Free)?;
     let json = args.flag("--json");
     let text = args.single_positional("TEXT")?;
+    on_device!(device, model_dir, generate_on(options, json, text))
+}
 
-    let mut pipeline = Pipeline::from_dir(&model_dir).map_err(|e| e.to_string())?;
+fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, json: bool, text: String) -> Result<(), String> {
     let start = std::time::Instant::now();
     let out = pipeline.generate(&text, &options).map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
@@ -100,6 +140,7 @@ fn load(model_dir: &str) -> Result<Pipeline, String> {
 
 fn eval(mut args: Args) -> Result<(), String> {
     let model_dir = args.required("--model")?;
+    let device = device(&mut args)?;
     let data = args.required("--data")?;
     let task = args.optional("--task")?;
     let limit = args.parsed("--limit", usize::MAX)?;
@@ -110,8 +151,10 @@ fn eval(mut args: Args) -> Result<(), String> {
     }
     let json = args.flag("--json");
     args.finish()?;
+    on_device!(device, model_dir, eval_on(options, data, task, limit, json))
+}
 
-    let pipeline = load(&model_dir)?;
+fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: String, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
     let bmm = pipeline.adaptive.settings().clone();
     let name = options.strategy.as_str();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
@@ -138,14 +181,17 @@ fn eval(mut args: Args) -> Result<(), String> {
 
 fn bench(mut args: Args) -> Result<(), String> {
     let model_dir = args.required("--model")?;
+    let device = device(&mut args)?;
     let data = args.required("--data")?;
     let task = args.optional("--task")?;
     let limit = args.parsed("--limit", 100usize)?;
     let out = args.optional("--json")?;
     let options = generate_options(&mut args, StrategyName::Free)?;
     args.finish()?;
+    on_device!(device, model_dir, bench_on(options, data, task, limit, out))
+}
 
-    let pipeline = load(&model_dir)?;
+fn bench_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: String, task: Option<String>, limit: usize, out: Option<String>) -> Result<(), String> {
     let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
     let bmm = pipeline.adaptive.settings().clone();
     let mut reports = Vec::new();

@@ -68,6 +68,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// The WebGPU backend is unavailable or failed (no adapter, device lost, a model too
+    /// large for the adapter's limits).
+    #[error("WebGPU: {0}")]
+    Gpu(String),
+
     /// A tensor operation failed inside the compute backend: a bug, not a user error.
     #[error("internal compute error (please report): {0}")]
     Compute(String),

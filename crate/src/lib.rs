@@ -1,6 +1,7 @@
 //! free-wasm: a T5 encoder-decoder with FREE's shallow-deep early exit, decoding on the CPU
-//! (candle) natively and in WebAssembly. See ARCHITECTURE in the README for the layout.
+//! (candle) natively and in WebAssembly, and on WebGPU (wgpu). See ARCHITECTURE in the README for the layout.
 
+pub mod backend;
 pub mod config;
 pub mod decode;
 pub mod error;
@@ -13,6 +14,8 @@ pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(all(target_arch = "wasm32", not(feature = "gpu")))]
+compile_error!("the wasm API needs the `gpu` feature (on by default)");
 
 pub use error::{Error, Result};
 pub use pipeline::{GenerateOptions, ModelFiles, Pipeline, StrategyName, TextGeneration};

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use crate::config::{default_tasks, FreeConfig, T5Config};
 use crate::decode::{DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
+use crate::backend::Backend;
+#[cfg(feature = "gpu")]
+use crate::backend::gpu::{Gpu, GpuModel};
 use crate::model::T5Model;
 use crate::threshold::{AdaptiveThreshold, BmmSettings};
 use crate::tokenizer::Tokenizer;
@@ -79,8 +82,10 @@ pub struct ModelFiles<'a> {
     pub free: Option<&'a [u8]>,
 }
 
-pub struct Pipeline {
-    pub model: T5Model,
+/// A model on some backend (`T5Model` on the CPU by default, `GpuModel` on WebGPU) with
+/// its tokenizer and early-exit settings.
+pub struct Pipeline<B: Backend = T5Model> {
+    pub model: B,
     pub tokenizer: Tokenizer,
     pub free: Option<FreeConfig>,
     /// FREE's Beta-mixture threshold, learning across generations.
@@ -99,7 +104,59 @@ pub struct TextGeneration {
 }
 
 impl Pipeline {
+    /// A pipeline on the CPU.
     pub fn from_files(files: &ModelFiles<'_>) -> Result<Self> {
+        let device = Device::Cpu;
+        Pipeline::assemble(files, |config, weights| T5Model::load(config, weights, &device))
+    }
+
+    /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and, if present,
+    /// `free.json` from a folder, onto the CPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_files(&ModelDir::read(dir)?.files())
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl Pipeline<GpuModel> {
+    /// A pipeline on a WebGPU device.
+    pub fn from_files_gpu(files: &ModelFiles<'_>, gpu: Gpu) -> Result<Self> {
+        Pipeline::assemble(files, |config, weights| GpuModel::load(config, weights, gpu))
+    }
+}
+
+/// The files of a model folder, read into memory.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct ModelDir {
+    config: Vec<u8>,
+    weights: Vec<u8>,
+    tokenizer: Vec<u8>,
+    free: Option<Vec<u8>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelDir {
+    pub fn read(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |file: ModelFile| {
+            let path = dir.join(file.file_name());
+            std::fs::read(&path).map_err(|source| Error::Io { file, path: path.display().to_string(), source })
+        };
+        let free_path = dir.join(ModelFile::FreeSettings.file_name());
+        let free = if free_path.exists() { Some(read(ModelFile::FreeSettings)?) } else { None };
+        Ok(ModelDir { config: read(ModelFile::Config)?, weights: read(ModelFile::Weights)?, tokenizer: read(ModelFile::Tokenizer)?, free })
+    }
+
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles { config: &self.config, weights: &self.weights, tokenizer: &self.tokenizer, free: self.free.as_deref() }
+    }
+}
+
+impl<B: Backend> Pipeline<B> {
+    /// Parses the settings and the tokenizer, checks they fit the config, and builds the
+    /// model from the weights with `load`.
+    fn assemble(files: &ModelFiles<'_>, load: impl FnOnce(T5Config, Weights) -> Result<B>) -> Result<Self> {
         let config = T5Config::from_json(files.config)?;
         let free = files.free.map(|b| FreeConfig::from_json(b, &config)).transpose()?;
         let tokenizer = Tokenizer::from_bytes(files.tokenizer)?;
@@ -113,9 +170,7 @@ impl Pipeline {
                 ),
             });
         }
-        let device = Device::Cpu;
-        let weights = Weights::from_bytes(files.weights, &device)?;
-        let model = T5Model::load(config, weights, &device)?;
+        let model = load(config, Weights::from_bytes(files.weights, &Device::Cpu)?)?;
         let adaptive = AdaptiveThreshold::new(match &free {
             Some(f) => BmmSettings {
                 zeta: f.bmm.zeta,
@@ -129,26 +184,6 @@ impl Pipeline {
         Ok(Pipeline { model, tokenizer, free, adaptive, tasks })
     }
 
-    /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and, if present,
-    /// `free.json` from a folder.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_dir(dir: impl AsRef<std::path::Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        let read = |file: ModelFile| {
-            let path = dir.join(file.file_name());
-            std::fs::read(&path).map_err(|source| Error::Io { file, path: path.display().to_string(), source })
-        };
-        let free_path = dir.join(ModelFile::FreeSettings.file_name());
-        let free = if free_path.exists() { Some(read(ModelFile::FreeSettings)?) } else { None };
-        let (config, weights, tokenizer) =
-            (read(ModelFile::Config)?, read(ModelFile::Weights)?, read(ModelFile::Tokenizer)?);
-        Self::from_files(&ModelFiles {
-            config: &config,
-            weights: &weights,
-            tokenizer: &tokenizer,
-            free: free.as_deref(),
-        })
-    }
 
     /// Token ids of `text` (after `task`'s prefix), cut to the model's input limit (keeping
     /// the final `</s>`). Returns the ids and how many were dropped.
@@ -205,14 +240,14 @@ impl Pipeline {
 
     /// Starts a generation from text, to be decided step by step (streaming callers) or
     /// run to the end (`generate`).
-    pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_>> {
+    pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_, B>> {
         let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
         let threshold = match fixed {
             Some(t) => Threshold::Fixed(t),
             None => Threshold::Adaptive(&mut self.adaptive),
         };
-        let session = Session::new(&self.model, self.model.encode(&ids)?, settings, threshold)?;
+        let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?;
         Ok(Generating { session, tokenizer: &self.tokenizer, truncated_input_tokens })
     }
 
@@ -226,19 +261,24 @@ impl Pipeline {
 
 /// A generation in progress (`Pipeline::start`): a decoding session and the tokenizer that
 /// gives its tokens their text.
-pub struct Generating<'p> {
-    session: Session<'p, 'p>,
+pub struct Generating<'p, B: Backend = T5Model> {
+    session: Session<'p, 'p, B>,
     tokenizer: &'p Tokenizer,
     truncated_input_tokens: usize,
 }
 
-impl Generating<'_> {
+impl<B: Backend> Generating<'_, B> {
     pub fn is_done(&self) -> bool {
         self.session.finished().is_some()
     }
 
     /// Decides the next token; returns the trace index from which entries are new or
-    /// changed (see `Session::step`).
+    /// changed (see `Session::advance`).
+    pub async fn advance(&mut self) -> Result<usize> {
+        self.session.advance().await
+    }
+
+    /// `advance` where nothing waits on a browser's event loop.
     pub fn step(&mut self) -> Result<usize> {
         self.session.step()
     }

@@ -14,6 +14,8 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::backend::gpu::{Gpu, GpuModel};
+use crate::backend::Backend;
 use crate::decode::{Counters, TokenTrace};
 use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline, TextGeneration};
 
@@ -26,14 +28,30 @@ fn start() {
 const DISPOSED: &str = "this FreeModel was disposed; load the model again with FreeModel.load to use it";
 const BUSY: &str = "this FreeModel is generating; await the running generate (or abort it with its AbortSignal) first";
 
-/// A loaded model: T5 weights, tokenizer and early-exit settings.
+/// A pipeline on either backend.
+enum Engine {
+    Cpu(Pipeline),
+    Gpu(Pipeline<GpuModel>),
+}
+
+/// Evaluates `$body` with `$p` bound to the engine's pipeline, whatever its backend.
+macro_rules! on_engine {
+    ($engine:expr, $p:ident => $body:expr) => {
+        match $engine {
+            Engine::Cpu($p) => $body,
+            Engine::Gpu($p) => $body,
+        }
+    };
+}
+
+/// A loaded model: T5 weights, tokenizer and early-exit settings, on the CPU or on WebGPU.
 ///
 /// The pipeline sits behind `Rc<RefCell<…>>` because a streaming generation is a promise
 /// that outlives the call which started it and holds the model mutably (the adaptive
 /// threshold learns) across its awaits; `None` once disposed.
 #[wasm_bindgen]
 pub struct FreeModel {
-    pipeline: Rc<RefCell<Option<Pipeline>>>,
+    pipeline: Rc<RefCell<Option<Engine>>>,
 }
 
 /// What `generate` returns to JavaScript.
@@ -77,8 +95,8 @@ fn parse_options(options: JsValue) -> Result<GenerateOptions, JsError> {
 
 /// Runs `f` on the loaded pipeline, or says why there is none to use.
 fn with_pipeline<T>(
-    cell: &RefCell<Option<Pipeline>>,
-    f: impl FnOnce(&mut Pipeline) -> Result<T, JsError>,
+    cell: &RefCell<Option<Engine>>,
+    f: impl FnOnce(&mut Engine) -> Result<T, JsError>,
 ) -> Result<T, JsError> {
     let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
     f(guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?)
@@ -94,7 +112,34 @@ impl FreeModel {
         free: Option<Vec<u8>>,
     ) -> Result<FreeModel, JsError> {
         let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
-        Ok(FreeModel { pipeline: Rc::new(RefCell::new(Some(Pipeline::from_files(&files)?))) })
+        Ok(FreeModel::new(Engine::Cpu(Pipeline::from_files(&files)?)))
+    }
+
+    /// Loads a model onto a WebGPU device; rejects when the browser has no adapter, when
+    /// the adapter is a software renderer and `allowSoftware` is false (it would be slower
+    /// than the CPU backend), or when the model does not fit the adapter's limits.
+    #[wasm_bindgen(js_name = loadGpu)]
+    pub async fn load_gpu(
+        config: Vec<u8>,
+        weights: Vec<u8>,
+        tokenizer: Vec<u8>,
+        free: Option<Vec<u8>>,
+        allow_software: bool,
+    ) -> Result<FreeModel, JsError> {
+        let gpu = Gpu::new().await?;
+        if gpu.is_software() && !allow_software {
+            return Err(JsError::new(&format!(
+                "the only WebGPU adapter is a software renderer ({}), slower than the CPU backend",
+                gpu.adapter_name()
+            )));
+        }
+        let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
+        Ok(FreeModel::new(Engine::Gpu(Pipeline::from_files_gpu(&files, gpu)?)))
+    }
+
+    /// Where the model runs: "cpu" or "webgpu".
+    pub fn device(&self) -> Result<String, JsError> {
+        with_pipeline(&self.pipeline, |e| Ok(match e { Engine::Cpu(_) => "cpu".into(), Engine::Gpu(_) => "webgpu".into() }))
     }
 
     /// Generates from `text` in one call (the page waits until it is done). `options`:
@@ -104,7 +149,10 @@ impl FreeModel {
     /// counters }`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
         let options = parse_options(options)?;
-        with_pipeline(&self.pipeline, |p| to_js(&GenerateOutput::from(p.generate(text, &options)?)))
+        with_pipeline(&self.pipeline, |e| match e {
+            Engine::Cpu(p) => to_js(&GenerateOutput::from(p.generate(text, &options)?)),
+            Engine::Gpu(_) => Err(JsError::new("a model on WebGPU generates asynchronously; use generateStreaming")),
+        })
     }
 
     /// Generates like `generate`, one decoder step at a time: after each step it calls
@@ -122,29 +170,23 @@ impl FreeModel {
             // Held across the awaits below: a second generate or a dispose meanwhile gets
             // the BUSY error instead of a model changing under this generation.
             let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
-            let p = guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?;
-            let mut generating = p.start(&text, &options).map_err(JsError::from)?;
-            while !generating.is_done() {
-                let from = generating.step().map_err(JsError::from)?;
-                let entries = to_js(&generating.entries_from(from))?;
-                let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
-                JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
-            }
-            Ok(to_js(&GenerateOutput::from(generating.finish().map_err(JsError::from)?))?)
+            let engine = guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?;
+            let output = on_engine!(engine, p => stream(p, &text, &options, &on_step).await?);
+            Ok(to_js(&output)?)
         })
     }
 
     /// The adaptive threshold's state: `{ threshold, fit, consistentPoints, ... }`.
     #[wasm_bindgen(js_name = adaptiveState)]
     pub fn adaptive_state(&self) -> Result<JsValue, JsError> {
-        with_pipeline(&self.pipeline, |p| to_js(&p.adaptive.state()))
+        with_pipeline(&self.pipeline, |e| on_engine!(e, p => to_js(&p.adaptive.state())))
     }
 
     /// Forgets what the adaptive threshold learned.
     #[wasm_bindgen(js_name = resetAdaptive)]
     pub fn reset_adaptive(&mut self) -> Result<(), JsError> {
-        with_pipeline(&self.pipeline, |p| {
-            p.adaptive.reset();
+        with_pipeline(&self.pipeline, |e| {
+            on_engine!(e, p => p.adaptive.reset());
             Ok(())
         })
     }
@@ -152,18 +194,18 @@ impl FreeModel {
     /// The number of decoder blocks.
     #[wasm_bindgen(js_name = decoderBlocks)]
     pub fn decoder_blocks(&self) -> Result<usize, JsError> {
-        with_pipeline(&self.pipeline, |p| Ok(p.model.num_decoder_blocks()))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.model.num_decoder_blocks())))
     }
 
     /// The shallow exit from free.json, if the model has one.
     #[wasm_bindgen(js_name = shallowExitLayer)]
     pub fn shallow_exit_layer(&self) -> Result<Option<usize>, JsError> {
-        with_pipeline(&self.pipeline, |p| Ok(p.free.as_ref().map(|f| f.shallow_exit_layer)))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.free.as_ref().map(|f| f.shallow_exit_layer))))
     }
 
     /// The task names `generate`'s `task` accepts (free.json's, or T5's own).
     pub fn tasks(&self) -> Result<Vec<String>, JsError> {
-        with_pipeline(&self.pipeline, |p| Ok(p.tasks.keys().cloned().collect()))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.tasks.keys().cloned().collect())))
     }
 
     /// Frees the model's weights, caches and tokenizer now, rather than whenever the JS
@@ -174,4 +216,28 @@ impl FreeModel {
         *guard = None;
         Ok(())
     }
+}
+
+impl FreeModel {
+    fn new(engine: Engine) -> Self {
+        FreeModel { pipeline: Rc::new(RefCell::new(Some(engine))) }
+    }
+}
+
+/// One generation, step by step: each step's trace entries go to `on_step`, whose promise
+/// is awaited before the next step.
+async fn stream<B: Backend>(
+    p: &mut Pipeline<B>,
+    text: &str,
+    options: &GenerateOptions,
+    on_step: &js_sys::Function,
+) -> Result<GenerateOutput, JsValue> {
+    let mut generating = p.start(text, options).map_err(JsError::from)?;
+    while !generating.is_done() {
+        let from = generating.advance().await.map_err(JsError::from)?;
+        let entries = to_js(&generating.entries_from(from))?;
+        let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
+        JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
+    }
+    Ok(GenerateOutput::from(generating.finish().map_err(JsError::from)?))
 }

@@ -5,7 +5,7 @@
 // tokens stream and an AbortSignal cancels), and one generation at a time per model.
 
 import init, { FreeModel as RawModel } from "./free_wasm.js";
-import { loadFiles } from "./files.js";
+import { loadFiles, type LoadedFiles } from "./files.js";
 import type {
   AdaptiveState,
   Device,
@@ -31,18 +31,35 @@ function initWasm(): Promise<unknown> {
   return wasmReady;
 }
 
-function backend(device: Device | undefined): "cpu" {
-  switch (device ?? "auto") {
-    case "auto":
-    case "cpu":
-      return "cpu";
-    case "webgpu":
-      throw new DOMException(
-        'device "webgpu": the WebGPU backend is not built yet in this version of free-wasm; use device "cpu" or "auto" (WebAssembly on the CPU)',
-        "NotSupportedError",
-      );
-    default:
-      throw new TypeError(`unknown device ${JSON.stringify(device)}; use "auto", "webgpu" or "cpu"`);
+const DEVICES: readonly Device[] = ["auto", "webgpu", "cpu"];
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Builds the model on the device asked for. "webgpu" must get a WebGPU device (any adapter,
+ * software renderers included) or fails with a NotSupportedError saying why; "auto" uses a
+ * hardware WebGPU adapter when the browser has one and the CPU otherwise, and says why in
+ * `info.deviceNote`.
+ */
+async function build(files: LoadedFiles, device: Device | undefined): Promise<[RawModel, string | null]> {
+  const want = device ?? "auto";
+  if (!DEVICES.includes(want)) {
+    throw new TypeError(`unknown device ${JSON.stringify(device)}; use "auto", "webgpu" or "cpu"`);
+  }
+  const cpu = () => RawModel.load(files.config, files.weights, files.tokenizer, files.free);
+  if (want === "cpu") return [cpu(), null];
+  if (typeof navigator === "undefined" || !(navigator as { gpu?: unknown }).gpu) {
+    const why = "this browser has no WebGPU (navigator.gpu is missing)";
+    if (want === "webgpu") throw new DOMException(`device "webgpu": ${why}; use "auto" or "cpu"`, "NotSupportedError");
+    return [cpu(), why];
+  }
+  try {
+    return [await RawModel.loadGpu(files.config, files.weights, files.tokenizer, files.free, want === "webgpu"), null];
+  } catch (e) {
+    if (want === "webgpu") throw new DOMException(`device "webgpu": ${errorText(e)}`, "NotSupportedError");
+    return [cpu(), errorText(e)];
   }
 }
 
@@ -108,10 +125,11 @@ export class FreeModel {
   /** Set once the wasm side has freed the model; later calls get its "disposed" error. */
   #disposed = false;
 
-  private constructor(raw: RawModel, device: "cpu") {
+  private constructor(raw: RawModel, deviceNote: string | null) {
     this.#raw = raw;
     this.info = {
-      device,
+      device: raw.device() === "webgpu" ? "webgpu" : "cpu",
+      deviceNote,
       decoderBlocks: raw.decoderBlocks(),
       shallowExitLayer: raw.shallowExitLayer() ?? null,
       tasks: raw.tasks(),
@@ -123,10 +141,13 @@ export class FreeModel {
    * for early exits, free.json) from a folder URL or from memory.
    */
   static async load(source: ModelSource, options: LoadOptions = {}): Promise<FreeModel> {
-    const device = backend(options.device);
+    if (options.device !== undefined && !DEVICES.includes(options.device)) {
+      throw new TypeError(`unknown device ${JSON.stringify(options.device)}; use "auto", "webgpu" or "cpu"`);
+    }
     const [files] = await Promise.all([loadFiles(source, options), initWasm()]);
     options.signal?.throwIfAborted();
-    return new FreeModel(RawModel.load(files.config, files.weights, files.tokenizer, files.free), device);
+    const [raw, note] = await build(files, options.device);
+    return new FreeModel(raw, note);
   }
 
   /**

@@ -6,8 +6,9 @@
 export type Strategy = "full" | "static" | "calm" | "free" | "free-exact";
 
 /**
- * Where the model runs. Only the CPU backend (WebAssembly with SIMD) exists so far:
- * "auto" picks it, and "webgpu" fails with an error saying so.
+ * Where the model runs: "webgpu" (the GPU, through WebGPU; fails with a NotSupportedError
+ * saying why when the browser cannot), "cpu" (WebAssembly with SIMD), or "auto": WebGPU on
+ * a hardware adapter, else the CPU (`ModelInfo.deviceNote` says why).
  */
 export type Device = "auto" | "webgpu" | "cpu";
 
@@ -159,7 +160,9 @@ export interface AdaptiveState {
 
 /** What a loaded model is. */
 export interface ModelInfo {
-  device: "cpu";
+  device: "cpu" | "webgpu";
+  /** With device "auto": why the model is on the CPU rather than WebGPU, else null. */
+  deviceNote: string | null;
   decoderBlocks: number;
   /** free.json's shallow exit, or null without free.json. */
   shallowExitLayer: number | null;

@@ -12,7 +12,7 @@ pub use trace::{Counters, TokenTrace};
 
 use crate::config::ConfidenceMeasure;
 use crate::error::{Error, Result};
-use crate::model::T5Model;
+use crate::backend::Backend;
 use crate::threshold::AdaptiveThreshold;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,9 +115,10 @@ pub struct DecodeSettings {
     pub max_new_tokens: usize,
 }
 
-/// Encodes `input_ids` and runs one generation to the end.
-pub fn generate(model: &T5Model, input_ids: &[u32], settings: DecodeSettings, threshold: Threshold<'_>) -> Result<Generation> {
-    let mut session = Session::new(model, model.encode(input_ids)?, settings, threshold)?;
+/// Encodes `input_ids` and runs one generation to the end (where nothing waits on a
+/// browser's event loop; see `Session::advance`).
+pub fn generate<B: Backend>(model: &B, input_ids: &[u32], settings: DecodeSettings, threshold: Threshold<'_>) -> Result<Generation> {
+    let mut session = Session::new(model, model.start(input_ids)?, settings, threshold)?;
     session.run()?;
     let tokens = session.tokens().to_vec();
     let finished = session.finished() == Some(true);
@@ -126,7 +127,7 @@ pub fn generate(model: &T5Model, input_ids: &[u32], settings: DecodeSettings, th
 }
 
 /// Greedy decoding with all decoder blocks for every token.
-pub fn greedy(model: &T5Model, input_ids: &[u32], max_new_tokens: usize) -> Result<Generation> {
+pub fn greedy<B: Backend>(model: &B, input_ids: &[u32], max_new_tokens: usize) -> Result<Generation> {
     let settings = DecodeSettings { strategy: Strategy::Full, measure: ConfidenceMeasure::default(), max_new_tokens };
     generate(model, input_ids, settings, Threshold::Fixed(1.0))
 }

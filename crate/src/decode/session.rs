@@ -2,36 +2,39 @@
 //! counters and stopping rules are the same for all of them. FREE's synchronized parallel
 //! decoding and its exact (verify and roll back) mode follow FREE-SPEC §4.
 
-use candle_core::Tensor;
+use std::ops::Range;
 
-use super::confidence::{argmax, argmax_confidence};
 use super::trace::{Counters, TokenTrace};
 use super::{check_threshold, DecodeSettings, Strategy, Threshold};
+use crate::backend::{block_on, Backend};
 use crate::config::ConfidenceMeasure;
 use crate::error::{Error, Result};
-use crate::model::{DecoderState, T5Model};
+use crate::model::T5Model;
 
 /// A token the shallow model emitted, waiting for the next deep pass.
-struct Pending {
-    /// h_S of its row, (1, d_model).
-    hidden: Tensor,
+struct Pending<R> {
+    /// h_S of its row.
+    hidden: R,
     /// Its output index (= decoder position of the row that predicted it).
     index: usize,
     confidence: f64,
 }
 
-pub struct Session<'m, 't> {
-    model: &'m T5Model,
+/// The current row at a synchronisation: its h_S, shallow token, confidence and threshold.
+type Current<R> = (R, u32, f64, f64);
+
+pub struct Session<'m, 't, B: Backend = T5Model> {
+    model: &'m B,
     strategy: Strategy,
     measure: ConfidenceMeasure,
     threshold: Threshold<'t>,
     max_new_tokens: usize,
-    state: DecoderState,
+    state: B::State,
     /// Emitted tokens (in exact mode, possibly not yet verified).
     out: Vec<u32>,
     /// out[i]'s entry in `trace`.
     out_trace: Vec<usize>,
-    stack: Vec<Pending>,
+    stack: Vec<Pending<B::Rows>>,
     trace: Vec<TokenTrace>,
     counters: Counters,
     finished: Option<bool>,
@@ -39,12 +42,12 @@ pub struct Session<'m, 't> {
     first_touched: usize,
 }
 
-impl<'m, 't> Session<'m, 't> {
-    /// A generation from the encoder's output (`T5Model::encode`), so callers can time
-    /// the encoder and the decoder apart.
+impl<'m, 't, B: Backend> Session<'m, 't, B> {
+    /// A generation from a started state (`Backend::start`, which runs the encoder), so
+    /// callers can time the encoder and the decoder apart.
     pub fn new(
-        model: &'m T5Model,
-        encoder_output: Tensor,
+        model: &'m B,
+        state: B::State,
         settings: DecodeSettings,
         mut threshold: Threshold<'t>,
     ) -> Result<Self> {
@@ -69,7 +72,7 @@ impl<'m, 't> Session<'m, 't> {
             measure,
             threshold,
             max_new_tokens,
-            state: model.start_decoder(encoder_output),
+            state,
             out: Vec::new(),
             out_trace: Vec::new(),
             stack: Vec::new(),
@@ -99,7 +102,7 @@ impl<'m, 't> Session<'m, 't> {
         &self.counters
     }
 
-    pub fn decoder_state(&self) -> &DecoderState {
+    pub fn decoder_state(&self) -> &B::State {
         &self.state
     }
 
@@ -110,7 +113,7 @@ impl<'m, 't> Session<'m, 't> {
     /// Decides the next token (or, in exact mode, possibly corrects an earlier one).
     /// Returns the index in `trace()` from which entries are new or changed (a deep pass
     /// fills in what it thought of stacked tokens, and a rollback marks tokens dropped).
-    pub fn step(&mut self) -> Result<usize> {
+    pub async fn advance(&mut self) -> Result<usize> {
         self.first_touched = self.trace.len();
         if self.finished.is_some() {
             return Ok(self.first_touched);
@@ -120,43 +123,63 @@ impl<'m, 't> Session<'m, 't> {
             0 => self.model.config().decoder_start_token_id,
             p => self.out[p - 1],
         };
-        let h = self.model.embed(&[input])?;
+        let h = self.model.embed(&mut self.state, input)?;
         let blocks = self.model.num_decoder_blocks();
         match self.strategy {
             Strategy::Full => {
                 let h = self.run_blocks(0..blocks, h)?;
-                let token = argmax(&self.head(&h)?[0]);
+                let token = self.tokens_of(&h).await?[0];
                 self.emit(token, blocks, None, None, false);
             }
             Strategy::Static { exit } => {
                 let h = self.run_blocks(0..exit, h)?;
-                let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+                let (token, conf) = self.confident(&h).await?;
                 self.emit(token, exit, Some(conf), None, false);
             }
-            Strategy::Calm { min_exit, threshold } => self.calm_step(h, min_exit, threshold)?,
-            Strategy::Free { exit, exact } => self.free_step(h, exit, exact)?,
+            Strategy::Calm { min_exit, threshold } => self.calm_step(h, min_exit, threshold).await?,
+            Strategy::Free { exit, exact } => self.free_step(h, exit, exact).await?,
         }
-        self.check_end()?;
+        self.check_end().await?;
         Ok(self.first_touched)
     }
 
+    /// `advance` where nothing waits on a browser's event loop (the CPU backend; the GPU
+    /// backend natively).
+    pub fn step(&mut self) -> Result<usize> {
+        block_on(self.advance())?
+    }
+
     /// Runs to the end.
-    pub fn run(&mut self) -> Result<()> {
+    pub async fn run_async(&mut self) -> Result<()> {
         while self.finished.is_none() {
-            self.step()?;
+            self.advance().await?;
         }
         Ok(())
     }
 
-    fn run_blocks(&mut self, blocks: std::ops::Range<usize>, h: Tensor) -> Result<Tensor> {
-        self.counters.block_rows += blocks.len() * h.dim(0)?;
+    /// `run_async` where nothing waits on a browser's event loop.
+    pub fn run(&mut self) -> Result<()> {
+        block_on(self.run_async())?
+    }
+
+    fn run_blocks(&mut self, blocks: Range<usize>, h: B::Rows) -> Result<B::Rows> {
+        self.counters.block_rows += blocks.len() * self.model.row_count(&h);
         self.model.decode_blocks(&mut self.state, blocks, h)
     }
 
-    /// Logits rows of hidden states `h`.
-    fn head(&mut self, h: &Tensor) -> Result<Vec<Vec<f32>>> {
-        self.counters.head_rows += h.dim(0)?;
-        Ok(self.model.logits(h)?.to_vec2()?)
+    /// The argmax token of each row (through the LM head).
+    async fn tokens_of(&mut self, h: &B::Rows) -> Result<Vec<u32>> {
+        self.counters.head_rows += self.model.row_count(h);
+        Ok(self.model.decide(&self.state, h, None).await?.into_iter().map(|(t, _)| t).collect())
+    }
+
+    /// The argmax token of a one-row `h` and its confidence.
+    async fn confident(&mut self, h: &B::Rows) -> Result<(u32, f64)> {
+        self.counters.head_rows += self.model.row_count(h);
+        match self.model.decide(&self.state, h, Some(self.measure)).await?.first() {
+            Some(&(token, Some(conf))) => Ok((token, conf)),
+            _ => Err(Error::Compute("the backend decided no confident token".into())),
+        }
     }
 
     fn emit(&mut self, token: u32, exit: usize, confidence: Option<f64>, threshold: Option<f64>, stacked: bool) {
@@ -177,25 +200,25 @@ impl<'m, 't> Session<'m, 't> {
     }
 
     /// Ends at EOS or the token limit. Exact mode first verifies what waits on the stack.
-    fn check_end(&mut self) -> Result<()> {
+    async fn check_end(&mut self) -> Result<()> {
         let Some(&last) = self.out.last() else { return Ok(()) };
         let eos = self.model.config().is_eos(last);
         if !eos && self.out.len() < self.max_new_tokens {
             return Ok(());
         }
-        if matches!(self.strategy, Strategy::Free { exact: true, .. }) && !self.stack.is_empty() && self.synchronize(None, true)? {
+        if matches!(self.strategy, Strategy::Free { exact: true, .. }) && !self.stack.is_empty() && self.synchronize(None, true).await? {
             // Generation goes on from the corrected token, unless that ends it.
-            return self.check_end();
+            return Box::pin(self.check_end()).await;
         }
         self.finished = Some(eos);
         Ok(())
     }
 
-    fn calm_step(&mut self, mut h: Tensor, min_exit: usize, threshold: f64) -> Result<()> {
+    async fn calm_step(&mut self, mut h: B::Rows, min_exit: usize, threshold: f64) -> Result<()> {
         let blocks = self.model.num_decoder_blocks();
         h = self.run_blocks(0..min_exit, h)?;
         for exit in min_exit..blocks {
-            let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+            let (token, conf) = self.confident(&h).await?;
             if conf > threshold {
                 self.model.copy_state(&mut self.state, exit..blocks, &h)?;
                 self.emit(token, exit, Some(conf), Some(threshold), false);
@@ -203,22 +226,22 @@ impl<'m, 't> Session<'m, 't> {
             }
             h = self.run_blocks(exit..exit + 1, h)?;
         }
-        let token = argmax(&self.head(&h)?[0]);
+        let token = self.tokens_of(&h).await?[0];
         self.emit(token, blocks, None, Some(threshold), false);
         Ok(())
     }
 
     /// One FREE step: emit the shallow token, or synchronize.
-    fn free_step(&mut self, h: Tensor, exit: usize, exact: bool) -> Result<()> {
+    async fn free_step(&mut self, h: B::Rows, exit: usize, exact: bool) -> Result<()> {
         let h = self.run_blocks(0..exit, h)?;
-        let (token, conf) = argmax_confidence(&self.head(&h)?[0], self.measure);
+        let (token, conf) = self.confident(&h).await?;
         let threshold = self.threshold.value();
         if conf > threshold {
             self.stack.push(Pending { hidden: h, index: self.out.len(), confidence: conf });
             self.emit(token, exit, Some(conf), Some(threshold), true);
             return Ok(());
         }
-        self.synchronize(Some((h, token, conf, threshold)), exact)?;
+        self.synchronize(Some((h, token, conf, threshold)), exact).await?;
         Ok(())
     }
 
@@ -227,19 +250,19 @@ impl<'m, 't> Session<'m, 't> {
     /// each stacked token (calibration data), emits the deep token for the current row,
     /// and in exact mode rolls back at the first stacked token the deep model disagrees
     /// with. Returns whether it corrected a token.
-    fn synchronize(&mut self, current: Option<(Tensor, u32, f64, f64)>, exact: bool) -> Result<bool> {
+    async fn synchronize(&mut self, current: Option<Current<B::Rows>>, exact: bool) -> Result<bool> {
         let Strategy::Free { exit, .. } = self.strategy else {
             return Err(Error::Compute("synchronize outside FREE".into()));
         };
         let blocks = self.model.num_decoder_blocks();
-        let mut rows: Vec<&Tensor> = self.stack.iter().map(|p| &p.hidden).collect();
+        let mut rows: Vec<&B::Rows> = self.stack.iter().map(|p| &p.hidden).collect();
         if let Some((h, ..)) = &current {
             rows.push(h);
         }
-        let rows = Tensor::cat(&rows, 0)?;
-        let n = rows.dim(0)?;
+        let rows = self.model.join(&rows)?;
+        let n = self.model.row_count(&rows);
         let deep_h = self.run_blocks(exit..blocks, rows)?;
-        let deep: Vec<u32> = self.head(&deep_h)?.iter().map(|r| argmax(r)).collect();
+        let deep = self.tokens_of(&deep_h).await?;
         let sync = self.counters.deep_passes.len();
         self.counters.deep_passes.push(n);
 
@@ -296,6 +319,6 @@ impl<'m, 't> Session<'m, 't> {
         }
         self.out.truncate(index);
         self.out_trace.truncate(index);
-        self.state.truncate(index + 1)
+        self.model.truncate(&mut self.state, index + 1)
     }
 }

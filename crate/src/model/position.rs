@@ -51,6 +51,21 @@ impl PositionBias {
         })
     }
 
+    /// The bias of every head for every relative position `key - query` in
+    /// `-(max_len - 1)..max_len`, as [head][relative + max_len - 1]: the table the GPU's
+    /// attention kernel reads (bucket edges computed here, once, exactly as on the CPU).
+    pub fn by_relative(&self, max_len: usize) -> Vec<f32> {
+        let len = 2 * max_len - 1;
+        let mut out = vec![0f32; self.heads * len];
+        for i in 0..len {
+            let b = bucket(i as i64 - (max_len as i64 - 1), self.bidirectional, self.num_buckets, self.max_distance);
+            for h in 0..self.heads {
+                out[h * len + i] = self.table[b * self.heads + h];
+            }
+        }
+        out
+    }
+
     /// The bias added to attention logits, (heads, queries, keys), for queries at
     /// positions `query_start..query_start + queries` over keys `0..keys`. With `causal`,
     /// keys after a query are masked with -inf.

@@ -1,0 +1,344 @@
+//! The WebGPU device and the machinery every kernel launch shares: compiled pipelines, one
+//! command encoder that collects a step's work until the CPU needs an answer, a uniform
+//! arena (each launch's parameters at its own dynamic offset, written once per submission),
+//! and readback through a staging buffer. Errors the device reports asynchronously are
+//! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::num::NonZeroU64;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// Uniform slots are this far apart (WebGPU's minUniformBufferOffsetAlignment).
+const SLOT: u64 = 256;
+/// Launches per submission before the arena is flushed.
+const SLOTS: u64 = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Gather,
+    RmsNorm,
+    Linear,
+    Attention,
+    Top2,
+}
+
+impl Kernel {
+    const ALL: [Kernel; 5] = [Kernel::Gather, Kernel::RmsNorm, Kernel::Linear, Kernel::Attention, Kernel::Top2];
+
+    fn source(self) -> String {
+        const ACTIVATION: &str = include_str!("kernels/activation.wgsl");
+        match self {
+            Kernel::Gather => include_str!("kernels/gather.wgsl").into(),
+            Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl").into(),
+            Kernel::Linear => format!("{ACTIVATION}{}", include_str!("kernels/linear.wgsl")),
+            Kernel::Attention => include_str!("kernels/attention.wgsl").into(),
+            Kernel::Top2 => include_str!("kernels/top2.wgsl").into(),
+        }
+    }
+
+    /// The storage buffers after the uniform, in binding order; the last one is written.
+    fn storage_bindings(self) -> usize {
+        match self {
+            Kernel::Gather | Kernel::RmsNorm => 3,
+            Kernel::Linear => 4,
+            Kernel::Attention => 5,
+            Kernel::Top2 => 2,
+        }
+    }
+}
+
+struct Pipeline {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+/// Work recorded but not yet submitted.
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Uniform bytes of the recorded launches, slot by slot.
+    params: Vec<u8>,
+}
+
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: wgpu::Limits,
+    adapter_name: String,
+    /// A software renderer (lavapipe, SwiftShader): correct, but slower than the CPU backend.
+    software: bool,
+    pipelines: Vec<Pipeline>,
+    arena: wgpu::Buffer,
+    pending: RefCell<Pending>,
+    /// Readback buffer, grown to the largest read so far.
+    staging: RefCell<Option<wgpu::Buffer>>,
+    /// The first error the device reported since the last check (validation, out of
+    /// memory, device loss).
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+fn gpu_error(what: impl std::fmt::Display) -> Error {
+    Error::Gpu(what.to_string())
+}
+
+impl Gpu {
+    /// Asks for an adapter and a device with the adapter's own limits.
+    pub async fn new() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| gpu_error(format!("no WebGPU adapter ({e}); use the CPU backend (device \"cpu\")")))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("free-wasm"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| gpu_error(format!("the WebGPU adapter refused a device ({e}); use the CPU backend")))?;
+        let fault = Arc::new(Mutex::new(None));
+        let slot = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            slot.lock().map(|mut s| s.get_or_insert_with(|| e.to_string()).clone()).ok();
+        }));
+        let slot = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            slot.lock()
+                .map(|mut s| s.get_or_insert_with(|| format!("the GPU device was lost ({reason:?}: {message})")).clone())
+                .ok();
+        });
+        let pipelines = Kernel::ALL.iter().map(|&k| Self::pipeline(&device, k)).collect();
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform arena"),
+            size: SLOT * SLOTS,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            adapter_name: adapter.get_info().name,
+            software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
+            device,
+            queue,
+            limits,
+            pipelines,
+            arena,
+            pending: RefCell::new(Pending { encoder: None, params: Vec::new() }),
+            staging: RefCell::new(None),
+            fault,
+        })
+    }
+
+    fn pipeline(device: &wgpu::Device, kernel: Kernel) -> Pipeline {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&format!("{kernel:?}")),
+            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        });
+        let n = kernel.storage_bindings();
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: NonZeroU64::new(SLOT),
+            },
+            count: None,
+        }];
+        entries.extend((0..n).map(|i| wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: i + 1 < n },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: None,
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&format!("{kernel:?}")),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Pipeline { layout, pipeline }
+    }
+
+    pub fn adapter_name(&self) -> &str {
+        &self.adapter_name
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.software
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4), zeroed.
+    pub fn buffer(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+    }
+
+    /// Writes `data` at `offset` bytes before the next submission's commands run.
+    pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.queue.write_buffer(buffer, offset, data);
+    }
+
+    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut pending = self.pending.borrow_mut();
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default()));
+        f(encoder)
+    }
+
+    /// Records a launch of `kernel` with uniform `params` over `buffers` (binding order).
+    pub fn launch(&self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
+        debug_assert_eq!(buffers.len(), kernel.storage_bindings());
+        if self.pending.borrow().params.len() as u64 >= SLOT * SLOTS {
+            self.submit();
+        }
+        let offset = {
+            let mut pending = self.pending.borrow_mut();
+            let offset = pending.params.len();
+            pending.params.extend(params.iter().flat_map(|v| v.to_le_bytes()));
+            pending.params.resize(offset + SLOT as usize, 0);
+            offset as u32
+        };
+        let pipeline = &self.pipelines[kernel as usize];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: 0,
+                size: NonZeroU64::new(SLOT),
+            }),
+        }];
+        entries.extend(
+            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+        );
+        let bind_group =
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries });
+        self.with_encoder(|encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[offset]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        });
+    }
+
+    /// Records a copy of `bytes` between buffers.
+    pub fn copy(&self, from: &wgpu::Buffer, from_offset: u64, to: &wgpu::Buffer, to_offset: u64, bytes: u64) {
+        if bytes > 0 {
+            self.with_encoder(|encoder| encoder.copy_buffer_to_buffer(from, from_offset, to, to_offset, bytes));
+        }
+    }
+
+    /// Submits everything recorded so far.
+    pub fn submit(&self) {
+        let mut pending = self.pending.borrow_mut();
+        if !pending.params.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &pending.params);
+            pending.params.clear();
+        }
+        if let Some(encoder) = pending.encoder.take() {
+            self.queue.submit([encoder.finish()]);
+        }
+    }
+
+    /// Fails with the first error the device reported, if any.
+    pub fn check(&self) -> Result<()> {
+        match self.fault.lock().ok().and_then(|s| s.clone()) {
+            Some(e) => Err(gpu_error(format!("{e}; load the model again, or use the CPU backend (device \"cpu\")"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Submits the recorded work and reads `bytes` from the start of `buffer`.
+    pub async fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let staging = {
+            let mut slot = self.staging.borrow_mut();
+            if slot.as_ref().is_none_or(|b| b.size() < bytes) {
+                *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: bytes.next_multiple_of(SLOT),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+            }
+            slot.clone().expect("just filled")
+        };
+        self.copy(buffer, 0, &staging, 0, bytes);
+        self.submit();
+        let mapped = Mapped::default();
+        let done = mapped.0.clone();
+        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            if let Ok(mut s) = done.lock() {
+                s.0 = Some(r.map_err(|e| e.to_string()));
+                if let Some(w) = s.1.take() {
+                    w.wake();
+                }
+            }
+        });
+        // Natively the callback runs inside poll; in a browser it runs from the event loop.
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(gpu_error)?;
+        mapped.await.map_err(|e| gpu_error(format!("reading a result back failed: {e}")))?;
+        self.check()?;
+        let data = staging.get_mapped_range(..bytes).map_err(gpu_error)?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+/// Resolves when a `map_async` callback fires.
+#[derive(Default)]
+struct Mapped(Arc<Mutex<(Option<std::result::Result<(), String>>, Option<Waker>)>>);
+
+impl Future for Mapped {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.0.lock().map_err(|_| "the readback state was poisoned".to_string())?;
+        match s.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+// Activations of T5's feed-forward layers, prepended to linear.wgsl's source.
+
+// Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf.
+fn erf(v: f32) -> f32 {
+    let s = sign(v);
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+    return s * y;
+}
+
+fn activate(v: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: {
+            let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+            return 0.5 * v * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
+        }
+        case 3u: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+        case 4u: { return v / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+

@@ -1,0 +1,25 @@
+// Embedding lookup: out[r] = table[ids[r]] for `rows` ids.
+
+struct Params {
+    rows: u32,
+    d: u32,
+    out_off: u32,
+    // Index of the first id in `ids`.
+    id_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 64u;
+    if i >= p.rows * p.d {
+        return;
+    }
+    let row = i / p.d;
+    let col = i % p.d;
+    out[p.out_off + i] = table[ids[p.id_off + row] * p.d + col];
+}

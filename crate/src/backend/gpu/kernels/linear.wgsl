@@ -1,0 +1,83 @@
+// out[r, o] = act(x[r] . w[o]) (or act(x[r] . w[o]) * (x[r] . w_gate[o]) for gated FFNs),
+// stored or added to out (residual connections). HF's (out, in) weight layout, row-major.
+// One workgroup per output feature: its 64 threads split the input dimension, so each
+// weight row is read once, coalesced, for four input rows at a time.
+
+struct Params {
+    rows: u32,
+    in_dim: u32,
+    out_dim: u32,
+    x_off: u32,
+    out_off: u32,
+    // 0 none, 1 relu, 2 gelu (tanh approximation), 3 gelu (erf), 4 silu
+    act: u32,
+    gated: u32,
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> w_gate: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> partial: array<vec4<f32>, 64>;
+var<workgroup> partial_gate: array<vec4<f32>, 64>;
+
+fn reduce(t: u32) {
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if t < s {
+            partial[t] += partial[t + s];
+            partial_gate[t] += partial_gate[t + s];
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) t: u32) {
+    let o = wg.x + wg.y * groups.x;
+    if o >= p.out_dim {
+        return;
+    }
+    let w_row = o * p.in_dim;
+    for (var r0 = 0u; r0 < p.rows; r0 += 4u) {
+        var acc = vec4<f32>(0.0);
+        var acc_gate = vec4<f32>(0.0);
+        for (var i = t; i < p.in_dim; i += 64u) {
+            let wv = w[w_row + i];
+            var xv = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j++) {
+                if r0 + j < p.rows {
+                    xv[j] = x[p.x_off + (r0 + j) * p.in_dim + i];
+                }
+            }
+            acc += xv * wv;
+            if p.gated != 0u {
+                acc_gate += xv * w_gate[w_row + i];
+            }
+        }
+        partial[t] = acc;
+        partial_gate[t] = acc_gate;
+        workgroupBarrier();
+        reduce(t);
+        if t == 0u {
+            for (var j = 0u; j < 4u; j++) {
+                if r0 + j < p.rows {
+                    var v = activate(partial[0][j], p.act);
+                    if p.gated != 0u {
+                        v *= partial_gate[0][j];
+                    }
+                    let idx = p.out_off + (r0 + j) * p.out_dim + o;
+                    if p.accumulate != 0u {
+                        out[idx] += v;
+                    } else {
+                        out[idx] = v;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+}

@@ -1,0 +1,491 @@
+//! The T5 model of `crate::model`, on the GPU: the same weights, the same blocks, written as
+//! launches of the WGSL kernels. Weights, caches and activations stay on the device; a
+//! step's launches are recorded into one submission, and only the few bytes the CPU must
+//! decide on (argmax, top-2 logits, softmax normaliser per row) are read back.
+//!
+//! Hidden states live in a per-generation "stash" indexed by decoder position: a range of
+//! blocks reads its rows from there and writes the result back. Stacked tokens of FREE are
+//! always consecutive positions, so a deep pass over them reads one contiguous range.
+
+use std::ops::Range;
+
+use wgpu::Buffer;
+
+use super::context::{Gpu, Kernel};
+use crate::config::{Activation, ConfidenceMeasure, T5Config};
+use crate::error::{Error, Result};
+use crate::model::position::PositionBias;
+use crate::weights::Weights;
+
+/// Positions (source or target) the attention kernel can hold (MAX_KEYS in attention.wgsl).
+const MAX_KEYS: usize = 1024;
+/// Rows pushed through the LM head per launch (bounds the logits buffer).
+const HEAD_ROWS: usize = 64;
+
+struct Attn {
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    o: Buffer,
+}
+
+struct Ffn {
+    wi: Buffer,
+    gate: Option<Buffer>,
+    wo: Buffer,
+}
+
+struct EncoderBlock {
+    attn_norm: Buffer,
+    attn: Attn,
+    ff_norm: Buffer,
+    ff: Ffn,
+}
+
+struct DecoderBlock {
+    self_norm: Buffer,
+    self_attn: Attn,
+    cross_norm: Buffer,
+    cross_attn: Attn,
+    ff_norm: Buffer,
+    ff: Ffn,
+}
+
+/// Activations reused by every launch (they hold nothing between submissions).
+struct Scratch {
+    src_ids: Buffer,
+    h: Buffer,
+    x: Buffer,
+    q: Buffer,
+    ctx: Buffer,
+    ff: Buffer,
+    enc_k: Buffer,
+    enc_v: Buffer,
+    enc_out: Buffer,
+    logits: Buffer,
+    top2: Buffer,
+}
+
+pub struct GpuModel {
+    gpu: Gpu,
+    config: T5Config,
+    embedding: Buffer,
+    lm_head: Buffer,
+    encoder: Vec<EncoderBlock>,
+    encoder_norm: Buffer,
+    encoder_bias: Buffer,
+    decoder: Vec<DecoderBlock>,
+    decoder_norm: Buffer,
+    decoder_bias: Buffer,
+    head_scale: f32,
+    /// Longest source and target the buffers hold.
+    max_len: usize,
+    act: u32,
+    scratch: Scratch,
+}
+
+/// One generation's device state: per-block caches and the stash of hidden rows.
+pub struct GpuState {
+    source_len: usize,
+    /// Per decoder block: self-attention K and V (max_len, inner), cross K and V.
+    caches: Vec<[Buffer; 4]>,
+    /// How many positions each block has cached.
+    lens: Vec<usize>,
+    /// Decoder input ids by position.
+    ids: Buffer,
+    /// The latest hidden row of every position, (max_len + 1, d_model).
+    stash: Buffer,
+}
+
+/// Hidden rows of positions `start..start + count`, in the generation's stash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuRows {
+    pub start: usize,
+    pub count: usize,
+}
+
+/// What a row's logits decide: argmax and the numbers its confidence needs.
+pub struct Top2 {
+    pub token: u32,
+    pub best: f32,
+    pub second: f32,
+    pub z: f32,
+}
+
+impl Top2 {
+    /// p(1) - p(2) or p(1) of the softmax, as `decode::argmax_confidence` computes them.
+    pub fn confidence(&self, measure: ConfidenceMeasure) -> f64 {
+        let p1 = 1.0 / self.z as f64;
+        match measure {
+            ConfidenceMeasure::MaxProb => p1,
+            ConfidenceMeasure::Top2Gap => p1 - ((self.second - self.best) as f64).exp() / self.z as f64,
+        }
+    }
+}
+
+fn f32s(w: &Weights, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    Ok(w.get(name, shape)?.flatten_all()?.to_vec1()?)
+}
+
+fn groups(n: usize) -> (u32, u32) {
+    // Dispatches may not exceed 65535 workgroups per dimension.
+    let n = n.max(1) as u32;
+    if n <= 65535 { (n, 1) } else { (65535, n.div_ceil(65535)) }
+}
+
+impl GpuModel {
+    pub fn load(config: T5Config, owned: Weights, gpu: Gpu) -> Result<Self> {
+        let (cfg, weights) = (&config, &owned);
+        let (d, inner, ff) = (cfg.d_model, cfg.inner_dim(), cfg.d_ff);
+        let max_len = cfg.max_input_tokens + 1;
+        if max_len > MAX_KEYS {
+            return Err(Error::Gpu(format!(
+                "the model's n_positions ({}) exceeds the {} positions the GPU attention kernel holds; use the CPU backend",
+                cfg.max_input_tokens,
+                MAX_KEYS - 1
+            )));
+        }
+        let largest = (cfg.vocab_size * d).max(HEAD_ROWS * cfg.vocab_size).max(max_len * ff) as u64 * 4;
+        let limit = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size);
+        if largest > limit {
+            return Err(Error::Gpu(format!(
+                "the model needs GPU buffers of {largest} bytes but this adapter binds at most {limit}; use the CPU backend"
+            )));
+        }
+        let up = |name: &str, shape: &[usize]| -> Result<Buffer> { Ok(gpu.upload(name, &f32s(weights, name, shape)?)) };
+        let attn = |p: &str| -> Result<Attn> {
+            Ok(Attn {
+                q: up(&format!("{p}.q.weight"), &[inner, d])?,
+                k: up(&format!("{p}.k.weight"), &[inner, d])?,
+                v: up(&format!("{p}.v.weight"), &[inner, d])?,
+                o: up(&format!("{p}.o.weight"), &[d, inner])?,
+            })
+        };
+        let ffn = |p: &str| -> Result<Ffn> {
+            Ok(if cfg.feed_forward.gated {
+                Ffn {
+                    wi: up(&format!("{p}.wi_0.weight"), &[ff, d])?,
+                    gate: Some(up(&format!("{p}.wi_1.weight"), &[ff, d])?),
+                    wo: up(&format!("{p}.wo.weight"), &[d, ff])?,
+                }
+            } else {
+                Ffn { wi: up(&format!("{p}.wi.weight"), &[ff, d])?, gate: None, wo: up(&format!("{p}.wo.weight"), &[d, ff])? }
+            })
+        };
+        let norm = |p: &str| up(&format!("{p}.weight"), &[d]);
+        let encoder = (0..cfg.num_encoder_layers)
+            .map(|i| {
+                let p = format!("encoder.block.{i}.layer");
+                Ok(EncoderBlock {
+                    attn_norm: norm(&format!("{p}.0.layer_norm"))?,
+                    attn: attn(&format!("{p}.0.SelfAttention"))?,
+                    ff_norm: norm(&format!("{p}.1.layer_norm"))?,
+                    ff: ffn(&format!("{p}.1.DenseReluDense"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let decoder = (0..cfg.num_decoder_layers)
+            .map(|i| {
+                let p = format!("decoder.block.{i}.layer");
+                Ok(DecoderBlock {
+                    self_norm: norm(&format!("{p}.0.layer_norm"))?,
+                    self_attn: attn(&format!("{p}.0.SelfAttention"))?,
+                    cross_norm: norm(&format!("{p}.1.layer_norm"))?,
+                    cross_attn: attn(&format!("{p}.1.EncDecAttention"))?,
+                    ff_norm: norm(&format!("{p}.2.layer_norm"))?,
+                    ff: ffn(&format!("{p}.2.DenseReluDense"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bias = |stack: &str, bidirectional: bool| -> Result<Buffer> {
+            let name = format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+            let table = PositionBias::new(&weights.get(&name, &[cfg.num_buckets, cfg.num_heads])?, bidirectional, cfg.max_distance)?;
+            Ok(gpu.upload(&name, &table.by_relative(max_len)))
+        };
+        let embedding = up("shared.weight", &[cfg.vocab_size, d])?;
+        let lm_head = if weights.contains("lm_head.weight") { up("lm_head.weight", &[cfg.vocab_size, d])? } else { embedding.clone() };
+        let f = |n: usize| n as u64 * 4;
+        let scratch = Scratch {
+            src_ids: gpu.buffer("source ids", f(max_len)),
+            h: gpu.buffer("h", f(max_len * d)),
+            x: gpu.buffer("x", f(max_len * d)),
+            q: gpu.buffer("q", f(max_len * inner)),
+            ctx: gpu.buffer("ctx", f(max_len * inner)),
+            ff: gpu.buffer("ff", f(max_len * ff)),
+            enc_k: gpu.buffer("encoder k", f(max_len * inner)),
+            enc_v: gpu.buffer("encoder v", f(max_len * inner)),
+            enc_out: gpu.buffer("encoder output", f(max_len * d)),
+            logits: gpu.buffer("logits", f(HEAD_ROWS * cfg.vocab_size)),
+            top2: gpu.buffer("top2", f(max_len * 4)),
+        };
+        let act = match cfg.feed_forward.activation {
+            Activation::Relu => 1,
+            Activation::GeluTanh => 2,
+            Activation::GeluErf => 3,
+            Activation::Silu => 4,
+        };
+        let model = GpuModel {
+            head_scale: if cfg.scale_decoder_outputs { (d as f32).powf(-0.5) } else { 1.0 },
+            encoder_norm: norm("encoder.final_layer_norm")?,
+            decoder_norm: norm("decoder.final_layer_norm")?,
+            encoder_bias: bias("encoder", true)?,
+            decoder_bias: bias("decoder", false)?,
+            embedding,
+            lm_head,
+            encoder,
+            decoder,
+            max_len,
+            act,
+            scratch,
+            gpu,
+            config,
+        };
+        model.gpu.check()?;
+        // Copies of the shared embedding HF may also store.
+        owned.finish(&["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"])?;
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &T5Config {
+        &self.config
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub fn num_decoder_blocks(&self) -> usize {
+        self.decoder.len()
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            Some(bad) => Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the model's vocabulary of {}; the tokenizer does not belong to this model",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn rms_norm(&self, x: &Buffer, x_row: usize, weight: &Buffer, out: &Buffer, rows: usize, scale: f32) {
+        let d = self.config.d_model;
+        let params = [rows as u32, d as u32, (x_row * d) as u32, 0, (self.config.eps as f32).to_bits(), scale.to_bits()];
+        self.gpu.launch(Kernel::RmsNorm, &params, &[x, weight, out], (rows as u32, 1));
+    }
+
+    /// out[out_row + r] (=|+=) act(x[r] . w) for `rows` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(&self, x: &Buffer, w: &Buffer, gate: Option<&Buffer>, out: &Buffer, out_row: usize, rows: usize, dims: (usize, usize), act: u32, add: bool) {
+        let (in_dim, out_dim) = dims;
+        let params = [rows as u32, in_dim as u32, out_dim as u32, 0, (out_row * out_dim) as u32, act, gate.is_some() as u32, add as u32];
+        self.launch_linear(&params, [x, w, gate.unwrap_or(w), out]);
+    }
+
+    fn launch_linear(&self, params: &[u32; 8], buffers: [&Buffer; 4]) {
+        self.gpu.launch(Kernel::Linear, params, &buffers, groups(params[2] as usize));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, q_start: usize, rows: usize, k: &Buffer, v: &Buffer, kv_len: usize, bias: Option<&Buffer>, causal: bool) {
+        let c = &self.config;
+        let params = [
+            q_start as u32,
+            kv_len as u32,
+            c.num_heads as u32,
+            c.d_kv as u32,
+            causal as u32,
+            bias.is_some() as u32,
+            (self.max_len - 1) as u32,
+            (2 * self.max_len - 1) as u32,
+        ];
+        let s = &self.scratch;
+        let bias = bias.unwrap_or(&self.decoder_bias);
+        self.gpu.launch(Kernel::Attention, &params, &[&s.q, k, v, bias, &s.ctx], (rows as u32, c.num_heads as u32));
+    }
+
+    fn feed_forward(&self, ff: &Ffn, norm: &Buffer, rows: usize) {
+        let (s, d, dff) = (&self.scratch, self.config.d_model, self.config.d_ff);
+        self.rms_norm(&s.h, 0, norm, &s.x, rows, 1.0);
+        self.linear(&s.x, &ff.wi, ff.gate.as_ref(), &s.ff, 0, rows, (d, dff), self.act, false);
+        self.linear(&s.ff, &ff.wo, None, &s.h, 0, rows, (dff, d), 0, true);
+    }
+
+    /// Runs the encoder over `ids` and starts a generation: caches sized for the model's
+    /// longest output, cross-attention keys and values of every decoder block filled.
+    pub fn start(&self, ids: &[u32]) -> Result<GpuState> {
+        if ids.is_empty() {
+            return Err(Error::InvalidInput("the input has no tokens".into()));
+        }
+        if ids.len() >= self.max_len {
+            return Err(Error::InvalidInput(format!(
+                "the input has {} tokens; this model reads at most {}",
+                ids.len(),
+                self.max_len - 1
+            )));
+        }
+        self.check_ids(ids)?;
+        let (c, s, n) = (&self.config, &self.scratch, ids.len());
+        let (d, inner) = (c.d_model, c.inner_dim());
+        self.gpu.write(&s.src_ids, 0, &ids.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+        self.gpu.launch(Kernel::Gather, &[n as u32, d as u32, 0, 0], &[&s.src_ids, &self.embedding, &s.h], groups((n * d).div_ceil(64)));
+        for b in &self.encoder {
+            self.rms_norm(&s.h, 0, &b.attn_norm, &s.x, n, 1.0);
+            self.linear(&s.x, &b.attn.q, None, &s.q, 0, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.attn.k, None, &s.enc_k, 0, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.attn.v, None, &s.enc_v, 0, n, (d, inner), 0, false);
+            self.attention(0, n, &s.enc_k, &s.enc_v, n, Some(&self.encoder_bias), false);
+            self.linear(&s.ctx, &b.attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+            self.feed_forward(&b.ff, &b.ff_norm, n);
+        }
+        self.rms_norm(&s.h, 0, &self.encoder_norm, &s.enc_out, n, 1.0);
+        let f = |rows: usize| (rows * inner * 4) as u64;
+        let caches: Vec<[Buffer; 4]> = self
+            .decoder
+            .iter()
+            .map(|b| {
+                let kv = [
+                    self.gpu.buffer("self k", f(self.max_len)),
+                    self.gpu.buffer("self v", f(self.max_len)),
+                    self.gpu.buffer("cross k", f(n)),
+                    self.gpu.buffer("cross v", f(n)),
+                ];
+                self.linear(&s.enc_out, &b.cross_attn.k, None, &kv[2], 0, n, (d, inner), 0, false);
+                self.linear(&s.enc_out, &b.cross_attn.v, None, &kv[3], 0, n, (d, inner), 0, false);
+                kv
+            })
+            .collect();
+        Ok(GpuState {
+            source_len: n,
+            lens: vec![0; caches.len()],
+            caches,
+            ids: self.gpu.buffer("decoder ids", (self.max_len * 4) as u64),
+            stash: self.gpu.buffer("stash", (self.max_len * d * 4) as u64),
+        })
+    }
+
+    /// The embedding of the decoder input at the next position of block 0.
+    pub fn embed(&self, state: &mut GpuState, id: u32) -> Result<GpuRows> {
+        self.check_ids(&[id])?;
+        let pos = state.lens[0];
+        if pos >= self.max_len {
+            return Err(Error::InvalidInput(format!("the output reached the model's {} positions", self.max_len - 1)));
+        }
+        let d = self.config.d_model;
+        self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
+        let params = [1, d as u32, (pos * d) as u32, pos as u32];
+        self.gpu.launch(Kernel::Gather, &params, &[&state.ids, &self.embedding, &state.stash], groups(d.div_ceil(64)));
+        Ok(GpuRows { start: pos, count: 1 })
+    }
+
+    fn check_range(&self, state: &GpuState, blocks: &Range<usize>, rows: GpuRows) -> Result<()> {
+        if blocks.is_empty() || blocks.end > self.decoder.len() {
+            return Err(Error::InvalidInput(format!(
+                "decoder blocks {blocks:?} are not a non-empty range within 0..{}",
+                self.decoder.len()
+            )));
+        }
+        if let Some(i) = blocks.clone().find(|&i| state.lens[i] != rows.start) {
+            return Err(Error::InvalidInput(format!(
+                "decoder block {i} has cached {} positions but the rows start at position {}; run blocks in order",
+                state.lens[i], rows.start
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs decoder `blocks` over `rows`, appending them to those blocks' caches; the
+    /// result replaces the rows in the stash.
+    pub fn decode_blocks(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<GpuRows> {
+        self.check_range(state, &blocks, rows)?;
+        let (c, s) = (&self.config, &self.scratch);
+        let (d, inner, n, start) = (c.d_model, c.inner_dim(), rows.count, rows.start);
+        let row_bytes = (d * 4) as u64;
+        self.gpu.copy(&state.stash, start as u64 * row_bytes, &s.h, 0, n as u64 * row_bytes);
+        for i in blocks.clone() {
+            let (b, kv) = (&self.decoder[i], &state.caches[i]);
+            self.rms_norm(&s.h, 0, &b.self_norm, &s.x, n, 1.0);
+            self.linear(&s.x, &b.self_attn.q, None, &s.q, 0, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.self_attn.k, None, &kv[0], start, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.self_attn.v, None, &kv[1], start, n, (d, inner), 0, false);
+            self.attention(start, n, &kv[0], &kv[1], start + n, Some(&self.decoder_bias), true);
+            self.linear(&s.ctx, &b.self_attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+
+            self.rms_norm(&s.h, 0, &b.cross_norm, &s.x, n, 1.0);
+            self.linear(&s.x, &b.cross_attn.q, None, &s.q, 0, n, (d, inner), 0, false);
+            self.attention(start, n, &kv[2], &kv[3], state.source_len, None, false);
+            self.linear(&s.ctx, &b.cross_attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+
+            self.feed_forward(&b.ff, &b.ff_norm, n);
+            state.lens[i] = start + n;
+        }
+        self.gpu.copy(&s.h, 0, &state.stash, start as u64 * row_bytes, n as u64 * row_bytes);
+        Ok(rows)
+    }
+
+    /// CALM's state propagation: `blocks`, which the rows skipped, cache keys and values
+    /// computed from the rows' exited state.
+    pub fn copy_state(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<()> {
+        self.check_range(state, &blocks, rows)?;
+        let (c, s) = (&self.config, &self.scratch);
+        let (d, inner) = (c.d_model, c.inner_dim());
+        for i in blocks {
+            let (b, kv) = (&self.decoder[i], &state.caches[i]);
+            self.rms_norm(&state.stash, rows.start, &b.self_norm, &s.x, rows.count, 1.0);
+            self.linear(&s.x, &b.self_attn.k, None, &kv[0], rows.start, rows.count, (d, inner), 0, false);
+            self.linear(&s.x, &b.self_attn.v, None, &kv[1], rows.start, rows.count, (d, inner), 0, false);
+            state.lens[i] = rows.start + rows.count;
+        }
+        Ok(())
+    }
+
+    /// The LM head over `rows` (final norm, scale, head, softmax statistics), submitted
+    /// with everything recorded before it, and read back.
+    pub async fn top2(&self, state: &GpuState, rows: GpuRows) -> Result<Vec<Top2>> {
+        let s = &self.scratch;
+        let vocab = self.config.vocab_size;
+        self.rms_norm(&state.stash, rows.start, &self.decoder_norm, &s.x, rows.count, self.head_scale);
+        for first in (0..rows.count).step_by(HEAD_ROWS) {
+            let n = HEAD_ROWS.min(rows.count - first);
+            self.head(first, n);
+            self.gpu.launch(Kernel::Top2, &[n as u32, vocab as u32, first as u32, 0], &[&s.logits, &s.top2], (n as u32, 1));
+        }
+        let bytes = self.gpu.read(&s.top2, (rows.count * 16) as u64).await?;
+        Ok(bytes
+            .chunks_exact(16)
+            .map(|b| {
+                let word = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+                Top2 { best: f32::from_bits(word(0)), token: word(1), second: f32::from_bits(word(2)), z: f32::from_bits(word(3)) }
+            })
+            .collect())
+    }
+
+    /// Logits of normalised rows `first..first + n` of the scratch `x` into the logits buffer.
+    fn head(&self, first: usize, n: usize) {
+        let (s, d, vocab) = (&self.scratch, self.config.d_model, self.config.vocab_size);
+        let params = [n as u32, d as u32, vocab as u32, (first * d) as u32, 0, 0, 0, 0];
+        self.launch_linear(&params, [&s.x, &self.lm_head, &self.lm_head, &s.logits]);
+    }
+
+    /// The full logits of up to 64 rows (for parity tests; decoding reads only `top2`).
+    pub async fn logits(&self, state: &GpuState, rows: GpuRows) -> Result<Vec<Vec<f32>>> {
+        if rows.count > HEAD_ROWS {
+            return Err(Error::InvalidInput(format!("logits of at most {HEAD_ROWS} rows at once")));
+        }
+        let vocab = self.config.vocab_size;
+        self.rms_norm(&state.stash, rows.start, &self.decoder_norm, &self.scratch.x, rows.count, self.head_scale);
+        self.head(0, rows.count);
+        let bytes = self.gpu.read(&self.scratch.logits, (rows.count * vocab * 4) as u64).await?;
+        let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Exact mode's rollback: forget positions from `len` on.
+    pub fn truncate(&self, state: &mut GpuState, len: usize) {
+        state.lens.iter_mut().for_each(|l| *l = (*l).min(len));
+    }
+
+    pub fn cached_len(&self, state: &GpuState, block: usize) -> usize {
+        state.lens[block]
+    }
+}

@@ -1,0 +1,116 @@
+//! The seam between the decoding loop and the hardware: what a strategy asks of a model
+//! (run a range of decoder blocks over some rows, decide tokens from rows, roll caches
+//! back), implemented by the CPU model (`crate::model::T5Model`, candle) and by the WebGPU
+//! model (`gpu::GpuModel`). Only `decide` waits for the device, so only it is async: in a
+//! browser a GPU readback completes from the event loop; everywhere else it is ready at once.
+
+#[cfg(feature = "gpu")]
+pub mod gpu;
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use candle_core::Tensor;
+
+use crate::config::{ConfidenceMeasure, T5Config};
+use crate::decode::{argmax, argmax_confidence};
+use crate::error::{Error, Result};
+use crate::model::{DecoderState, T5Model};
+
+/// A token decided from one row, with its confidence when a measure was asked for.
+pub type Decision = (u32, Option<f64>);
+
+#[allow(async_fn_in_trait)] // used through generics only, never as `dyn` or across threads
+pub trait Backend {
+    /// Hidden states of some consecutive decoder positions, on the device.
+    type Rows;
+    /// One generation's caches.
+    type State;
+
+    fn config(&self) -> &T5Config;
+    fn num_decoder_blocks(&self) -> usize;
+    /// Encodes the input and returns the state of a new generation.
+    fn start(&self, input_ids: &[u32]) -> Result<Self::State>;
+    /// The embedding of the decoder input `id` at the next position.
+    fn embed(&self, state: &mut Self::State, id: u32) -> Result<Self::Rows>;
+    /// Runs `blocks` over `rows`, appending them to those blocks' caches.
+    fn decode_blocks(&self, state: &mut Self::State, blocks: Range<usize>, rows: Self::Rows) -> Result<Self::Rows>;
+    /// Fills the caches of `blocks`, which the rows skipped, from their exited state.
+    fn copy_state(&self, state: &mut Self::State, blocks: Range<usize>, rows: &Self::Rows) -> Result<()>;
+    /// Consecutive rows as one (the stacked tokens of a FREE deep pass).
+    fn join(&self, parts: &[&Self::Rows]) -> Result<Self::Rows>;
+    fn row_count(&self, rows: &Self::Rows) -> usize;
+    /// The argmax of each row's logits and, with a measure, its confidence.
+    async fn decide(&self, state: &Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>>;
+    /// Forgets every position from `len` on.
+    fn truncate(&self, state: &mut Self::State, len: usize) -> Result<()>;
+}
+
+impl Backend for T5Model {
+    type Rows = Tensor;
+    type State = DecoderState;
+
+    fn config(&self) -> &T5Config {
+        T5Model::config(self)
+    }
+
+    fn num_decoder_blocks(&self) -> usize {
+        T5Model::num_decoder_blocks(self)
+    }
+
+    fn start(&self, input_ids: &[u32]) -> Result<DecoderState> {
+        Ok(self.start_decoder(self.encode(input_ids)?))
+    }
+
+    fn embed(&self, _: &mut DecoderState, id: u32) -> Result<Tensor> {
+        T5Model::embed(self, &[id])
+    }
+
+    fn decode_blocks(&self, state: &mut DecoderState, blocks: Range<usize>, rows: Tensor) -> Result<Tensor> {
+        T5Model::decode_blocks(self, state, blocks, rows)
+    }
+
+    fn copy_state(&self, state: &mut DecoderState, blocks: Range<usize>, rows: &Tensor) -> Result<()> {
+        T5Model::copy_state(self, state, blocks, rows)
+    }
+
+    fn join(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        Ok(Tensor::cat(parts, 0)?)
+    }
+
+    fn row_count(&self, rows: &Tensor) -> usize {
+        rows.dims()[0]
+    }
+
+    async fn decide(&self, _: &DecoderState, rows: &Tensor, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
+        let logits: Vec<Vec<f32>> = self.logits(rows)?.to_vec2()?;
+        Ok(logits
+            .iter()
+            .map(|row| match measure {
+                Some(m) => {
+                    let (token, conf) = argmax_confidence(row, m);
+                    (token, Some(conf))
+                }
+                None => (argmax(row), None),
+            })
+            .collect())
+    }
+
+    fn truncate(&self, state: &mut DecoderState, len: usize) -> Result<()> {
+        state.truncate(len)
+    }
+}
+
+/// Runs a future that needs no event loop (the CPU backend, or the GPU backend natively,
+/// where readbacks block) to completion.
+pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => Err(Error::InvalidInput(
+            "this generation waits on the GPU through the browser's event loop; use the async API (generateStreaming)".into(),
+        )),
+    }
+}

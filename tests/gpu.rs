@@ -1,0 +1,174 @@
+//! The WebGPU backend against the CPU backend on the same weights and inputs: logits within
+//! 1e-3 (f32 arithmetic on both), and the same tokens, exits and synchronisations for every
+//! strategy. Natively on Vulkan (lavapipe when there is no GPU), in headless Chromium on
+//! SwiftShader. Without an adapter the tests say so and stop, unless the build sets
+//! FREE_REQUIRE_GPU (scripts/test.sh does), which turns a missing adapter into a failure.
+#![cfg(feature = "gpu")]
+
+mod common;
+
+use common::{fixtures, max_abs_diff};
+use free_wasm::backend::gpu::{Gpu, GpuModel};
+use free_wasm::backend::Backend;
+use free_wasm::config::ConfidenceMeasure;
+use free_wasm::decode::{DecodeSettings, Generation, Session, Strategy, Threshold};
+use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
+use free_wasm::{ModelFiles, Pipeline};
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+const LOGIT_TOLERANCE: f32 = 1e-3;
+
+/// An async test body, run by wasm-bindgen-test in the browser and to completion natively.
+macro_rules! gpu_test {
+    ($name:ident, $body:ident) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            free_wasm::backend::block_on($body()).unwrap();
+        }
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body().await;
+        }
+    };
+}
+
+async fn gpu_pipeline(files: &ModelFiles<'_>) -> Option<Pipeline<GpuModel>> {
+    match Gpu::new().await {
+        Ok(gpu) => Some(Pipeline::from_files_gpu(files, gpu).unwrap()),
+        Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {
+            eprintln!("no GPU test: {e}");
+            None
+        }
+        Err(e) => panic!("FREE_REQUIRE_GPU is set but {e}"),
+    }
+}
+
+gpu_test!(logits_match_the_cpu_backend, logits_match);
+async fn logits_match() {
+    for fx in fixtures() {
+        let cpu = fx.load();
+        let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
+        for case in fx.expected().cases {
+            logits_agree(fx.name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
+        }
+    }
+}
+
+/// Logits at the shallow exit for every position, one at a time, then at the deep exit
+/// for all positions in one multi-row pass (as FREE's synchronisation runs them).
+async fn logits_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, input_ids: &[u32], ids: &[u32]) {
+    let (c, g) = (&cpu.model, &gpu.model);
+    let exit = cpu.free.as_ref().unwrap().shallow_exit_layer;
+    let blocks = c.num_decoder_blocks();
+    let (mut cs, mut gs) = (Backend::start(c, input_ids).unwrap(), g.start(input_ids).unwrap());
+    let (mut c_rows, mut g_rows) = (Vec::new(), Vec::new());
+    for &id in ids {
+        let (ce, ge) = (Backend::embed(c, &mut cs, id).unwrap(), g.embed(&mut gs, id).unwrap());
+        let ch = c.decode_blocks(&mut cs, 0..exit, ce).unwrap();
+        let gh = g.decode_blocks(&mut gs, 0..exit, ge).unwrap();
+        let want = c.logits(&ch).unwrap().to_vec2::<f32>().unwrap();
+        let got = g.logits(&gs, gh).await.unwrap();
+        let diff = max_abs_diff(&want[0], &got[0]);
+        assert!(diff < LOGIT_TOLERANCE, "{name}: shallow logits differ by {diff}");
+        c_rows.push(ch);
+        g_rows.push(gh);
+    }
+    let ch = c.decode_blocks(&mut cs, exit..blocks, c.join(&c_rows.iter().collect::<Vec<_>>()).unwrap()).unwrap();
+    let gh = g.decode_blocks(&mut gs, exit..blocks, g.join(&g_rows.iter().collect::<Vec<_>>()).unwrap()).unwrap();
+    let want = c.logits(&ch).unwrap().to_vec2::<f32>().unwrap();
+    let got = g.logits(&gs, gh).await.unwrap();
+    assert_eq!(got.len(), ids.len());
+    for (w, g) in want.iter().zip(&got) {
+        let diff = max_abs_diff(w, g);
+        assert!(diff < LOGIT_TOLERANCE, "{name}: deep logits differ by {diff}");
+    }
+}
+
+fn settings(strategy: Strategy) -> DecodeSettings {
+    DecodeSettings { strategy, measure: ConfidenceMeasure::Top2Gap, max_new_tokens: 24 }
+}
+
+async fn run<B: Backend>(m: &B, ids: &[u32], strategy: Strategy, threshold: Threshold<'_>) -> Generation {
+    let mut s = Session::new(m, m.start(ids).unwrap(), settings(strategy), threshold).unwrap();
+    s.run_async().await.unwrap();
+    let (tokens, finished) = (s.tokens().to_vec(), s.finished() == Some(true));
+    let (trace, counters) = s.into_parts();
+    Generation { tokens, finished, trace, counters }
+}
+
+/// Same tokens, and every trace entry decided the same way (confidences within 1e-4).
+fn assert_same(name: &str, want: &Generation, got: &Generation) {
+    assert_eq!(got.tokens, want.tokens, "{name}: tokens");
+    assert_eq!(got.counters.deep_passes, want.counters.deep_passes, "{name}: deep passes");
+    assert_eq!(got.trace.len(), want.trace.len(), "{name}: trace length");
+    for (w, g) in want.trace.iter().zip(&got.trace) {
+        assert_eq!((g.token, g.exit, g.stacked, g.sync, g.deep_token, g.rolled_back), (w.token, w.exit, w.stacked, w.sync, w.deep_token, w.rolled_back), "{name}: entry {}", w.index);
+        if let (Some(a), Some(b)) = (w.confidence, g.confidence) {
+            assert!((a - b).abs() < 1e-4, "{name}: confidence {a} vs {b}");
+        }
+    }
+}
+
+/// Every strategy, on the CPU and the GPU, over the inputs of a model.
+async fn strategies_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, inputs: &[Vec<u32>]) {
+    let exit = cpu.free.as_ref().unwrap().shallow_exit_layer;
+    let strategies = [
+        ("full", Strategy::Full, 1.0),
+        ("static", Strategy::Static { exit }, 1.0),
+        ("calm", Strategy::Calm { min_exit: exit, threshold: 0.2 }, 0.2),
+        ("free", Strategy::Free { exit, exact: false }, 0.2),
+        ("free-exact", Strategy::Free { exit, exact: true }, 0.05),
+    ];
+    let (mut c_adaptive, mut g_adaptive) = (AdaptiveThreshold::new(BmmSettings::default()), AdaptiveThreshold::new(BmmSettings::default()));
+    for ids in inputs {
+        for (label, strategy, t) in strategies {
+            let want = run(&cpu.model, ids, strategy, Threshold::Fixed(t)).await;
+            let got = run(&gpu.model, ids, strategy, Threshold::Fixed(t)).await;
+            assert_same(&format!("{name} {label}"), &want, &got);
+        }
+        let free = Strategy::Free { exit, exact: false };
+        let want = run(&cpu.model, ids, free, Threshold::Adaptive(&mut c_adaptive)).await;
+        let got = run(&gpu.model, ids, free, Threshold::Adaptive(&mut g_adaptive)).await;
+        assert_same(&format!("{name} free-adaptive"), &want, &got);
+        assert!((c_adaptive.threshold() - g_adaptive.threshold()).abs() < 1e-3);
+    }
+}
+
+gpu_test!(every_strategy_decides_as_on_the_cpu, fixtures_agree);
+async fn fixtures_agree() {
+    for fx in fixtures() {
+        let cpu = fx.load();
+        let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
+        let inputs: Vec<Vec<u32>> = fx.expected().cases.into_iter().map(|c| c.input_ids).collect();
+        strategies_agree(fx.name, &cpu, &gpu, &inputs).await;
+    }
+}
+
+/// The demo model on real test inputs (native only: it is read from models/).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn demo_model_decides_as_on_the_cpu() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/free-t5-mini");
+    let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
+    let cpu = Pipeline::from_files(&files.files()).unwrap();
+    let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline(&files.files())).unwrap() else { return };
+    let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
+    let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
+        .iter()
+        .flat_map(|task| examples.iter().filter(move |v| v["task"] == *task).take(1))
+        .map(|v| cpu.encode_input(v["source"].as_str().unwrap(), v["task"].as_str()).unwrap().0)
+        .collect();
+    assert!(!inputs.is_empty(), "no test inputs in data/test.jsonl");
+    // Sources of many lengths, across the 64 rows of a workgroup (a per-invocation
+    // matrix kernel once went wrong from 64 source rows on).
+    for n in [63usize, 64, 200] {
+        let ids: Vec<u32> = inputs[0].iter().copied().cycle().take(n).collect();
+        free_wasm::backend::block_on(logits_agree("free-t5-mini", &cpu, &gpu, &ids, &[0, 250])).unwrap();
+    }
+    free_wasm::backend::block_on(strategies_agree("free-t5-mini", &cpu, &gpu, &inputs)).unwrap();
+}
