@@ -106,8 +106,22 @@ const api = {
     const model = await FreeWorkerModel.load({ baseUrl }, { cache: true, onProgress: (p) => progress.push(p) });
     return scenario(model, progress, cases, async () => (await model.adaptiveState()).threshold);
   },
-  async webgpu(baseUrl: string): Promise<string> {
-    return FreeModel.load({ baseUrl }, { device: "webgpu" }).then(() => "loaded", describe);
+  /** Loads on WebGPU and generates one case there; or says why it could not. */
+  async webgpu(baseUrl: string, c: Case): Promise<{ device: string; tokens: number[] } | string> {
+    try {
+      const model = await FreeModel.load({ baseUrl }, { device: "webgpu" });
+      const out = await model.generate(c.text, c.options);
+      await model.dispose();
+      return { device: model.info.device, tokens: out.tokens };
+    } catch (e) {
+      return describe(e);
+    }
+  },
+  /** Where "auto" put the model, and why. */
+  async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {
+    const model = await FreeModel.load({ baseUrl }, { device: "auto" });
+    await model.dispose();
+    return { device: model.info.device, note: model.info.deviceNote };
   },
 };
 

@@ -36,7 +36,8 @@ const port = 20000 + Math.floor(Math.random() * 20000);
 const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  // WebGPU through SwiftShader (a software adapter), as in ../../../webdriver.json.
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 
 let passed = 0;
@@ -84,9 +85,16 @@ try {
     checkReport(report, false);
     assert.equal(report.afterDispose, "Error: this FreeModel was disposed; load the model again with FreeModel.load to use it");
   });
-  await check('device "webgpu" says the backend is not built yet', async () => {
-    const message = await page.evaluate((b) => window.freeTest.webgpu(b), baseUrl);
-    assert.equal(message, 'NotSupportedError: device "webgpu": the WebGPU backend is not built yet in this version of free-wasm; use device "cpu" or "auto" (WebAssembly on the CPU)');
+  await check('device "webgpu": the model runs on WebGPU (SwiftShader) and gives free generate\'s tokens', async () => {
+    const result = await page.evaluate(([b, c]) => window.freeTest.webgpu(b, c), [baseUrl, cases[1]]);
+    assert.equal(typeof result, "object", `loading or generating on WebGPU failed: ${result}`);
+    assert.equal(result.device, "webgpu");
+    assert.deepEqual(result.tokens, expected[1], "free-exact on WebGPU: tokens differ from free generate's");
+  });
+  await check('device "auto" keeps the CPU on a software adapter and says why', async () => {
+    const result = await page.evaluate((b) => window.freeTest.auto(b), baseUrl);
+    assert.equal(result.device, "cpu");
+    assert.match(result.note ?? "", /software renderer/);
   });
 
   // From here on the model folder is unreachable: only Cache Storage can provide it.

@@ -4,7 +4,7 @@
 //! and readback through a staging buffer. Errors the device reports asynchronously are
 //! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
@@ -59,6 +59,22 @@ struct Pipeline {
     pipeline: wgpu::ComputePipeline,
 }
 
+/// What the device was asked to do since it was created: the figures that decide speed on
+/// WebGPU for a model this small (each launch and each wait costs far more than the maths).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuCounts {
+    /// Kernel launches (compute dispatches).
+    pub launches: u64,
+    /// Queue submissions.
+    pub submissions: u64,
+    /// Readbacks the CPU waited for.
+    pub readbacks: u64,
+    /// Bytes written from the CPU after loading (token ids and launch parameters).
+    pub bytes_uploaded: u64,
+    /// Bytes read back.
+    pub bytes_read: u64,
+}
+
 /// Work recorded but not yet submitted.
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
@@ -78,6 +94,7 @@ pub struct Gpu {
     pending: RefCell<Pending>,
     /// Readback buffer, grown to the largest read so far.
     staging: RefCell<Option<wgpu::Buffer>>,
+    counts: Cell<GpuCounts>,
     /// The first error the device reported since the last check (validation, out of
     /// memory, device loss).
     fault: Arc<Mutex<Option<String>>>,
@@ -135,6 +152,7 @@ impl Gpu {
             arena,
             pending: RefCell::new(Pending { encoder: None, params: Vec::new() }),
             staging: RefCell::new(None),
+            counts: Cell::new(GpuCounts::default()),
             fault,
         })
     }
@@ -190,6 +208,16 @@ impl Gpu {
         self.software
     }
 
+    pub fn counts(&self) -> GpuCounts {
+        self.counts.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut GpuCounts)) {
+        let mut c = self.counts.get();
+        f(&mut c);
+        self.counts.set(c);
+    }
+
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
@@ -215,6 +243,7 @@ impl Gpu {
 
     /// Writes `data` at `offset` bytes before the next submission's commands run.
     pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.count(|c| c.bytes_uploaded += data.len() as u64);
         self.queue.write_buffer(buffer, offset, data);
     }
 
@@ -253,6 +282,7 @@ impl Gpu {
         );
         let bind_group =
             self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries });
+        self.count(|c| c.launches += 1);
         self.with_encoder(|encoder| {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             pass.set_pipeline(&pipeline.pipeline);
@@ -272,10 +302,12 @@ impl Gpu {
     pub fn submit(&self) {
         let mut pending = self.pending.borrow_mut();
         if !pending.params.is_empty() {
+            self.count(|c| c.bytes_uploaded += pending.params.len() as u64);
             self.queue.write_buffer(&self.arena, 0, &pending.params);
             pending.params.clear();
         }
         if let Some(encoder) = pending.encoder.take() {
+            self.count(|c| c.submissions += 1);
             self.queue.submit([encoder.finish()]);
         }
     }
@@ -304,6 +336,10 @@ impl Gpu {
         };
         self.copy(buffer, 0, &staging, 0, bytes);
         self.submit();
+        self.count(|c| {
+            c.readbacks += 1;
+            c.bytes_read += bytes;
+        });
         let mapped = Mapped::default();
         let done = mapped.0.clone();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {

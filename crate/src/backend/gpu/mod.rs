@@ -4,7 +4,7 @@
 mod context;
 mod model;
 
-pub use context::Gpu;
+pub use context::{Gpu, GpuCounts};
 pub use model::{GpuModel, GpuRows, GpuState, Top2};
 
 use std::ops::Range;
