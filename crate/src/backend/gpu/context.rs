@@ -24,13 +24,16 @@ const SLOTS: u64 = 512;
 pub enum Kernel {
     Gather,
     RmsNorm,
+    /// One workgroup per output feature, cooperative (hardware GPUs).
     Linear,
+    /// One invocation per row and output feature (software adapters).
+    LinearRows,
     Attention,
     Top2,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 5] = [Kernel::Gather, Kernel::RmsNorm, Kernel::Linear, Kernel::Attention, Kernel::Top2];
+    const ALL: [Kernel; 6] = [Kernel::Gather, Kernel::RmsNorm, Kernel::Linear, Kernel::LinearRows, Kernel::Attention, Kernel::Top2];
 
     fn source(self) -> String {
         const ACTIVATION: &str = include_str!("kernels/activation.wgsl");
@@ -38,6 +41,7 @@ impl Kernel {
             Kernel::Gather => include_str!("kernels/gather.wgsl").into(),
             Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl").into(),
             Kernel::Linear => format!("{ACTIVATION}{}", include_str!("kernels/linear.wgsl")),
+            Kernel::LinearRows => format!("{ACTIVATION}{}", include_str!("kernels/linear_rows.wgsl")),
             Kernel::Attention => include_str!("kernels/attention.wgsl").into(),
             Kernel::Top2 => include_str!("kernels/top2.wgsl").into(),
         }
@@ -47,7 +51,7 @@ impl Kernel {
     fn storage_bindings(self) -> usize {
         match self {
             Kernel::Gather | Kernel::RmsNorm => 3,
-            Kernel::Linear => 4,
+            Kernel::Linear | Kernel::LinearRows => 4,
             Kernel::Attention => 5,
             Kernel::Top2 => 2,
         }

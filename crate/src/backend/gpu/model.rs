@@ -282,8 +282,14 @@ impl GpuModel {
         self.launch_linear(&params, [x, w, gate.unwrap_or(w), out]);
     }
 
+    /// The linear kernel that suits the adapter (see linear_rows.wgsl).
     fn launch_linear(&self, params: &[u32; 8], buffers: [&Buffer; 4]) {
-        self.gpu.launch(Kernel::Linear, params, &buffers, groups(params[2] as usize));
+        let (rows, out_dim) = (params[0], params[2] as usize);
+        if self.gpu.is_software() {
+            self.gpu.launch(Kernel::LinearRows, params, &buffers, (out_dim.div_ceil(64) as u32, rows));
+        } else {
+            self.gpu.launch(Kernel::Linear, params, &buffers, groups(out_dim));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

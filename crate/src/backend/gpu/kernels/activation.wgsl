@@ -1,4 +1,4 @@
-// Activations of T5's feed-forward layers, prepended to linear.wgsl's source.
+// Activations of T5's feed-forward layers, prepended to the linear kernels' sources.
 
 // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf.
 fn erf(v: f32) -> f32 {
