@@ -23,10 +23,11 @@ const USAGE: &str = "usage:
       decodes a test set (JSONL: task, source, target) with one strategy (default full)
       and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
   free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
-             [--threshold X] [--max-new-tokens N] [--json OUT.json]
+             [--threshold X] [--max-new-tokens N] [--only NAME,NAME] [--json OUT.json]
       runs full, static, calm, free-fixed, free-adaptive (our threshold rule),
       free-adaptive-ref (the reference's rule) and free-exact on the same examples,
-      interleaved, and prints a table per task (and writes JSON).
+      interleaved, and prints a table per task (and writes JSON); --only keeps the named
+      ones (full stays: the ratios are against it).
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
      there is no GPU).";
 
@@ -186,18 +187,36 @@ fn bench(mut args: Args) -> Result<(), String> {
     let task = args.optional("--task")?;
     let limit = args.parsed("--limit", 100usize)?;
     let out = args.optional("--json")?;
+    let only = args.optional("--only")?;
     let options = generate_options(&mut args, StrategyName::Free)?;
     args.finish()?;
-    on_device!(device, model_dir, bench_on(options, data, task, limit, out))
+    on_device!(device, model_dir, bench_on(options, data, task, limit, only, out))
 }
 
-fn bench_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: String, task: Option<String>, limit: usize, out: Option<String>) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+fn bench_on<B: Backend>(
+    pipeline: Pipeline<B>,
+    options: GenerateOptions,
+    data: String,
+    task: Option<String>,
+    limit: usize,
+    only: Option<String>,
+    out: Option<String>,
+) -> Result<(), String> {
     let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
     let bmm = pipeline.adaptive.settings().clone();
     let mut reports = Vec::new();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let base = GenerateOptions { task: Some(task.clone()), ..options.clone() };
         let mut contenders = bench::contenders(&base, fixed, &bmm);
+        if let Some(names) = &only {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            if let Some(bad) = names.iter().find(|n| !contenders.iter().any(|c| c.name == **n)) {
+                let known: Vec<&str> = contenders.iter().map(|c| c.name).collect();
+                return Err(format!("--only: no strategy {bad:?}; the bench knows {}", known.join(", ")));
+            }
+            contenders.retain(|c| c.name == "full" || names.contains(&c.name));
+        }
         let report = bench::run_task(&pipeline, &task, &examples, &mut contenders, true)?;
         println!("{}", bench::table(&report));
         reports.push(report);
