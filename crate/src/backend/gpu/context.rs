@@ -365,9 +365,12 @@ impl Gpu {
     }
 }
 
+/// The outcome of a `map_async` once its callback fired, and who to wake then.
+type MapSlot = (Option<std::result::Result<(), String>>, Option<Waker>);
+
 /// Resolves when a `map_async` callback fires.
 #[derive(Default)]
-struct Mapped(Arc<Mutex<(Option<std::result::Result<(), String>>, Option<Waker>)>>);
+struct Mapped(Arc<Mutex<MapSlot>>);
 
 impl Future for Mapped {
     type Output = std::result::Result<(), String>;

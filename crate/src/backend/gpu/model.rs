@@ -490,8 +490,4 @@ impl GpuModel {
     pub fn truncate(&self, state: &mut GpuState, len: usize) {
         state.lens.iter_mut().for_each(|l| *l = (*l).min(len));
     }
-
-    pub fn cached_len(&self, state: &GpuState, block: usize) -> usize {
-        state.lens[block]
-    }
 }
