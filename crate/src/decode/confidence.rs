@@ -14,14 +14,19 @@ pub fn argmax_confidence(logits: &[f32], measure: ConfidenceMeasure) -> (u32, f6
             second = v;
         }
     }
-    // softmax relative to the maximum: p(1) = 1 / Z, p(2) = exp(l2 - l1) / Z.
     let z: f64 = logits.iter().map(|&v| ((v - best.1) as f64).exp()).sum();
+    (best.0 as u32, confidence_of(best.1, second, z, measure))
+}
+
+/// The confidence from the largest and second-largest logit and the softmax normaliser
+/// relative to the largest, Z = sum(exp(l - l1)): p(1) = 1/Z, p(2) = exp(l2 - l1)/Z. The
+/// GPU backend reads back exactly these three numbers per row.
+pub fn confidence_of(best: f32, second: f32, z: f64, measure: ConfidenceMeasure) -> f64 {
     let p1 = 1.0 / z;
-    let conf = match measure {
+    match measure {
         ConfidenceMeasure::MaxProb => p1,
-        ConfidenceMeasure::Top2Gap => p1 - ((second - best.1) as f64).exp() / z,
-    };
-    (best.0 as u32, conf)
+        ConfidenceMeasure::Top2Gap => p1 - ((second - best) as f64).exp() / z,
+    }
 }
 
 /// The argmax of one row (first index on ties), without the softmax.

@@ -6,7 +6,7 @@ mod confidence;
 mod session;
 mod trace;
 
-pub use confidence::{argmax, argmax_confidence};
+pub use confidence::{argmax, argmax_confidence, confidence_of};
 pub use session::Session;
 pub use trace::{Counters, TokenTrace};
 

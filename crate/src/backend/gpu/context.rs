@@ -36,12 +36,12 @@ impl Kernel {
     const ALL: [Kernel; 6] = [Kernel::Gather, Kernel::RmsNorm, Kernel::Linear, Kernel::LinearRows, Kernel::Attention, Kernel::Top2];
 
     fn source(self) -> String {
-        const ACTIVATION: &str = include_str!("kernels/activation.wgsl");
+        const COMMON: &str = include_str!("kernels/linear_common.wgsl");
         match self {
             Kernel::Gather => include_str!("kernels/gather.wgsl").into(),
             Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl").into(),
-            Kernel::Linear => format!("{ACTIVATION}{}", include_str!("kernels/linear.wgsl")),
-            Kernel::LinearRows => format!("{ACTIVATION}{}", include_str!("kernels/linear_rows.wgsl")),
+            Kernel::Linear => format!("{COMMON}{}", include_str!("kernels/linear.wgsl")),
+            Kernel::LinearRows => format!("{COMMON}{}", include_str!("kernels/linear_rows.wgsl")),
             Kernel::Attention => include_str!("kernels/attention.wgsl").into(),
             Kernel::Top2 => include_str!("kernels/top2.wgsl").into(),
         }

@@ -13,6 +13,7 @@ use wgpu::Buffer;
 
 use super::context::{Gpu, Kernel};
 use crate::config::{Activation, ConfidenceMeasure, T5Config};
+use crate::decode::confidence_of;
 use crate::error::{Error, Result};
 use crate::model::position::PositionBias;
 use crate::weights::Weights;
@@ -113,13 +114,8 @@ pub struct Top2 {
 }
 
 impl Top2 {
-    /// p(1) - p(2) or p(1) of the softmax, as `decode::argmax_confidence` computes them.
     pub fn confidence(&self, measure: ConfidenceMeasure) -> f64 {
-        let p1 = 1.0 / self.z as f64;
-        match measure {
-            ConfidenceMeasure::MaxProb => p1,
-            ConfidenceMeasure::Top2Gap => p1 - ((self.second - self.best) as f64).exp() / self.z as f64,
-        }
+        confidence_of(self.best, self.second, self.z as f64, measure)
     }
 }
 

@@ -3,24 +3,6 @@
 // One workgroup per output feature: its 64 threads split the input dimension, so each
 // weight row is read once, coalesced, for four input rows at a time.
 
-struct Params {
-    rows: u32,
-    in_dim: u32,
-    out_dim: u32,
-    x_off: u32,
-    out_off: u32,
-    // 0 none, 1 relu, 2 gelu (tanh approximation), 3 gelu (erf), 4 silu
-    act: u32,
-    gated: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> w_gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
 var<workgroup> partial: array<vec4<f32>, 64>;
 var<workgroup> partial_gate: array<vec4<f32>, 64>;
 

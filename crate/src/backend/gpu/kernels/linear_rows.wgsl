@@ -6,23 +6,6 @@
 // gave wrong sums from exactly 64 rows of 1024 inputs (64 x 1024 = 65536), as if the inner
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
 
-struct Params {
-    rows: u32,
-    in_dim: u32,
-    out_dim: u32,
-    x_off: u32,
-    out_off: u32,
-    act: u32,
-    gated: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> w_gate: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let o = gid.x;

@@ -1,4 +1,23 @@
-// Activations of T5's feed-forward layers, prepended to the linear kernels' sources.
+// What both linear kernels (linear.wgsl, linear_rows.wgsl) share, prepended to their
+// sources: parameters, bindings, and the activations of T5's feed-forward layers.
+
+struct Params {
+    rows: u32,
+    in_dim: u32,
+    out_dim: u32,
+    x_off: u32,
+    out_off: u32,
+    // 0 none, 1 relu, 2 gelu (tanh approximation), 3 gelu (erf), 4 silu
+    act: u32,
+    gated: u32,
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> w_gate: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf.
 fn erf(v: f32) -> f32 {
