@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", default="auto",
                    help="torch threads, or 'auto': probe 1 vs all cores every few hundred steps and keep the faster")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                   help="bf16: forward and backward under bf16 autocast, f32 master weights and "
+                        "optimizer (fast on CPUs with AMX and on recent GPUs; slower without them)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder and decoder (dynamic shapes; the first steps "
+                        "pay for compilation, needs a C++ compiler on the CPU)")
     g.add_argument("--seed", type=int, default=1234)
     return ap
 
@@ -342,6 +348,11 @@ def main(argv=None):
         raise SystemExit(f"model vocab {model.config.vocab_size} < tokenizer vocab {tok.get_vocab_size()}")
     set_dropout(model, args.dropout)
     model.to(device).train()
+    if args.compile:
+        # In place (Module.compile), so parameter names and checkpoints stay those of the plain
+        # model; dynamic shapes, because length-bucketed batches change shape every step.
+        model.encoder.compile(dynamic=True)
+        model.decoder.compile(dynamic=True)
     L = model.config.num_decoder_layers
     obj = FreeObjective(model, args.shallow_exit_layer, args.alpha)
     n_params = param_count(model)
@@ -361,6 +372,8 @@ def main(argv=None):
     log(f"data: {len(enc.source)} train examples ({n_tok / 1e6:.2f}M tokens/epoch, dropped {enc.dropped}), "
         f"{len(venc.source)} validation; encoded in {time.time() - t0:.1f}s")
 
+    # bf16 keeps f32's exponent range, so no loss scaling is needed (f16 would need it).
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     opt = make_optimizer(model, args)
     state = {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0, "train_seconds": 0.0,
              "best_val": float("inf")}
@@ -428,7 +441,8 @@ def main(argv=None):
         lr = lr_at(state["step"], args)
         for g in opt.param_groups:
             g["lr"] = lr
-        out = obj(inp, att, lab)
+        with autocast:
+            out = obj(inp, att, lab)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip) if args.clip > 0 else torch.tensor(0.)

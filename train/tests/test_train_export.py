@@ -114,3 +114,21 @@ def test_export_round_trip(trained, tmp_path):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert tok.encode(TASK_PREFIXES["summarize"] + "x").ids[-1] == 1
+
+
+def test_bf16_compiled_matches_f32_and_saves_plain_names(trained, workspace, tmp_path):
+    """--precision bf16 --compile: the same first batch from the same weights gives f32's loss
+    to bf16's precision, and checkpoints keep the plain model's parameter names."""
+    runs = {}
+    for name, extra in (("f32", []), ("bf16", ["--precision", "bf16", "--compile"])):
+        runs[name] = tmp_path / name
+        train_main(["--run-dir", str(runs[name]), "--data", str(workspace / "data"), "--init",
+                    str(trained / "checkpoint"), "--max-steps", "2", "--lr", "1e-3", "--warmup", "1",
+                    *TINY, *extra])
+    f32, bf16 = (read_metrics(runs[n], "train")[0] for n in ("f32", "bf16"))
+    for key in ("ce_shallow", "ce_deep"):
+        assert abs(bf16[key] - f32[key]) < 0.05, f"{key}: bf16 {bf16[key]:.4f} vs f32 {f32[key]:.4f}"
+    with safe_open(str(runs["bf16"] / "checkpoint" / "model.safetensors"), "pt") as f:
+        compiled = set(f.keys())
+    with safe_open(str(runs["f32"] / "checkpoint" / "model.safetensors"), "pt") as f:
+        assert compiled == set(f.keys())
