@@ -65,10 +65,21 @@ struct GenerateOutput {
     truncated_input_tokens: usize,
     trace: Vec<TokenTrace>,
     counters: Counters,
+    timings: Timings,
 }
 
-impl From<TextGeneration> for GenerateOutput {
-    fn from(out: TextGeneration) -> Self {
+/// Wall-clock time of a generation's two phases, in milliseconds.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timings {
+    /// Tokenizing the input and running the encoder.
+    encode_ms: f64,
+    /// The decoder steps, with (in `generateStreaming`) the awaits of `onStep` between them.
+    decode_ms: f64,
+}
+
+impl GenerateOutput {
+    fn new(out: TextGeneration, timings: Timings) -> Self {
         GenerateOutput {
             text: out.text,
             tokens: out.generation.tokens,
@@ -76,8 +87,15 @@ impl From<TextGeneration> for GenerateOutput {
             truncated_input_tokens: out.truncated_input_tokens,
             trace: out.generation.trace,
             counters: out.generation.counters,
+            timings,
         }
     }
+}
+
+/// `performance.now()` of the page or worker (both have one; std has no clock on wasm32).
+fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+        .map_or(0.0, |p| p.unchecked_into::<web_sys::Performance>().now())
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -146,11 +164,20 @@ impl FreeModel {
     /// `{ strategy: "full" | "static" | "calm" | "free" | "free-exact", threshold?: number,
     /// maxNewTokens?: number, exitLayer?: number, task?: string }`; without a threshold FREE
     /// uses its adaptive one. Returns `{ text, tokens, finished, truncatedInputTokens, trace,
-    /// counters }`.
+    /// counters, timings: { encodeMs, decodeMs } }`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
         let options = parse_options(options)?;
         with_pipeline(&self.pipeline, |e| match e {
-            Engine::Cpu(p) => to_js(&GenerateOutput::from(p.generate(text, &options)?)),
+            Engine::Cpu(p) => {
+                let started = now_ms();
+                let mut generating = p.start(text, &options)?;
+                let encoded = now_ms();
+                while !generating.is_done() {
+                    generating.step()?;
+                }
+                let timings = Timings { encode_ms: encoded - started, decode_ms: now_ms() - encoded };
+                to_js(&GenerateOutput::new(generating.finish()?, timings))
+            }
             Engine::Gpu(_) => Err(JsError::new("a model on WebGPU generates asynchronously; use generateStreaming")),
         })
     }
@@ -232,12 +259,15 @@ async fn stream<B: Backend>(
     options: &GenerateOptions,
     on_step: &js_sys::Function,
 ) -> Result<GenerateOutput, JsValue> {
+    let started = now_ms();
     let mut generating = p.start(text, options).map_err(JsError::from)?;
+    let encoded = now_ms();
     while !generating.is_done() {
         let from = generating.advance().await.map_err(JsError::from)?;
         let entries = to_js(&generating.entries_from(from))?;
         let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
         JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
     }
-    Ok(GenerateOutput::from(generating.finish().map_err(JsError::from)?))
+    let timings = Timings { encode_ms: encoded - started, decode_ms: now_ms() - encoded };
+    Ok(GenerateOutput::new(generating.finish().map_err(JsError::from)?, timings))
 }

@@ -106,6 +106,15 @@ export interface Generation {
   /** Every decided token in order, rolled-back ones included. */
   trace: TraceEntry[];
   counters: Counters;
+  timings: Timings;
+}
+
+/** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`). */
+export interface Timings {
+  /** Tokenizing the input and running the encoder. */
+  encodeMs: number;
+  /** The decoder steps, with the page's turns between them (`onToken`, the event loop). */
+  decodeMs: number;
 }
 
 /**

@@ -2,7 +2,7 @@
 // bundled by Vite) and exposes one function per scenario for run.mjs to call and check.
 // It records what happened; run.mjs asserts the values.
 
-import { FreeModel, type Generation, type GenerateOptions, type LoadProgress, type TokenEvent, type TraceEntry } from "free-wasm";
+import { FreeModel, type Generation, type GenerateOptions, type LoadProgress, type Timings, type TokenEvent, type TraceEntry } from "free-wasm";
 import { FreeWorkerModel } from "free-wasm/worker";
 
 export interface Case {
@@ -17,6 +17,9 @@ export interface CaseResult {
   /** The trace rebuilt from onToken events equals the returned trace. */
   streamMatchesTrace: boolean;
   events: number;
+  timings: Timings;
+  /** Wall time of the whole generate call as the page measured it, in milliseconds. */
+  wallMs: number;
 }
 
 export interface Report {
@@ -56,13 +59,17 @@ async function scenario(model: Model, progress: LoadProgress[], cases: Case[], t
   const results: CaseResult[] = [];
   for (const c of cases) {
     const events: TokenEvent[] = [];
+    const started = performance.now();
     const out = await model.generate(c.text, { ...c.options, onToken: (e) => events.push(e) });
+    const wallMs = performance.now() - started;
     results.push({
       tokens: out.tokens,
       text: out.text,
       finished: out.finished,
       streamMatchesTrace: JSON.stringify(rebuild(events)) === JSON.stringify(out.trace),
       events: events.length,
+      timings: out.timings,
+      wallMs,
     });
   }
   const controller = new AbortController();

@@ -59,6 +59,9 @@ function checkReport(report, fromCache) {
     assert.deepEqual(r.tokens, expected[i], `case ${i} (${cases[i].options.strategy}): tokens differ from free generate's`);
     assert.ok(r.streamMatchesTrace, `case ${i}: the trace rebuilt from onToken events differs from the returned trace`);
     assert.ok(r.events >= r.tokens.length, `case ${i}: ${r.events} token events for ${r.tokens.length} tokens`);
+    const { encodeMs, decodeMs } = r.timings;
+    assert.ok(encodeMs > 0 && decodeMs > 0, `case ${i}: timings should be positive: ${JSON.stringify(r.timings)}`);
+    assert.ok(encodeMs + decodeMs <= r.wallMs, `case ${i}: timings ${JSON.stringify(r.timings)} exceed the call's ${r.wallMs} ms`);
   });
   const files = Object.fromEntries(report.progress.map((p) => [p.file, p]));
   assert.deepEqual(Object.keys(files).sort(), ["config.json", "free.json", "model.safetensors", "tokenizer.json"]);

@@ -21,9 +21,10 @@ export async function usesTheApi(weights: ArrayBuffer, config: Uint8Array, token
     onToken: ({ from, entries }) => entries.forEach((e: TraceEntry, i) => console.log(from + i, e.text, e.exit, e.confidence?.toFixed(3))),
   });
   const deep: number = out.counters.deepPasses.reduce((a, b) => a + b, 0);
+  const decodeMs: number = out.timings.decodeMs + out.timings.encodeMs;
   const state: AdaptiveState = fromUrl.adaptiveState();
   const alpha: number | undefined = state.fit?.consistent.alpha;
-  console.log(out.text, out.tokens.length, out.finished, out.truncatedInputTokens, deep, alpha, fromUrl.info.shallowExitLayer);
+  console.log(out.text, out.tokens.length, decodeMs, out.finished, out.truncatedInputTokens, deep, alpha, fromUrl.info.shallowExitLayer);
   await fromUrl.generate("x", { threshold: "adaptive" });
   fromUrl.resetAdaptive();
   await fromMemory.dispose();

@@ -1,0 +1,109 @@
+// Drives the browser bench page (built by Vite into DIST) in Debian's Chromium through
+// playwright-core: for each device, the same test inputs through every contender,
+// interleaved; prints a table per device and task and writes the records as JSON. The
+// columns are those of `free bench`: exit rate, agreement with full (identical outputs),
+// decoder tokens/s, and speedups over full of the decoder time and of the whole call.
+//
+//   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
+//       [--only free-adaptive,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
+//
+// WebGPU runs on SwiftShader (Chromium's software adapter), as in ../../webdriver.json.
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: opt, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    limit: { type: "string", default: "10" },
+    devices: { type: "string", default: "cpu,webgpu" },
+    only: { type: "string" },
+    threshold: { type: "string", default: "0.2" },
+    "max-new-tokens": { type: "string", default: "64" },
+    json: { type: "string" },
+  },
+});
+const [dist, modelDir, dataFile] = positionals.map((p) => resolve(p));
+if (!dataFile) throw new Error("usage: node run.mjs DIST MODEL_DIR DATA_JSONL [options]");
+const maxNewTokens = Number(opt["max-new-tokens"]);
+const limit = Number(opt.limit);
+
+/** The first `limit` examples of each task, in file order (as `free bench --limit`). */
+const examples = [];
+const perTask = new Map();
+for (const line of readFileSync(dataFile, "utf8").split("\n")) {
+  if (!line.trim()) continue;
+  const { task, source } = JSON.parse(line);
+  const n = perTask.get(task) ?? 0;
+  if (n < limit) {
+    examples.push({ task, source });
+    perTask.set(task, n + 1);
+  }
+}
+
+// The native bench's names; `full` is the reference and always runs.
+const all = [
+  { name: "full", options: { strategy: "full", maxNewTokens } },
+  { name: "free-fixed", options: { strategy: "free", threshold: Number(opt.threshold), maxNewTokens } },
+  { name: "free-adaptive", options: { strategy: "free", threshold: "adaptive", maxNewTokens } },
+  { name: "free-exact", options: { strategy: "free-exact", threshold: Number(opt.threshold), maxNewTokens } },
+];
+const only = opt.only?.split(",");
+const unknown = only?.filter((n) => !all.some((c) => c.name === n)) ?? [];
+if (unknown.length) throw new Error(`unknown contender ${unknown.join(", ")}; known: ${all.map((c) => c.name).join(", ")}`);
+const contenders = all.filter((c) => c.name === "full" || !only || only.includes(c.name));
+
+cpSync(modelDir, join(dist, "model"), { recursive: true, filter: (src) => !src.endsWith(".log") });
+const port = 20000 + Math.floor(Math.random() * 20000);
+const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+
+const reports = [];
+try {
+  for (const device of opt.devices.split(",")) {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${port}/index.html`);
+    await page.waitForFunction(() => document.getElementById("status")?.textContent === "ready", null, { timeout: 30_000 });
+    const report = await page.evaluate(([d, e, c]) => window.freeBench.run("model/", d, e, c), [device, examples, contenders]);
+    if (report.device !== device) throw new Error(`asked for ${device}, the model loaded on ${report.device} (${report.deviceNote})`);
+    reports.push(report);
+    console.log(table(report));
+    await page.close();
+  }
+} finally {
+  await browser.close();
+  server.kill();
+}
+
+// Outputs of the same contender on two devices: the backends are meant to agree token for token.
+if (reports.length > 1) {
+  const [a, b] = reports;
+  for (const ta of a.tallies) {
+    const tb = b.tallies.find((t) => t.task === ta.task && t.name === ta.name);
+    const same = ta.outputs.filter((o, i) => JSON.stringify(o) === JSON.stringify(tb.outputs[i])).length;
+    console.log(`${ta.task} ${ta.name}: ${a.device} and ${b.device} outputs identical for ${same}/${ta.outputs.length} inputs`);
+  }
+}
+if (opt.json) writeFileSync(opt.json, JSON.stringify({ examplesPerTask: limit, maxNewTokens, reports }, null, 2));
+
+function table(report) {
+  const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: model loaded in ${report.loadSeconds.toFixed(1)} s`];
+  for (const task of [...new Set(report.tallies.map((t) => t.task))]) {
+    const full = report.tallies.find((t) => t.task === task && t.name === "full");
+    lines.push(`  ${task}: ${full.outputs.length} examples`);
+    lines.push(`  ${"strategy".padEnd(16)}${"exit".padStart(8)}${"agree".padStart(8)}${"tok/s".padStart(9)}${"decode x".padStart(10)}${"e2e x".padStart(8)}`);
+    for (const c of contenders) {
+      const t = report.tallies.find((x) => x.task === task && x.name === c.name);
+      const agree = t.outputs.filter((o, i) => JSON.stringify(o) === JSON.stringify(full.outputs[i])).length / t.outputs.length;
+      lines.push(`  ${c.name.padEnd(16)}${(t.early / t.tokens).toFixed(3).padStart(8)}${agree.toFixed(3).padStart(8)}`
+        + `${(t.tokens / t.decodeSeconds).toFixed(1).padStart(9)}${(full.decodeSeconds / t.decodeSeconds).toFixed(2).padStart(10)}`
+        + `${(full.seconds / t.seconds).toFixed(2).padStart(8)}`);
+    }
+  }
+  return lines.join("\n");
+}
