@@ -5,16 +5,45 @@
 #   scripts/bench-browser.sh [N per task, default 10] [extra run.mjs options, e.g. --only free-adaptive]
 # Prints a table per device and task and writes target/bench-browser.json. The demo model
 # unless FREE_MODEL is set. Expects www/node_modules (scripts/setup.sh).
+#
+# transformers.js runs beside free-wasm on the same weights when the model's ONNX export is
+# there: FREE_ONNX, else target/onnx/<model folder's name>, made by
+#   python tools/export_onnx.py models/free-t5-mini target/onnx/free-t5-mini
+#
+#   scripts/bench-browser.sh --smoke
+# checks instead that transformers.js and free-wasm's full strategy give identical outputs on
+# 5 inputs per task, on both devices, with the tiny fixture checkpoint tests/fixtures/t5-v10
+# and its committed export tests/fixtures/t5-v10-onnx (made by the same script), and exits
+# non-zero otherwise (scripts/test.sh runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 [ -x www/node_modules/.bin/vite ] || { echo "bench-browser: www/node_modules is missing; run scripts/setup.sh" >&2; exit 1; }
 
+if [ "${1:-}" = --smoke ]; then
+  shift
+  model=tests/fixtures/t5-v10
+  onnx=tests/fixtures/t5-v10-onnx
+  json=target/bench-browser-smoke.json
+  set -- 5 --only transformers.js --max-new-tokens 16 --assert-agree "$@"
+else
+  json=target/bench-browser.json
+  model=${FREE_MODEL:-models/free-t5-mini}
+  onnx=${FREE_ONNX:-target/onnx/$(basename "$model")}
+fi
 n="${1:-10}"
 shift || true
+onnx_args=()
+if [ -f "$onnx/onnx/decoder_model_merged.onnx" ]; then
+  onnx_args=(--onnx "$(realpath "$onnx")")
+else
+  echo "bench-browser: no ONNX export at $onnx, so no transformers.js (see tools/export_onnx.py)" >&2
+fi
+
 bash scripts/build-pkg.sh >/dev/null
+www/node_modules/.bin/tsc -p www/bench/tsconfig.json
 www/node_modules/.bin/vite build --config www/bench/vite.config.mjs --logLevel warn
-model=$(realpath "${FREE_MODEL:-models/free-t5-mini}")
+model=$(realpath "$model")
 (cd www && node bench/run.mjs ../target/bench-page "$model" ../data/test.jsonl \
-  --limit "$n" --json ../target/bench-browser.json "$@")
+  --limit "$n" --json "../$json" "${onnx_args[@]}" "$@")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
 # Chromium through wasm-pack, the demo page (unit tests and end to end), the npm package installed from its
-# tarball into a fresh project, a short fuzzing run of the model-file
+# tarball into a fresh project, the browser bench's smoke test against transformers.js, a short fuzzing run of the model-file
 # parsers, and the training package's pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,9 @@ bash scripts/page-test.sh
 
 step "npm package: pack, install into a fresh project, tsc --strict, Vite, headless Chromium"
 bash scripts/npm-install-test.sh
+
+step "transformers.js and free-wasm side by side: identical outputs on a tiny checkpoint (bench-browser.sh --smoke)"
+bash scripts/bench-browser.sh --smoke
 
 step "fuzz smoke (scripts/fuzz.sh, 15 s per target)"
 FUZZ_SEED=1 bash scripts/fuzz.sh 15

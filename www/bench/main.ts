@@ -1,8 +1,20 @@
 // The browser bench's page (scripts/bench-browser.sh drives it through run.mjs): loads the
 // model with the public API on one device and runs the contenders over the same inputs,
 // interleaved as the native `free bench` does (the order rotates per example, so no strategy
-// always runs first). It records; run.mjs turns the records into the table.
+// always runs first). With an ONNX export of the same checkpoint (tools/export_onnx.py) it
+// also loads transformers.js on the same device and runs its greedy generation as one more
+// contender in the same rotation. It records; run.mjs turns the records into the table.
 
+import {
+  AutoModelForSeq2SeqLM,
+  AutoTokenizer,
+  BaseStreamer,
+  env,
+  Tensor,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
+  type TextStreamer,
+} from "@huggingface/transformers";
 import { FreeModel, type Device, type GenerateOptions } from "free-wasm";
 
 export interface Example {
@@ -12,7 +24,21 @@ export interface Example {
 
 export interface Contender {
   name: string;
+  /** free-wasm (the default) or transformers.js, which only has the full model (`maxNewTokens`). */
+  library?: "free-wasm" | "transformers.js";
   options: Pick<GenerateOptions, "strategy" | "threshold" | "maxNewTokens">;
+}
+
+/** The ONNX export of the same checkpoint, for transformers.js. */
+export interface OnnxModel {
+  /** The export's folder, as served (config.json, tokenizer.json, onnx/...). */
+  baseUrl: string;
+  /** onnxruntime-web's wasm files, as served (transformers.js would fetch them from a CDN). */
+  ortUrl: string;
+  /** Task -> prefix, as the engine applies them (free.json's `tasks`, or T5's own). */
+  prefixes: Record<string, string>;
+  /** The engine's input limit (config.json n_positions, else 512). */
+  maxInputTokens: number;
 }
 
 export interface Tally {
@@ -24,8 +50,12 @@ export interface Tally {
   early: number;
   /** Wall time of the generate calls: tokenization, encoder and decoder. */
   seconds: number;
-  /** Of that, the decoder's (the generation's own `timings.decodeMs`). */
+  /** Of that, the decoder's: free-wasm's own `timings.decodeMs`; for transformers.js from
+   * its streamer's first call (the decoder's start token, after the encoder) to its end. */
   decodeSeconds: number;
+  /** From the call to the first generated token (free-wasm's first `onToken`, transformers.js's
+   * second streamer call), summed over the inputs. */
+  firstTokenSeconds: number;
   outputs: number[][];
 }
 
@@ -33,42 +63,172 @@ export interface BenchReport {
   device: "cpu" | "webgpu";
   deviceNote: string | null;
   loadSeconds: number;
+  /** transformers.js's load (tokenizer and both ONNX sessions), when it ran. */
+  transformersJsLoadSeconds: number | null;
   /** One per (task, contender), tasks in order of first appearance. */
   tallies: Tally[];
 }
 
-async function run(baseUrl: string, device: Device, examples: Example[], contenders: Contender[]): Promise<BenchReport> {
+/** One generation's outcome, the same for both libraries. */
+interface Outcome {
+  tokens: number[];
+  /** Decoder steps that produced an output token (or the end of the text). */
+  steps: number;
+  early: number;
+  decodeSeconds: number;
+  firstTokenSeconds: number;
+}
+
+/** Times transformers.js's generate through its streamer: the first `put` carries the decoder's
+ * start token (generate calls it after running the encoder), each later one a new token. */
+class Clock extends BaseStreamer {
+  puts: number[] = [];
+  ended = 0;
+  override put(): void {
+    this.puts.push(performance.now());
+  }
+  override end(): void {
+    this.ended = performance.now();
+  }
+}
+
+class TransformersJs {
+  private constructor(
+    private model: PreTrainedModel,
+    private tokenizer: PreTrainedTokenizer,
+    private onnx: OnnxModel,
+  ) {}
+
+  static async load(onnx: OnnxModel, device: Device): Promise<TransformersJs> {
+    // Local files only: no Hub, no CDN for the runtime, no Cache API between runs.
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    env.localModelPath = "";
+    env.useBrowserCache = false;
+    env.useWasmCache = false;
+    const wasm = env.backends.onnx.wasm!;
+    // transformers.js's own choice of build (the asyncify one), from the page's server.
+    wasm.wasmPaths = { mjs: `${onnx.ortUrl}ort-wasm-simd-threaded.asyncify.mjs`, wasm: `${onnx.ortUrl}ort-wasm-simd-threaded.asyncify.wasm` };
+    // free-wasm runs on one thread; the bench compares one thread with one thread.
+    wasm.numThreads = 1;
+    const options = { device: device === "cpu" ? "wasm" : "webgpu", dtype: "fp32" } as const;
+    const [model, tokenizer] = await Promise.all([
+      AutoModelForSeq2SeqLM.from_pretrained(onnx.baseUrl, options),
+      AutoTokenizer.from_pretrained(onnx.baseUrl),
+    ]);
+    // The device transformers.js created its ONNX Runtime sessions for (it throws rather
+    // than fall back when the execution provider cannot start).
+    const devices = new Set(Object.values(model.sessions).map((s: { config: { device: string } }) => s.config.device));
+    if (devices.size !== 1 || !devices.has(options.device)) throw new Error(`transformers.js asked for ${options.device}, its sessions run on ${[...devices].join(", ")}`);
+    return new TransformersJs(model, tokenizer, onnx);
+  }
+
+  /** The engine's input ids (crate/src/pipeline.rs, encode_input): prefix + text, cut to the
+   * input limit keeping the final end-of-sequence token. */
+  inputIds(source: string, task: string): number[] {
+    const ids = this.tokenizer.encode(this.onnx.prefixes[task] + source);
+    if (ids.length > this.onnx.maxInputTokens) {
+      const last = ids[ids.length - 1];
+      ids.length = this.onnx.maxInputTokens;
+      if (last === this.eos) ids[ids.length - 1] = last;
+    }
+    return ids;
+  }
+
+  private get eos(): number {
+    return Number(this.model.generation_config?.eos_token_id ?? 1);
+  }
+
+  async generate(source: string, task: string, maxNewTokens: number): Promise<Outcome> {
+    const t0 = performance.now();
+    const ids = this.inputIds(source, task);
+    const clock = new Clock();
+    const inputIds = new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]);
+    const attentionMask = new Tensor("int64", new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
+    const out = (await this.model.generate({
+      input_ids: inputIds,
+      attention_mask: attentionMask,
+      max_new_tokens: maxNewTokens,
+      do_sample: false,
+      num_beams: 1,
+      // The .d.ts intersects generate's `streamer` (a BaseStreamer) with GenerationConfig's
+      // (a TextStreamer); at run time any object with put/end is used.
+      streamer: clock as unknown as TextStreamer,
+    })) as Tensor;
+    // [decoder start, generated..., end of text if it came]; free-wasm's tokens leave out both.
+    const generated = (out.tolist() as bigint[][])[0].slice(1).map(Number);
+    const steps = generated.length;
+    if (generated[generated.length - 1] === this.eos) generated.pop();
+    return {
+      tokens: generated,
+      steps,
+      early: 0,
+      decodeSeconds: (clock.ended - clock.puts[0]) / 1000,
+      firstTokenSeconds: (clock.puts[1] - t0) / 1000,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
+async function run(baseUrl: string, device: Device, examples: Example[], contenders: Contender[], onnx: OnnxModel | null): Promise<BenchReport> {
   const started = performance.now();
   const model = await FreeModel.load({ baseUrl }, { device, cache: false });
   const loadSeconds = (performance.now() - started) / 1000;
+  let tjs: TransformersJs | null = null;
+  let transformersJsLoadSeconds: number | null = null;
   try {
+    const wantsTjs = contenders.some((c) => c.library === "transformers.js");
+    if (wantsTjs) {
+      if (!onnx) throw new Error("a transformers.js contender needs the ONNX export (run.mjs --onnx DIR)");
+      const t0 = performance.now();
+      tjs = await TransformersJs.load(onnx, device);
+      transformersJsLoadSeconds = (performance.now() - t0) / 1000;
+    }
     // Not counted: the first generate compiles the GPU pipelines and warms the JIT.
     await model.generate(examples[0].source, { task: examples[0].task, strategy: "full", maxNewTokens: 4 });
+    await tjs?.generate(examples[0].source, examples[0].task, 4);
     model.resetAdaptive();
     const blocks = model.info.decoderBlocks;
     const tallies: Tally[] = [];
     const tallyOf = (task: string, name: string): Tally => {
       let t = tallies.find((x) => x.task === task && x.name === name);
-      if (!t) tallies.push((t = { name, task, tokens: 0, early: 0, seconds: 0, decodeSeconds: 0, outputs: [] }));
+      if (!t) tallies.push((t = { name, task, tokens: 0, early: 0, seconds: 0, decodeSeconds: 0, firstTokenSeconds: 0, outputs: [] }));
       return t;
+    };
+    const freeWasm = async (ex: Example, c: Contender): Promise<Outcome> => {
+      const t0 = performance.now();
+      let first = 0;
+      const out = await model.generate(ex.source, { ...c.options, task: ex.task, onToken: () => void (first ||= performance.now()) });
+      const live = out.trace.filter((t) => !t.rolledBack);
+      return {
+        tokens: out.tokens,
+        steps: live.length,
+        early: live.filter((t) => t.exit < blocks).length,
+        decodeSeconds: out.timings.decodeMs / 1000,
+        firstTokenSeconds: (first - t0) / 1000,
+      };
     };
     for (const [i, ex] of examples.entries()) {
       for (let k = 0; k < contenders.length; k++) {
         const c = contenders[(i + k) % contenders.length];
         const t0 = performance.now();
-        const out = await model.generate(ex.source, { ...c.options, task: ex.task });
+        const out = c.library === "transformers.js" ? await tjs!.generate(ex.source, ex.task, c.options.maxNewTokens!) : await freeWasm(ex, c);
         const tally = tallyOf(ex.task, c.name);
         tally.seconds += (performance.now() - t0) / 1000;
-        tally.decodeSeconds += out.timings.decodeMs / 1000;
-        const live = out.trace.filter((t) => !t.rolledBack);
-        tally.tokens += live.length;
-        tally.early += live.filter((t) => t.exit < blocks).length;
+        tally.decodeSeconds += out.decodeSeconds;
+        tally.firstTokenSeconds += out.firstTokenSeconds;
+        tally.tokens += out.steps;
+        tally.early += out.early;
         tally.outputs.push(out.tokens);
       }
     }
-    return { device: model.info.device, deviceNote: model.info.deviceNote, loadSeconds, tallies };
+    return { device: model.info.device, deviceNote: model.info.deviceNote, loadSeconds, transformersJsLoadSeconds, tallies };
   } finally {
     await model.dispose();
+    await tjs?.dispose();
   }
 }
 

@@ -2,13 +2,21 @@
 // playwright-core: for each device, the same test inputs through every contender,
 // interleaved; prints a table per device and task and writes the records as JSON. The
 // columns are those of `free bench`: exit rate, agreement with full (identical outputs),
-// decoder tokens/s, and speedups over full of the decoder time and of the whole call.
+// decoder tokens/s, and speedups over full of the decoder time and of the whole call; and
+// the mean time to the first token.
 //
 //   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
 //       [--only free-adaptive,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
+//       [--onnx EXPORT_DIR [--assert-agree]]
 //
+// --onnx: the same checkpoint exported by tools/export_onnx.py; adds transformers.js (greedy,
+// full model) as a contender on each device, with its load time, and two columns against it:
+// decoder tokens/s over its decoder tokens/s, and its whole-call time over the row's. --assert-agree: exit non-zero unless transformers.js's outputs equal
+// free-wasm full's on every input (the smoke test in scripts/test.sh).
+//
+// Every file comes from the local server: requests elsewhere are refused and fail the run.
 // WebGPU runs on SwiftShader (Chromium's software adapter), as in ../../webdriver.json.
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -23,6 +31,8 @@ const { values: opt, positionals } = parseArgs({
     threshold: { type: "string", default: "0.2" },
     "max-new-tokens": { type: "string", default: "64" },
     json: { type: "string" },
+    onnx: { type: "string" },
+    "assert-agree": { type: "boolean", default: false },
   },
 });
 const [dist, modelDir, dataFile] = positionals.map((p) => resolve(p));
@@ -50,12 +60,32 @@ const all = [
   { name: "free-adaptive", options: { strategy: "free", threshold: "adaptive", maxNewTokens } },
   { name: "free-exact", options: { strategy: "free-exact", threshold: Number(opt.threshold), maxNewTokens } },
 ];
+const tjsName = "transformers.js";
+if (opt.onnx) all.push({ name: tjsName, library: tjsName, options: { maxNewTokens } });
 const only = opt.only?.split(",");
 const unknown = only?.filter((n) => !all.some((c) => c.name === n)) ?? [];
 if (unknown.length) throw new Error(`unknown contender ${unknown.join(", ")}; known: ${all.map((c) => c.name).join(", ")}`);
-const contenders = all.filter((c) => c.name === "full" || !only || only.includes(c.name));
+const contenders = all.filter((c) => c.name === "full" || c.name === tjsName || !only || only.includes(c.name));
+if (opt["assert-agree"] && !opt.onnx) throw new Error("--assert-agree compares with transformers.js: give --onnx DIR");
 
 cpSync(modelDir, join(dist, "model"), { recursive: true, filter: (src) => !src.endsWith(".log") });
+let onnx = null;
+if (opt.onnx) {
+  cpSync(resolve(opt.onnx), join(dist, "onnx-model"), { recursive: true });
+  // The runtime build transformers.js picks (backends/onnx.js), served here instead of its CDN.
+  const ortDist = resolve(import.meta.dirname, "../node_modules/onnxruntime-web/dist");
+  for (const f of ["ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm"]) cpSync(join(ortDist, f), join(dist, "ort", f));
+  // The engine's task prefixes: free.json's `tasks`, else T5's own (crate/src/config.rs default_tasks).
+  const freeJson = join(modelDir, "free.json");
+  const tasks = existsSync(freeJson) ? JSON.parse(readFileSync(freeJson, "utf8")).tasks : undefined;
+  const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8"));
+  onnx = {
+    baseUrl: "onnx-model/",
+    ortUrl: "/ort/",
+    prefixes: tasks ?? { summarize: "summarize: ", translate: "translate English to French: " },
+    maxInputTokens: config.n_positions ?? 512,
+  };
+}
 const port = 20000 + Math.floor(Math.random() * 20000);
 const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
 const browser = await chromium.launch({
@@ -64,12 +94,20 @@ const browser = await chromium.launch({
 });
 
 const reports = [];
+const remote = [];
 try {
   for (const device of opt.devices.split(",")) {
     const page = await browser.newPage();
+    await page.route("**/*", (route) => {
+      const url = new URL(route.request().url());
+      if (url.hostname === "127.0.0.1" && url.port === String(port)) return route.continue();
+      remote.push(url.href);
+      return route.abort();
+    });
+    page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()}`));
     await page.goto(`http://127.0.0.1:${port}/index.html`);
     await page.waitForFunction(() => document.getElementById("status")?.textContent === "ready", null, { timeout: 30_000 });
-    const report = await page.evaluate(([d, e, c]) => window.freeBench.run("model/", d, e, c), [device, examples, contenders]);
+    const report = await page.evaluate(([d, e, c, o]) => window.freeBench.run("model/", d, e, c, o), [device, examples, contenders, onnx]);
     if (report.device !== device) throw new Error(`asked for ${device}, the model loaded on ${report.device} (${report.deviceNote})`);
     reports.push(report);
     console.log(table(report));
@@ -79,6 +117,7 @@ try {
   await browser.close();
   server.kill();
 }
+if (remote.length) throw new Error(`the page asked for files off the local server (refused): ${[...new Set(remote)].join(", ")}`);
 
 // Outputs of the same contender on two devices: the backends are meant to agree token for token.
 if (reports.length > 1) {
@@ -91,18 +130,42 @@ if (reports.length > 1) {
 }
 if (opt.json) writeFileSync(opt.json, JSON.stringify({ examplesPerTask: limit, maxNewTokens, reports }, null, 2));
 
+if (opt["assert-agree"]) {
+  let differ = 0;
+  for (const r of reports) {
+    for (const t of r.tallies.filter((x) => x.name === tjsName)) {
+      const full = r.tallies.find((x) => x.task === t.task && x.name === "full");
+      t.outputs.forEach((o, i) => {
+        if (JSON.stringify(o) === JSON.stringify(full.outputs[i])) return;
+        differ++;
+        console.error(`${r.device} ${t.task} #${i}: transformers.js ${JSON.stringify(o)}\n  free-wasm full  ${JSON.stringify(full.outputs[i])}`);
+      });
+    }
+  }
+  if (differ) {
+    console.error(`transformers.js and free-wasm full differ on ${differ} outputs`);
+    process.exit(1);
+  }
+  console.log("transformers.js and free-wasm full: identical outputs on every input and device");
+}
+
 function table(report) {
-  const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: model loaded in ${report.loadSeconds.toFixed(1)} s`];
+  const tjsLoad = report.transformersJsLoadSeconds === null ? "" : `, transformers.js in ${report.transformersJsLoadSeconds.toFixed(1)} s`;
+  const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: model loaded in ${report.loadSeconds.toFixed(1)} s${tjsLoad}`];
   for (const task of [...new Set(report.tallies.map((t) => t.task))]) {
     const full = report.tallies.find((t) => t.task === task && t.name === "full");
     lines.push(`  ${task}: ${full.outputs.length} examples`);
-    lines.push(`  ${"strategy".padEnd(16)}${"exit".padStart(8)}${"agree".padStart(8)}${"tok/s".padStart(9)}${"decode x".padStart(10)}${"e2e x".padStart(8)}`);
+    const tjs = report.tallies.find((t) => t.task === task && t.name === tjsName);
+    lines.push(`  ${"strategy".padEnd(16)}${"exit".padStart(8)}${"agree".padStart(8)}${"tok/s".padStart(9)}${"decode x".padStart(10)}${"e2e x".padStart(8)}`
+      + `${"1st ms".padStart(9)}${tjs ? `${"dec/tjs".padStart(9)}${"e2e/tjs".padStart(9)}` : ""}`);
     for (const c of contenders) {
       const t = report.tallies.find((x) => x.task === task && x.name === c.name);
       const agree = t.outputs.filter((o, i) => JSON.stringify(o) === JSON.stringify(full.outputs[i])).length / t.outputs.length;
+      const rate = t.tokens / t.decodeSeconds;
       lines.push(`  ${c.name.padEnd(16)}${(t.early / t.tokens).toFixed(3).padStart(8)}${agree.toFixed(3).padStart(8)}`
-        + `${(t.tokens / t.decodeSeconds).toFixed(1).padStart(9)}${(full.decodeSeconds / t.decodeSeconds).toFixed(2).padStart(10)}`
-        + `${(full.seconds / t.seconds).toFixed(2).padStart(8)}`);
+        + `${rate.toFixed(1).padStart(9)}${(full.decodeSeconds / t.decodeSeconds).toFixed(2).padStart(10)}`
+        + `${(full.seconds / t.seconds).toFixed(2).padStart(8)}${((1000 * t.firstTokenSeconds) / t.outputs.length).toFixed(1).padStart(9)}`
+        + `${tjs ? `${(rate / (tjs.tokens / tjs.decodeSeconds)).toFixed(2).padStart(9)}${(tjs.seconds / t.seconds).toFixed(2).padStart(9)}` : ""}`);
     }
   }
   return lines.join("\n");
