@@ -220,3 +220,25 @@ async fn counts_pinned() {
     }
     assert!(syncs_seen > 0, "no deep pass happened: the test checked nothing of FREE");
 }
+
+gpu_test!(a_lost_device_is_a_clear_error_not_a_hang, device_loss);
+/// The device goes away mid-generation: the next step, and every one after it, fails with
+/// an error that says the device was lost and what to do, and nothing waits forever.
+async fn device_loss() {
+    let fx = &fixtures()[0];
+    let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
+    let m = &gpu.model;
+    let ids = &fx.expected().cases[0].input_ids;
+    let mut s = Session::new(m, m.start(ids).unwrap(), settings(Strategy::Full), Threshold::Fixed(1.0)).unwrap();
+    s.advance().await.unwrap();
+    m.gpu().destroy();
+    for _ in 0..2 {
+        match s.advance().await {
+            Err(e @ free_wasm::Error::DeviceLost(_)) => {
+                let msg = e.to_string();
+                assert!(msg.contains("load the model again, or use the CPU backend"), "the error should say what to do: {msg}");
+            }
+            other => panic!("a step on a destroyed device should fail with Error::DeviceLost, got {other:?}"),
+        }
+    }
+}

@@ -68,10 +68,15 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
-    /// The WebGPU backend is unavailable or failed (no adapter, device lost, a model too
-    /// large for the adapter's limits).
+    /// The WebGPU backend is unavailable or failed (no adapter, a validation or memory
+    /// error, a model too large for the adapter's limits).
     #[error("WebGPU: {0}")]
     Gpu(String),
+
+    /// The WebGPU device went away (a driver reset, the GPU removed, `Gpu::destroy`), and
+    /// the model's buffers with it: the model must be loaded again.
+    #[error("WebGPU: the GPU device was lost ({0}); load the model again, or use the CPU backend (device \"cpu\")")]
+    DeviceLost(String),
 
     /// A tensor operation failed inside the compute backend: a bug, not a user error.
     #[error("internal compute error (please report): {0}")]

@@ -17,6 +17,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::backend::gpu::{Gpu, GpuModel};
 use crate::backend::Backend;
 use crate::decode::{Counters, TokenTrace};
+use crate::error::Error;
 use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline, TextGeneration};
 
 #[wasm_bindgen(start)]
@@ -96,6 +97,17 @@ impl GenerateOutput {
 fn now_ms() -> f64 {
     js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
         .map_or(0.0, |p| p.unchecked_into::<web_sys::Performance>().now())
+}
+
+/// A library error as a JS `Error` with the library's message. A lost GPU device is named
+/// "DeviceLostError", so a page can tell it from other failures and load the model again
+/// (on the CPU, say): this model's GPU buffers are gone.
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    if matches!(e, Error::DeviceLost(_)) {
+        err.set_name("DeviceLostError");
+    }
+    err.into()
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -260,14 +272,14 @@ async fn stream<B: Backend>(
     on_step: &js_sys::Function,
 ) -> Result<GenerateOutput, JsValue> {
     let started = now_ms();
-    let mut generating = p.start(text, options).map_err(JsError::from)?;
+    let mut generating = p.start(text, options).map_err(js_error)?;
     let encoded = now_ms();
     while !generating.is_done() {
-        let from = generating.advance().await.map_err(JsError::from)?;
+        let from = generating.advance().await.map_err(js_error)?;
         let entries = to_js(&generating.entries_from(from))?;
         let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
         JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
     }
     let timings = Timings { encode_ms: encoded - started, decode_ms: now_ms() - encoded };
-    Ok(GenerateOutput::new(generating.finish().map_err(JsError::from)?, timings))
+    Ok(GenerateOutput::new(generating.finish().map_err(js_error)?, timings))
 }

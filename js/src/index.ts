@@ -155,7 +155,9 @@ export class FreeModel {
    * hears about every decoder step as it happens. If `signal` aborts (or the model is
    * disposed) it rejects with the abort reason, a DOMException named "AbortError" unless
    * you gave another; what the adaptive threshold learned until then stays. Calls made
-   * while another generation runs wait for it.
+   * while another generation runs wait for it. If the WebGPU device is lost (a driver
+   * reset, say) it rejects with an Error named "DeviceLostError", as does every later
+   * call: load the model again (`device: "cpu"` always works).
    */
   generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
     const run = () => this.#generate(text, options);

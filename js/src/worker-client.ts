@@ -19,7 +19,11 @@ export interface WorkerLoadOptions extends LoadOptions {
 function rebuild(error: SentError): Error {
   // Abort and "not supported" errors keep their DOMException names, as on the main thread.
   if (error.name === "AbortError" || error.name === "NotSupportedError") return new DOMException(error.message, error.name);
-  return error.name === "TypeError" ? new TypeError(error.message) : new Error(error.message);
+  if (error.name === "TypeError") return new TypeError(error.message);
+  // Other names stay too (a lost GPU's "DeviceLostError", say): pages tell errors apart by them.
+  const rebuilt = new Error(error.message);
+  rebuilt.name = error.name;
+  return rebuilt;
 }
 
 interface Pending {

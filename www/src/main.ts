@@ -232,6 +232,13 @@ async function onGenerate(): Promise<void> {
       // Keep what was decided before the stop (no counters: the numbers stay estimates).
       last = current;
       ui.status.textContent = `Stopped by you after ${standing(current.trace).length} tokens.`;
+    } else if (e instanceof Error && e.name === "DeviceLostError") {
+      // The model's GPU buffers are gone with the device: carry on with the CPU.
+      ui.status.textContent = "Generation stopped.";
+      showError(ui.error, `${describeError(e)}. The page loads the model on the CPU.`);
+      ui.device.value = "cpu";
+      await load("cpu");
+      return;
     } else {
       ui.status.textContent = "Generation stopped.";
       showError(ui.error, `Generation failed: ${describeError(e)}`);

@@ -99,9 +99,18 @@ pub struct Gpu {
     /// Readback buffer, grown to the largest read so far.
     staging: RefCell<Option<wgpu::Buffer>>,
     counts: Cell<GpuCounts>,
-    /// The first error the device reported since the last check (validation, out of
-    /// memory, device loss).
-    fault: Arc<Mutex<Option<String>>>,
+    /// What went wrong on the device, as its callbacks reported it.
+    fault: Arc<Mutex<Option<Fault>>>,
+}
+
+/// An error the device reported from a callback, kept until the next `check`.
+#[derive(Clone)]
+enum Fault {
+    /// The first validation or out-of-memory error.
+    Error(String),
+    /// The device is gone; this replaces any error before it (a lost device also fails
+    /// the work in flight, and that is not what the user needs to hear about).
+    Lost(String),
 }
 
 fn gpu_error(what: impl std::fmt::Display) -> Error {
@@ -131,13 +140,15 @@ impl Gpu {
         let fault = Arc::new(Mutex::new(None));
         let slot = fault.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            slot.lock().map(|mut s| s.get_or_insert_with(|| e.to_string()).clone()).ok();
+            if let Ok(mut s) = slot.lock() {
+                s.get_or_insert(Fault::Error(e.to_string()));
+            }
         }));
         let slot = fault.clone();
         device.set_device_lost_callback(move |reason, message| {
-            slot.lock()
-                .map(|mut s| s.get_or_insert_with(|| format!("the GPU device was lost ({reason:?}: {message})")).clone())
-                .ok();
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(Fault::Lost(format!("{reason:?}: {message}")));
+            }
         });
         let pipelines = Kernel::ALL.iter().map(|&k| Self::pipeline(&device, k)).collect();
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
@@ -316,10 +327,18 @@ impl Gpu {
         }
     }
 
+    /// Destroys the device now, as a driver reset or a lost GPU would: its memory is freed
+    /// and every later step fails with the device-lost error. For pages that must give the
+    /// GPU back at once, and for tests of what a user sees when the device goes away.
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
     /// Fails with the first error the device reported, if any.
     pub fn check(&self) -> Result<()> {
         match self.fault.lock().ok().and_then(|s| s.clone()) {
-            Some(e) => Err(gpu_error(format!("{e}; load the model again, or use the CPU backend (device \"cpu\")"))),
+            Some(Fault::Error(e)) => Err(gpu_error(format!("{e}; load the model again, or use the CPU backend (device \"cpu\")"))),
+            Some(Fault::Lost(detail)) => Err(Error::DeviceLost(detail)),
             None => Ok(()),
         }
     }
@@ -357,7 +376,11 @@ impl Gpu {
         // Natively the callback runs inside poll; in a browser it runs from the event loop.
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(gpu_error)?;
-        mapped.await.map_err(|e| gpu_error(format!("reading a result back failed: {e}")))?;
+        if let Err(e) = mapped.await {
+            // A lost device fails the mapping too; its own error says more.
+            self.check()?;
+            return Err(gpu_error(format!("reading a result back failed: {e}")));
+        }
         self.check()?;
         let data = staging.get_mapped_range(..bytes).map_err(gpu_error)?.to_vec();
         staging.unmap();
