@@ -53,6 +53,9 @@ export interface Tally {
   /** Of that, the decoder's: free-wasm's own `timings.decodeMs`; for transformers.js from
    * its streamer's first call (the decoder's start token, after the encoder) to its end. */
   decodeSeconds: number;
+  /** Tokenizing and the encoder: free-wasm's `timings.encodeMs`; for transformers.js from the
+   * call to its streamer's first call. */
+  encodeSeconds: number;
   /** From the call to the first generated token (free-wasm's first `onToken`, transformers.js's
    * second streamer call), summed over the inputs. */
   firstTokenSeconds: number;
@@ -75,6 +78,7 @@ interface Outcome {
   /** Decoder steps that produced an output token (or the end of the text). */
   steps: number;
   early: number;
+  encodeSeconds: number;
   decodeSeconds: number;
   firstTokenSeconds: number;
 }
@@ -163,6 +167,7 @@ class TransformersJs {
       tokens: generated,
       steps,
       early: 0,
+      encodeSeconds: (clock.puts[0] - t0) / 1000,
       decodeSeconds: (clock.ended - clock.puts[0]) / 1000,
       firstTokenSeconds: (clock.puts[1] - t0) / 1000,
     };
@@ -195,7 +200,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
     const tallies: Tally[] = [];
     const tallyOf = (task: string, name: string): Tally => {
       let t = tallies.find((x) => x.task === task && x.name === name);
-      if (!t) tallies.push((t = { name, task, tokens: 0, early: 0, seconds: 0, decodeSeconds: 0, firstTokenSeconds: 0, outputs: [] }));
+      if (!t) tallies.push((t = { name, task, tokens: 0, early: 0, seconds: 0, encodeSeconds: 0, decodeSeconds: 0, firstTokenSeconds: 0, outputs: [] }));
       return t;
     };
     const freeWasm = async (ex: Example, c: Contender): Promise<Outcome> => {
@@ -207,6 +212,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
         tokens: out.tokens,
         steps: live.length,
         early: live.filter((t) => t.exit < blocks).length,
+        encodeSeconds: out.timings.encodeMs / 1000,
         decodeSeconds: out.timings.decodeMs / 1000,
         firstTokenSeconds: (first - t0) / 1000,
       };
@@ -218,6 +224,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
         const out = c.library === "transformers.js" ? await tjs!.generate(ex.source, ex.task, c.options.maxNewTokens!) : await freeWasm(ex, c);
         const tally = tallyOf(ex.task, c.name);
         tally.seconds += (performance.now() - t0) / 1000;
+        tally.encodeSeconds += out.encodeSeconds;
         tally.decodeSeconds += out.decodeSeconds;
         tally.firstTokenSeconds += out.firstTokenSeconds;
         tally.tokens += out.steps;
