@@ -216,3 +216,45 @@ fn loading_after_dispose_reuses_the_memory() {
     let grown = memory_bytes() - settled;
     assert!((grown as usize) < fx.weights.len(), "memory grew by {grown} bytes over 30 load/dispose cycles");
 }
+
+/// The API on WebGPU (SwiftShader in this browser): the CPU's tokens and counters for a
+/// generation that exits, stacks and rolls back, its timings, the synchronous `generate`
+/// refused with what to use instead, and dispose. Without an adapter the test says so and
+/// stops, unless the build sets FREE_REQUIRE_GPU (scripts/test.sh does).
+#[wasm_bindgen_test]
+async fn on_webgpu_the_api_streams_the_cpu_tokens_and_disposes() {
+    let fx = &fixtures()[1];
+    let free = Some(fx.free.to_vec());
+    let cpu = FreeModel::load(fx.config, fx.weights, fx.tokenizer, free.clone()).unwrap();
+    let mut gpu = match FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), free, true).await {
+        Ok(m) => m,
+        Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {
+            console_log!("no WebGPU test: {}", message(e.into()));
+            return;
+        }
+        Err(e) => panic!("FREE_REQUIRE_GPU is set but WebGPU did not load: {}", message(e.into())),
+    };
+    assert_eq!(gpu.device().unwrap(), "webgpu");
+    let text = &fx.expected().cases[1].text;
+    let opts = r#"{"strategy": "free-exact", "threshold": 0, "maxNewTokens": 12}"#;
+    let (on_step, calls, _keep) = recorder(|_| JsValue::UNDEFINED);
+    let on_cpu = JsFuture::from(cpu.generate_streaming(text.clone(), options(opts), on_step.clone())).await.unwrap();
+    let cpu_steps = calls.borrow().len();
+    let on_gpu = JsFuture::from(gpu.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap();
+    assert_eq!(json(&field(&on_gpu, "tokens")), json(&field(&on_cpu, "tokens")));
+    assert_eq!(json(&field(&on_gpu, "counters")), json(&field(&on_cpu, "counters")));
+    assert!(field(&field(&on_gpu, "counters"), "rollbacks").as_f64().unwrap() > 0.0, "the input should make exact mode roll back");
+    assert_eq!(calls.borrow().len(), 2 * cpu_steps, "the GPU generation should take as many steps as the CPU's");
+    // The encoder's launches go to the GPU with the first decoder step's, so encodeMs may
+    // round to 0 here (performance.now() is coarse); the decoder's time may not.
+    let timings = field(&on_gpu, "timings");
+    let (encode, decode) = (field(&timings, "encodeMs").as_f64().unwrap(), field(&timings, "decodeMs").as_f64().unwrap());
+    assert!(encode >= 0.0 && decode > 0.0 && decode.is_finite(), "timings {}", json(&timings));
+
+    let err = gpu.generate(text, options(opts)).err().expect("generate on WebGPU should be refused");
+    assert!(message(err.into()).contains("use generateStreaming"));
+    gpu.dispose().unwrap();
+    let (on_step, _, _keep) = recorder(|_| JsValue::UNDEFINED);
+    let after = JsFuture::from(gpu.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap_err();
+    assert!(message(after).contains("was disposed"));
+}

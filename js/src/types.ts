@@ -111,7 +111,10 @@ export interface Generation {
 
 /** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`). */
 export interface Timings {
-  /** Tokenizing the input and running the encoder. */
+  /**
+   * Tokenizing the input and running the encoder. On WebGPU the encoder's work is submitted
+   * with the first decoder step, so there it counts in `decodeMs`.
+   */
   encodeMs: number;
   /** The decoder steps, with the page's turns between them (`onToken`, the event loop). */
   decodeMs: number;
