@@ -280,6 +280,22 @@ try {
     assert.deepEqual((await p.tokens()).map((t) => [t.text, t.exit, t.stacked, t.rolledBack].join("|")), onCpu);
   });
 
+  await check("a lost GPU (Chromium's GPU process crashes): the page says so, moves the model to the CPU and generates there", async () => {
+    assert.equal(await p.attr("#device-now", "data-device"), "webgpu", "this check needs the model on WebGPU, where the previous check put it");
+    const cdp = await browser.newBrowserCDPSession();
+    await cdp.send("Browser.crashGpuProcess");
+    await cdp.detach();
+    const before = await p.runs();
+    await p.page.click("#run");
+    await p.ended(before);
+    assert.match(await p.text("#error"), /DeviceLostError: WebGPU: the GPU device was lost .*The page loads the model on the CPU/s);
+    assert.equal(await p.attr("#device-now", "data-device"), "cpu");
+    assert.equal(await p.page.inputValue("#device"), "cpu");
+    await p.shot("12b-device-lost");
+    await p.generate();
+    assert.ok((await p.tokens()).length > 0, "no tokens on the CPU after the loss");
+  });
+
   await check("a second visit loads every file from Cache Storage, with the network to the model cut off", async () => {
     let blocked = 0;
     await context.route("**/model/**", (route) => {
