@@ -54,8 +54,8 @@ export interface Tally {
    * its streamer's first call (the decoder's start token, after the encoder) to its end. */
   decodeSeconds: number;
   /** Tokenizing and the encoder: free-wasm's `timings.encodeMs`; for transformers.js from the
-   * call to its streamer's first call. On WebGPU free-wasm's figure covers queueing the
-   * encoder, not waiting for it (the first decoder step does): compare first-token times there. */
+   * call to its streamer's first call. On WebGPU free-wasm submits the encoder's work with the
+   * first decoder step, so there it counts in `decodeSeconds`: compare first-token times. */
   encodeSeconds: number;
   /** From the call to the first generated token (free-wasm's first `onToken`, transformers.js's
    * second streamer call), summed over the inputs. */
