@@ -158,9 +158,11 @@ impl FreeModel {
     ) -> Result<FreeModel, JsError> {
         let gpu = Gpu::new().await?;
         if gpu.is_software() && !allow_software {
+            // Browsers may hide the adapter's name (SwiftShader's is empty in Chromium).
+            let name = gpu.adapter_name();
+            let which = if name.is_empty() { String::new() } else { format!(" ({name})") };
             return Err(JsError::new(&format!(
-                "the only WebGPU adapter is a software renderer ({}), slower than the CPU backend",
-                gpu.adapter_name()
+                "the only WebGPU adapter is a software renderer{which}, slower than the CPU backend"
             )));
         }
         let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
