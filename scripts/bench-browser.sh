@@ -26,8 +26,11 @@ if [ "${1:-}" = --smoke ]; then
   model=tests/fixtures/t5-v10
   onnx=tests/fixtures/t5-v10-onnx
   json=target/bench-browser-smoke.json
+  # Outputs, not speed: the dev build the other browser tests already made will do.
+  pkg_profile=(--dev)
   set -- 5 --only transformers.js --max-new-tokens 16 --assert-agree "$@"
 else
+  pkg_profile=()
   json=target/bench-browser.json
   model=${FREE_MODEL:-models/free-t5-mini}
   onnx=${FREE_ONNX:-target/onnx/$(basename "$model")}
@@ -41,7 +44,7 @@ else
   echo "bench-browser: no ONNX export at $onnx, so no transformers.js (see tools/export_onnx.py)" >&2
 fi
 
-bash scripts/build-pkg.sh >/dev/null
+bash scripts/build-pkg.sh "${pkg_profile[@]}" >/dev/null
 www/node_modules/.bin/tsc -p www/bench/tsconfig.json
 www/node_modules/.bin/vite build --config www/bench/vite.config.mjs --logLevel warn
 model=$(realpath "$model")
