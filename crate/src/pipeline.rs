@@ -254,7 +254,7 @@ impl<B: Backend> Pipeline<B> {
     /// Generates from text in one call.
     pub fn generate(&mut self, text: &str, options: &GenerateOptions) -> Result<TextGeneration> {
         let mut generating = self.start(text, options)?;
-        generating.session.run()?;
+        generating.run()?;
         generating.finish()
     }
 }
@@ -281,6 +281,11 @@ impl<B: Backend> Generating<'_, B> {
     /// `advance` where nothing waits on a browser's event loop.
     pub fn step(&mut self) -> Result<usize> {
         self.session.step()
+    }
+
+    /// Steps to the end of the generation.
+    pub fn run(&mut self) -> Result<()> {
+        self.session.run()
     }
 
     /// The trace from entry `from` on, with each token's text.

@@ -18,7 +18,7 @@ use crate::backend::gpu::{Gpu, GpuModel};
 use crate::backend::Backend;
 use crate::decode::{Counters, TokenTrace};
 use crate::error::Error;
-use crate::pipeline::{GenerateOptions, ModelFiles, Pipeline, TextGeneration};
+use crate::pipeline::{GenerateOptions, Generating, ModelFiles, Pipeline, TextGeneration};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -97,6 +97,30 @@ impl GenerateOutput {
 fn now_ms() -> f64 {
     js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
         .map_or(0.0, |p| p.unchecked_into::<web_sys::Performance>().now())
+}
+
+/// When a generation started and when its encoder was done (`performance.now()`).
+struct Clock {
+    started: f64,
+    encoded: f64,
+}
+
+impl Clock {
+    /// The generation's phases, with the decoder done now.
+    fn timings(&self) -> Timings {
+        Timings { encode_ms: self.encoded - self.started, decode_ms: now_ms() - self.encoded }
+    }
+}
+
+/// `Pipeline::start` (tokenizer and encoder), timed.
+fn start_timed<'p, B: Backend>(
+    p: &'p mut Pipeline<B>,
+    text: &str,
+    options: &GenerateOptions,
+) -> crate::error::Result<(Generating<'p, B>, Clock)> {
+    let started = now_ms();
+    let generating = p.start(text, options)?;
+    Ok((generating, Clock { started, encoded: now_ms() }))
 }
 
 /// A library error as a JS `Error` with the library's message. A lost GPU device is named
@@ -183,13 +207,9 @@ impl FreeModel {
         let options = parse_options(options)?;
         with_pipeline(&self.pipeline, |e| match e {
             Engine::Cpu(p) => {
-                let started = now_ms();
-                let mut generating = p.start(text, &options)?;
-                let encoded = now_ms();
-                while !generating.is_done() {
-                    generating.step()?;
-                }
-                let timings = Timings { encode_ms: encoded - started, decode_ms: now_ms() - encoded };
+                let (mut generating, clock) = start_timed(p, text, &options)?;
+                generating.run()?;
+                let timings = clock.timings();
                 to_js(&GenerateOutput::new(generating.finish()?, timings))
             }
             Engine::Gpu(_) => Err(JsError::new("a model on WebGPU generates asynchronously; use generateStreaming")),
@@ -273,15 +293,13 @@ async fn stream<B: Backend>(
     options: &GenerateOptions,
     on_step: &js_sys::Function,
 ) -> Result<GenerateOutput, JsValue> {
-    let started = now_ms();
-    let mut generating = p.start(text, options).map_err(js_error)?;
-    let encoded = now_ms();
+    let (mut generating, clock) = start_timed(p, text, options).map_err(js_error)?;
     while !generating.is_done() {
         let from = generating.advance().await.map_err(js_error)?;
         let entries = to_js(&generating.entries_from(from))?;
         let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
         JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
     }
-    let timings = Timings { encode_ms: encoded - started, decode_ms: now_ms() - encoded };
+    let timings = clock.timings();
     Ok(GenerateOutput::new(generating.finish().map_err(js_error)?, timings))
 }
