@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from .batching import collate, encode_rows, make_batches
 from .data import find_split, read_jsonl
 from .free import FreeObjective
+from .train import compile_in_place, precision_context
 
 SETTINGS = {"f32": ("f32", False), "bf16": ("bf16", False), "bf16+compile": ("bf16", True)}
 
@@ -56,11 +57,10 @@ def main(argv=None):
         precision, compiled = SETTINGS[name]
         model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32).train()
         if compiled:
-            model.encoder.compile(dynamic=True)
-            model.decoder.compile(dynamic=True)
+            compile_in_place(model)
         runs[name] = {"obj": FreeObjective(model, args.shallow_exit_layer, 0.5),
                       "opt": torch.optim.AdamW(model.parameters(), lr=1e-5),
-                      "autocast": torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"),
+                      "autocast": precision_context("cpu", precision),
                       "tokens": 0, "seconds": 0.0}
     for rnd in range(args.rounds):
         # the order rotates per round, so no setting always runs first

@@ -130,6 +130,20 @@ def set_dropout(model, p: float):
             m.p = p
 
 
+def compile_in_place(model):
+    """torch.compile the encoder and decoder in place (Module.compile), so parameter names and
+    checkpoints stay those of the plain model; dynamic shapes, because length-bucketed batches
+    change shape every step."""
+    model.encoder.compile(dynamic=True)
+    model.decoder.compile(dynamic=True)
+
+
+def precision_context(device_type: str, precision: str):
+    """The forward pass's context: bf16 autocast, or none for f32. bf16 keeps f32's exponent
+    range, so no loss scaling is needed (f16 would need it)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def param_count(model) -> int:
     seen, n = set(), 0
     for p in model.parameters():
@@ -349,10 +363,7 @@ def main(argv=None):
     set_dropout(model, args.dropout)
     model.to(device).train()
     if args.compile:
-        # In place (Module.compile), so parameter names and checkpoints stay those of the plain
-        # model; dynamic shapes, because length-bucketed batches change shape every step.
-        model.encoder.compile(dynamic=True)
-        model.decoder.compile(dynamic=True)
+        compile_in_place(model)
     L = model.config.num_decoder_layers
     obj = FreeObjective(model, args.shallow_exit_layer, args.alpha)
     n_params = param_count(model)
@@ -372,8 +383,7 @@ def main(argv=None):
     log(f"data: {len(enc.source)} train examples ({n_tok / 1e6:.2f}M tokens/epoch, dropped {enc.dropped}), "
         f"{len(venc.source)} validation; encoded in {time.time() - t0:.1f}s")
 
-    # bf16 keeps f32's exponent range, so no loss scaling is needed (f16 would need it).
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    autocast = precision_context(device.type, args.precision)
     opt = make_optimizer(model, args)
     state = {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0, "train_seconds": 0.0,
              "best_val": float("inf")}
