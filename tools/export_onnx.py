@@ -42,7 +42,10 @@ OPSET = 17
 
 
 def relative_buckets(relative, bidirectional, num_buckets, max_distance):
-    """T5's bucket of each relative position (key minus query), as HF's T5Attention computes it."""
+    """T5's bucket of each relative position (key minus query): HF's
+    T5Attention._relative_position_bucket, written out here for one change. HF takes log(0) =
+    -inf for the small distances and casts it to an integer before `where` discards it; in an
+    ONNX graph that cast of -inf is implementation-defined, so here log() never sees a zero."""
     buckets = torch.zeros_like(relative)
     if bidirectional:
         num_buckets //= 2
@@ -51,7 +54,6 @@ def relative_buckets(relative, bidirectional, num_buckets, max_distance):
     else:
         distance = -torch.clamp(relative, max=0)
     max_exact = num_buckets // 2
-    # clamp(min=1) only keeps log() finite for the small distances, which `where` then ignores.
     large = max_exact + (
         torch.log(distance.clamp(min=1).float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
     ).to(relative.dtype)
