@@ -66,6 +66,9 @@ impl Matrix {
             };
         }
         match &self.data {
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Data::F32(w) => mul_t_rows::<_, wasm::Simd128>(w.as_slice(), rows, cols, x, out),
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             Data::F32(w) => mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, x, out),
             Data::F16(_) => unreachable!("f16 matrices exist only where wide_f16() holds"),
         }
@@ -136,9 +139,12 @@ fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f
 }
 
 /// Plain Rust, 8 lanes per row so the compiler can vectorise it (f32 addition is not
-/// associative: the compiler keeps the order it is given).
+/// associative: the compiler keeps the order it is given). Not used on wasm32 with simd128,
+/// whose tests check it all the same.
+#[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
 struct Portable;
 
+#[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
 impl Portable {
     #[inline(always)]
     fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
@@ -167,6 +173,7 @@ impl Portable {
     }
 }
 
+#[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
 impl Dots for Portable {
     #[inline(always)]
     fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
@@ -299,6 +306,81 @@ mod x86 {
     }
 }
 
+/// simd128, which every browser with WebAssembly SIMD has (the package is built with it:
+/// .cargo/config.toml). Written out because LLVM does not turn `Portable`'s 4x2 tile into
+/// one: it computes the two weight rows' dots separately, loading each input row twice.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use std::arch::wasm32::*;
+
+    use super::Dots;
+
+    pub struct Simd128;
+
+    #[inline(always)]
+    fn hsum(v: v128) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    /// Four f32 from `p`, which the caller has checked lie within a slice.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> v128 {
+        v128_load(p as *const v128)
+    }
+
+    impl Dots for Simd128 {
+        #[inline(always)]
+        fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
+            let cols = w0.len();
+            assert!(x.len() >= 4 * cols && w1.len() == cols);
+            let body = cols / 4 * 4;
+            // 8 accumulators + 2 weight vectors + the input vector in use fit the 16 vector
+            // registers engines map simd128 onto on x86-64 and arm64.
+            let mut acc = [[f32x4_splat(0.0); 4]; 2];
+            let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
+            for c in (0..body).step_by(4) {
+                // SAFETY: c + 4 <= cols, so every load is within w0, w1 or x[..4 * cols]
+                // (checked above); v128_load needs no alignment.
+                unsafe {
+                    let (v0, v1) = (load(p0.add(c)), load(p1.add(c)));
+                    let [a0, a1] = &mut acc;
+                    for (r, (s0, s1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
+                        let xv = load(xp.add(r * cols + c));
+                        *s0 = f32x4_add(*s0, f32x4_mul(xv, v0));
+                        *s1 = f32x4_add(*s1, f32x4_mul(xv, v1));
+                    }
+                }
+            }
+            let mut out = [[0f32; 4]; 2];
+            for (k, wk) in [w0, w1].into_iter().enumerate() {
+                for r in 0..4 {
+                    out[k][r] = hsum(acc[k][r]) + (body..cols).map(|c| x[r * cols + c] * wk[c]).sum::<f32>();
+                }
+            }
+            out
+        }
+
+        #[inline(always)]
+        fn dot1(x: &[f32], w: &[f32]) -> f32 {
+            let cols = w.len();
+            assert!(x.len() >= cols);
+            let body = cols / 16 * 16;
+            let mut acc = [f32x4_splat(0.0); 4];
+            let (xp, wp) = (x.as_ptr(), w.as_ptr());
+            for c in (0..body).step_by(16) {
+                for (u, a) in acc.iter_mut().enumerate() {
+                    let k = c + 4 * u;
+                    // SAFETY: k + 4 <= cols, within x and w (checked above). Four
+                    // accumulators hide the add latency.
+                    *a = f32x4_add(*a, unsafe { f32x4_mul(load(xp.add(k)), load(wp.add(k))) });
+                }
+            }
+            let v = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
+            hsum(v) + (body..cols).map(|k| x[k] * w[k]).sum::<f32>()
+        }
+    }
+}
+
 /// The product as a candle op, so it takes the input's storage without a copy.
 struct MulT<'a>(&'a Matrix);
 
@@ -323,9 +405,15 @@ impl CustomOp1 for MulT<'_> {
     }
 }
 
+/// These run natively and, through wasm-pack, in the browser, where `mul_t` takes the
+/// simd128 kernel.
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u32) -> Vec<f32> {
