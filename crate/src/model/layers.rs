@@ -5,6 +5,7 @@
 use candle_core::{Tensor, D};
 
 use crate::config::{Activation, FeedForward as FfSpec, T5Config};
+use super::softmax::softmax_last;
 use super::Matrix;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -92,14 +93,6 @@ impl Attention {
         let ctx = ctx.transpose(0, 1)?.reshape((rows, self.heads * self.d_kv))?;
         self.o.forward(&ctx)
     }
-}
-
-/// Softmax over the last dimension; rows that are entirely -inf cannot occur (every query
-/// sees at least itself).
-pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let e = x.broadcast_sub(&max)?.exp()?;
-    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
 /// `T5DenseActDense` / `T5DenseGatedActDense`.

@@ -6,6 +6,7 @@ mod cache;
 mod layers;
 mod matrix;
 pub mod position;
+mod softmax;
 
 use std::ops::Range;
 use std::sync::Arc;
