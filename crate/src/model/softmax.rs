@@ -72,7 +72,9 @@ impl CustomOp1 for SoftmaxLast {
 }
 
 fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    // A compare, not f32::max: wasm32 has no instruction with max's NaN rule, so max is a
+    // libm call per element; scores are never NaN.
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     let mut sum = 0.0;
     for v in row.iter_mut() {
         *v = exp_nonpositive(*v - max);
