@@ -47,31 +47,132 @@ function declaredSize(response: Response): number | null {
   return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
-async function readBody(response: Response, report: (loaded: number, total: number | null) => void): Promise<Uint8Array<ArrayBuffer>> {
-  const total = declaredSize(response);
-  if (response.body === null) {
-    const all = new Uint8Array(await response.arrayBuffer());
-    report(all.byteLength, total ?? all.byteLength);
-    return all;
+/** How many times a download that breaks off is taken up again before the load gives up. */
+const RESUMES = 3;
+
+/** A file's bytes as they arrive: with a known size, straight into one buffer (no second copy of the weights). */
+class Received {
+  buffer: Uint8Array<ArrayBuffer>;
+  loaded = 0;
+
+  constructor(size: number | null) {
+    this.buffer = new Uint8Array(size ?? 1 << 20);
   }
-  const reader = response.body.getReader();
-  // With a known size the chunks go straight into one buffer: no second copy of the weights.
-  let buffer = new Uint8Array(total ?? 1 << 20);
-  let loaded = 0;
-  report(0, total);
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.byteLength > buffer.byteLength) {
-      const grown = new Uint8Array(Math.max(buffer.byteLength * 2, loaded + value.byteLength));
-      grown.set(buffer.subarray(0, loaded));
-      buffer = grown;
+
+  append(chunk: Uint8Array): void {
+    if (this.loaded + chunk.byteLength > this.buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(this.buffer.byteLength * 2, this.loaded + chunk.byteLength));
+      grown.set(this.buffer.subarray(0, this.loaded));
+      this.buffer = grown;
     }
-    buffer.set(value, loaded);
-    loaded += value.byteLength;
-    report(loaded, total);
+    this.buffer.set(chunk, this.loaded);
+    this.loaded += chunk.byteLength;
   }
-  return loaded === buffer.byteLength ? buffer : buffer.slice(0, loaded);
+
+  bytes(): Uint8Array<ArrayBuffer> {
+    return this.loaded === this.buffer.byteLength ? this.buffer : this.buffer.slice(0, this.loaded);
+  }
+}
+
+function megabytes(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+function reason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const done = () => {
+      signal?.removeEventListener("abort", stop);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+  });
+}
+
+/**
+ * The rest of `url` from byte `from` on. A server that honours the Range request answers
+ * 206 with a Content-Range starting there; with any other answer the file is fetched
+ * whole again (`from` becomes 0). Another origin must expose Content-Range (CORS) for a
+ * resume to be recognised.
+ */
+async function fetchRest(url: URL, from: number, total: number, signal: AbortSignal | undefined): Promise<{ response: Response; from: number }> {
+  const partial = await fetch(url, { headers: { range: `bytes=${from}-` }, cache: "no-store", signal });
+  const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(partial.headers.get("content-range") ?? "");
+  if (partial.status === 206 && range && Number(range[1]) === from && Number(range[2]) === total) return { response: partial, from };
+  await partial.body?.cancel();
+  const whole = partial.status === 200 ? partial : await fetch(url, { cache: "no-store", signal });
+  if (!whole.ok) throw new Error(`HTTP ${whole.status} ${whole.statusText}`);
+  if (declaredSize(whole) !== total) throw new Error("the file changed on the server during the download");
+  return { response: whole, from: 0 };
+}
+
+/**
+ * Reads the body of `first`, reporting progress. When a download from the network breaks
+ * off (the connection drops, or the body ends short of its Content-Length), it is taken up
+ * again where it stopped, with a pause of 0.5, 1 and then 2 s before each try.
+ */
+async function readBody(first: Response, url: URL, file: ModelFileName, options: LoadOptions, fromCache: boolean): Promise<Uint8Array<ArrayBuffer>> {
+  const total = declaredSize(first);
+  const received = new Received(total);
+  const report = () => options.onProgress?.({ file, loaded: received.loaded, total, fromCache });
+  report();
+  let response = first;
+  let failure = "";
+  for (let resume = 0; ; resume++) {
+    try {
+      if (resume > 0) {
+        await pause(500 * 2 ** (resume - 1), options.signal);
+        // Without a trustworthy size (none stated, or a compressed body) only a whole new download will do.
+        const next = total === null ? { response: await fetch(url, { cache: "no-store", signal: options.signal }), from: 0 } : await fetchRest(url, received.loaded, total, options.signal);
+        response = next.response;
+        if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
+        received.loaded = next.from;
+        report();
+      }
+      if (response.body === null) {
+        received.append(new Uint8Array(await response.arrayBuffer()));
+      } else {
+        const reader = response.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          received.append(value);
+          report();
+        }
+      }
+      if (total === null || received.loaded === total) {
+        if (total === null) report();
+        return received.bytes();
+      }
+      failure = `the body ended after ${megabytes(received.loaded)} of ${megabytes(total)}`;
+    } catch (e) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      failure = reason(e);
+    }
+    if (fromCache) {
+      throw new Error(`could not read ${file} from Cache Storage (${failure}); delete the cache "${options.cacheName ?? DEFAULT_CACHE}" or load with cache: false`);
+    }
+    if (resume === RESUMES) {
+      const where = total === null ? megabytes(received.loaded) : `${megabytes(received.loaded)} of ${megabytes(total)}`;
+      throw new Error(`the download of ${url} broke off at ${where} (${failure}) and ${RESUMES} attempts to resume it failed; check the connection and load again`);
+    }
+  }
+}
+
+/** Passes a warning to `onWarning`, or to the console without one. */
+export function warn(options: Pick<LoadOptions, "onWarning">, message: string): void {
+  if (options.onWarning) options.onWarning(message);
+  else console.warn(`free-wasm: ${message}`);
 }
 
 async function openCache(name: string): Promise<Cache> {
@@ -110,11 +211,16 @@ async function download(url: URL, file: ModelFileName, options: LoadOptions, cac
   if (!response.ok) {
     throw new Error(`could not download ${url}: HTTP ${response.status} ${response.statusText}; the model folder must serve ${file}`);
   }
-  const fromCache = cached !== undefined;
-  const body = await readBody(response, (loaded, total) => options.onProgress?.({ file, loaded, total, fromCache }));
+  const body = await readBody(response, url, file, options, cached !== undefined);
   if (cache && !cached) {
     const headers = { "content-type": response.headers.get("content-type") ?? "application/octet-stream", "content-length": String(body.byteLength) };
-    await cache.put(request, new Response(body, { headers }));
+    try {
+      await cache.put(request, new Response(body, { headers }));
+    } catch (e) {
+      // The bytes are here: the load goes on, only the offline copy is missing.
+      const name = e instanceof DOMException || e instanceof Error ? `${e.name}: ` : "";
+      warn(options, `${file} could not be kept in Cache Storage (${name}${reason(e)}), so the next load downloads it again; free some of this site's storage (a full quota is the usual cause) or load with cache: false`);
+    }
   }
   return body;
 }

@@ -1,5 +1,5 @@
 // The messages between FreeWorkerModel (the page) and worker.ts (the Web Worker). Every
-// request carries an id; the worker answers it with any number of progress/token messages
+// request carries an id; the worker answers it with any number of progress/warning/token messages
 // and then exactly one "done" or "error".
 
 import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, LoadProgress, ModelFiles, ModelInfo, TokenEvent } from "./types.js";
@@ -36,6 +36,7 @@ export interface SentError {
 
 export type WorkerResponse =
   | { id: number; type: "progress"; progress: LoadProgress }
+  | { id: number; type: "warning"; message: string }
   | { id: number; type: "token"; event: TokenEvent }
   | { id: number; type: "done"; value: Results[keyof Results] }
   | { id: number; type: "error"; error: SentError };

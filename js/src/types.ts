@@ -57,6 +57,11 @@ export interface LoadOptions {
   device?: Device;
   /** Stops the downloads; `load` then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Told of a problem that did not stop the load: a file that could not be kept in Cache
+   * Storage (a full quota, say). Default: console.warn.
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */

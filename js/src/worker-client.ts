@@ -2,6 +2,7 @@
 // generations never block the page. Everything crosses as messages (messages.ts); token
 // events, progress and aborts included.
 
+import { warn } from "./files.js";
 import type { Results, SentError, WorkerRequest, WorkerResponse } from "./messages.js";
 import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, ModelInfo, ModelSource } from "./types.js";
 
@@ -97,7 +98,7 @@ export class FreeWorkerModel {
 
   /** As FreeModel.load; the files are downloaded (and cached) by the worker. */
   static async load(source: ModelSource, options: WorkerLoadOptions = {}): Promise<FreeWorkerModel> {
-    const { worker, onProgress, signal, ...rest } = options;
+    const { worker, onProgress, onWarning, signal, ...rest } = options;
     signal?.throwIfAborted();
     const owns = worker === undefined;
     const connection = new Connection(worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
@@ -109,6 +110,7 @@ export class FreeWorkerModel {
     try {
       const info = await connection.request<"load">({ type: "load", source: sent, options: rest }, (m) => {
         if (m.type === "progress") onProgress?.(m.progress);
+        else if (m.type === "warning") warn({ onWarning }, m.message);
       });
       signal?.throwIfAborted();
       return new FreeWorkerModel(connection, owns, info);

@@ -27,6 +27,7 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
       model = await FreeModel.load(request.source, {
         ...request.options,
         onProgress: (progress) => scope.postMessage({ id, type: "progress", progress }),
+        onWarning: (message) => scope.postMessage({ id, type: "warning", message }),
       });
       return model.info;
     case "generate": {

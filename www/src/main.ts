@@ -300,7 +300,7 @@ async function load(device: Device): Promise<void> {
   ui.files.open = true;
   ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device})…`;
   try {
-    const next = await loadModel(baseUrl, device, (p) => progress.update(p));
+    const next = await loadModel(baseUrl, device, (p) => progress.update(p), (w) => progress.warn(w));
     const previous = loaded;
     loaded = next;
     deviceAsked = device;

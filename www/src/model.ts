@@ -15,8 +15,8 @@ export interface LoadedModel {
   tokenText: (id: number) => string;
 }
 
-export async function loadModel(baseUrl: URL, device: Device, onProgress: (p: LoadProgress) => void): Promise<LoadedModel> {
-  const model = await FreeWorkerModel.load({ baseUrl }, { cache: true, device, onProgress });
+export async function loadModel(baseUrl: URL, device: Device, onProgress: (p: LoadProgress) => void, onWarning: (message: string) => void): Promise<LoadedModel> {
+  const model = await FreeWorkerModel.load({ baseUrl }, { cache: true, device, onProgress, onWarning });
   try {
     return { model, tokenText: vocabulary(await readTokenizer(baseUrl)) };
   } catch (e) {

@@ -38,6 +38,15 @@ export interface Report {
   afterDispose: string;
 }
 
+export interface Loaded {
+  tokens: number[];
+  warnings: string[];
+  /** The last progress report of model.safetensors. */
+  weights: LoadProgress | null;
+  /** The files the cache held after the load. */
+  cached: string[];
+}
+
 /** The part of FreeModel and FreeWorkerModel the scenarios use: both must offer it. */
 interface Model {
   readonly info: FreeModel["info"];
@@ -120,6 +129,35 @@ const api = {
       const out = await model.generate(c.text, c.options);
       await model.dispose();
       return { device: model.info.device, tokens: out.tokens };
+    } catch (e) {
+      return describe(e);
+    }
+  },
+  /**
+   * Loads from `baseUrl` (on the main thread or in a worker) and generates one case; or
+   * says why the load failed. Also returns the warnings, the weights' last progress report
+   * and which files the cache `cacheName` (if any) holds afterwards.
+   */
+  async loadAndGenerate(baseUrl: string, where: "main" | "worker", cacheName: string | null, c: Case): Promise<Loaded | string> {
+    const warnings: string[] = [];
+    let weights: LoadProgress | null = null;
+    const options = {
+      cache: cacheName !== null,
+      cacheName: cacheName ?? undefined,
+      onWarning: (w: string) => warnings.push(w),
+      onProgress: (p: LoadProgress) => void (p.file === "model.safetensors" && (weights = p)),
+    };
+    try {
+      const model = where === "main" ? await FreeModel.load({ baseUrl }, options) : await FreeWorkerModel.load({ baseUrl }, options);
+      const out = await model.generate(c.text, c.options);
+      await model.dispose();
+      const cached: string[] = [];
+      if (cacheName !== null) {
+        const cache = await caches.open(cacheName);
+        for (const r of await cache.keys()) cached.push(new URL(r.url).pathname.split("/").pop()!);
+        await caches.delete(cacheName);
+      }
+      return { tokens: out.tokens, warnings, weights, cached: cached.sort() };
     } catch (e) {
       return describe(e);
     }

@@ -1,11 +1,14 @@
 // Drives the install test's page (built by Vite into DIST) in Debian's Chromium through
 // playwright-core, and checks it against the native CLI: for each case the page's tokens
 // must equal `free generate --json`'s, on the main thread and in the worker, from the
-// network and then from Cache Storage with the network to the model cut off.
+// network and then from Cache Storage with the network to the model cut off; and that
+// faults are handled: a download that breaks off resumes (or fails saying what to do), and
+// a full Cache Storage quota leaves a loaded model and a warning.
 // Usage: node run.mjs DIST MODEL_DIR FREE_CLI   (prints "N passed, M failed")
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, statSync } from "node:fs";
+import { cpSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -31,6 +34,34 @@ console.log(`free generate: ${expected.map((t, i) => `${cases[i].options.strateg
 // The model is served from dist/model/ beside the page.
 cpSync(modelDir, join(dist, "model"), { recursive: true, filter: (src) => !src.endsWith(".log") });
 const weightsSize = statSync(join(modelDir, "model.safetensors")).size;
+
+/**
+ * A second model server, on another origin, with faults on demand: it answers Range
+ * requests (exposing Content-Range, as a CDN would), and on the next `flaky.cuts` requests
+ * for model.safetensors it sends `flaky.cutAt` bytes of the body and then drops the
+ * connection.
+ */
+const flaky = { cuts: 0, cutAt: 0, weightRequests: [] };
+const served = Object.fromEntries(["config.json", "model.safetensors", "tokenizer.json", "free.json"].map((f) => [f, readFileSync(join(modelDir, f))]));
+const flakyServer = createServer((req, res) => {
+  const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range", "accept-ranges": "bytes", "cache-control": "no-store" };
+  if (req.method === "OPTIONS") return void res.writeHead(204, headers).end();
+  const name = new URL(req.url, "http://x").pathname.split("/").pop();
+  const data = served[name];
+  if (!data) return void res.writeHead(404, headers).end();
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+  const from = range ? Number(range[1]) : 0;
+  const body = data.subarray(from);
+  if (range) headers["content-range"] = `bytes ${from}-${data.length - 1}/${data.length}`;
+  res.writeHead(range ? 206 : 200, { ...headers, "content-type": "application/octet-stream", "content-length": body.length });
+  if (name !== "model.safetensors") return void res.end(body);
+  flaky.weightRequests.push(from);
+  if (flaky.cuts === 0) return void res.end(body);
+  flaky.cuts--;
+  res.write(body.subarray(0, flaky.cutAt), () => res.destroy());
+});
+await new Promise((resolve) => flakyServer.listen(0, "127.0.0.1", resolve));
+const flakyUrl = `http://127.0.0.1:${flakyServer.address().port}/model/`;
 
 const port = 20000 + Math.floor(Math.random() * 20000);
 const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
@@ -100,6 +131,41 @@ try {
     assert.match(result.note ?? "", /software renderer/);
   });
 
+  await check("a download that breaks off mid-file resumes where it stopped (Range) and gives the same tokens", async () => {
+    Object.assign(flaky, { cuts: 1, cutAt: Math.floor(weightsSize * 0.4), weightRequests: [] });
+    const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
+    assert.equal(typeof result, "object", `the load failed: ${result}`);
+    assert.deepEqual(result.tokens, expected[2]);
+    assert.equal(flaky.weightRequests.length, 2, `weights requested from bytes ${flaky.weightRequests}`);
+    assert.ok(flaky.weightRequests[1] > 0 && flaky.weightRequests[1] <= flaky.cutAt, `resumed from byte ${flaky.weightRequests[1]}, cut at ${flaky.cutAt}`);
+    assert.deepEqual(result.weights, { file: "model.safetensors", loaded: weightsSize, total: weightsSize, fromCache: false });
+    assert.deepEqual(result.warnings, []);
+  });
+  await check("a download that keeps breaking off fails after 3 resumes with an error that says what to do", async () => {
+    Object.assign(flaky, { cuts: 100, cutAt: 1_000_000, weightRequests: [] });
+    const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
+    flaky.cuts = 0;
+    assert.match(String(result), /^Error: the download of http:\/\/127\.0\.0\.1:\d+\/model\/model\.safetensors broke off at [\d.]+ MB of [\d.]+ MB \(.+\) and 3 attempts to resume it failed; check the connection and load again$/);
+    assert.equal(flaky.weightRequests.length, 4);
+  });
+  await check("a full Cache Storage quota: the model still loads (in a worker), a warning names the file and the fix", async () => {
+    const cdp = await page.context().newCDPSession(page);
+    const origin = `http://127.0.0.1:${port}`;
+    // Room for the small files, not for the weights, beside what earlier checks cached.
+    const { usage } = await cdp.send("Storage.getUsageAndQuota", { origin });
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: usage + 2_000_000 });
+    try {
+      const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "worker", "free-wasm-quota-test", c), [flakyUrl, cases[2]]);
+      assert.equal(typeof result, "object", `the load failed: ${result}`);
+      assert.deepEqual(result.tokens, expected[2]);
+      assert.equal(result.warnings.length, 1, `warnings: ${JSON.stringify(result.warnings)}`);
+      assert.match(result.warnings[0], /^model\.safetensors could not be kept in Cache Storage \(QuotaExceededError: .*\), so the next load downloads it again; free some of this site's storage/);
+      assert.deepEqual(result.cached, ["config.json", "free.json", "tokenizer.json"]);
+    } finally {
+      await cdp.send("Storage.overrideQuotaForOrigin", { origin });
+    }
+  });
+
   // From here on the model folder is unreachable: only Cache Storage can provide it.
   let blocked = 0;
   await page.context().route("**/model/**", (route) => {
@@ -120,6 +186,7 @@ try {
 } finally {
   await browser.close();
   server.kill();
+  flakyServer.close();
 }
 console.log(`npm-install-test: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

@@ -1,5 +1,6 @@
 // Per-file loading progress: one row per model file with a <progress> bar, the bytes so far
-// and where they come from (the network or Cache Storage), and a one-line summary of all.
+// and where they come from (the network or Cache Storage), a one-line summary of all, and any
+// warning the load gave.
 
 import type { LoadProgress } from "free-wasm";
 
@@ -51,6 +52,15 @@ export class ProgressView {
     row.bytes.parentElement!.dataset.source = fromCache ? "cache" : "network";
     row.bytes.parentElement!.dataset.done = String(done);
     this.#summarise();
+  }
+
+  /** A problem that did not stop the load (a file Cache Storage could not keep), under the files. */
+  warn(message: string): void {
+    const li = document.createElement("li");
+    li.className = "warning";
+    li.setAttribute("role", "status");
+    li.textContent = message;
+    this.#list.append(li);
   }
 
   #summarise(): void {
