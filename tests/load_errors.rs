@@ -117,3 +117,40 @@ fn a_missing_folder_names_the_file() {
     assert!(matches!(err, Error::Io { file: ModelFile::Config, .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/model/config.json"), "{err}");
 }
+
+/// Sizes that would ask for terabytes (or overflow a 32-bit product on wasm32) are refused
+/// by comparing them with the weights' shapes, before anything of that size is allocated.
+#[test]
+fn a_config_with_absurd_sizes_is_an_error_not_an_allocation() {
+    let huge = 1u64 << 30;
+    let shape_of = |field: &str, value: u64| match load_with_config(|c| c[field] = value.into()).err() {
+        Some(Error::TensorShape { name, expected, found }) => (name, expected, found),
+        other => panic!("{field} = {value}: {other:?}"),
+    };
+    let (name, expected, found) = shape_of("d_model", huge);
+    assert_eq!((name.as_str(), expected, found), ("shared.weight", vec![512, 1 << 30], vec![512, 64]));
+    let (name, expected, _) = shape_of("vocab_size", huge);
+    assert_eq!((name.as_str(), expected), ("shared.weight", vec![1 << 30, 64]));
+    let (name, expected, _) = shape_of("d_ff", huge);
+    assert_eq!((name.as_str(), expected), ("encoder.block.0.layer.1.DenseReluDense.wi.weight", vec![1 << 30, 64]));
+    // 2^20, so that heads x d_kv still fits 32 bits.
+    let (name, _, _) = shape_of("num_heads", 1 << 20);
+    assert!(name.ends_with("relative_attention_bias.weight"), "{name}");
+    let (name, _, _) = shape_of("d_kv", 1 << 20);
+    assert_eq!(name, "encoder.block.0.layer.0.SelfAttention.q.weight");
+
+    // heads x d_kv overflows a usize (the address width: 32 bits on wasm32).
+    let err = load_with_config(|c| {
+        c["num_heads"] = ((usize::MAX / 2 + 1) as u64).into();
+        c["d_kv"] = 2.into();
+    })
+    .err();
+    assert!(matches!(&err, Some(Error::Malformed { file: ModelFile::Config, reason }) if reason.contains("num_heads")), "{err:?}");
+
+    for field in ["num_layers", "num_decoder_layers"] {
+        let err = load_with_config(|c| c[field] = huge.into()).err();
+        assert!(matches!(&err, Some(Error::MissingTensor { name }) if name.ends_with("layer.0.layer_norm.weight")), "{field}: {err:?}");
+    }
+    let err = load_with_config(|c| c["relative_attention_num_buckets"] = huge.into()).err();
+    assert!(matches!(&err, Some(Error::Malformed { file: ModelFile::Config, reason }) if reason.contains("relative_attention_num_buckets 1073741824")), "{err:?}");
+}

@@ -193,6 +193,12 @@ impl T5Config {
                 });
             }
         }
+        if self.num_heads.checked_mul(self.d_kv).is_none() {
+            return Err(Error::Malformed {
+                file: ModelFile::Config,
+                reason: format!("num_heads {} x d_kv {} overflows this platform's sizes; the config is not a real model's", self.num_heads, self.d_kv),
+            });
+        }
         // Bucketing halves the buckets (bidirectional) and halves again for the exact range.
         if self.num_buckets < 4 || self.max_distance <= self.num_buckets / 4 {
             return Err(Error::Malformed {
