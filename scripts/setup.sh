@@ -11,7 +11,7 @@
 #   - Debian's chromium + chromium-driver (headless browser tests; WebGPU via SwiftShader),
 #     mesa-vulkan-drivers + libvulkan1 (lavapipe: native WebGPU/Vulkan without a GPU), lz4
 #   - npm dependencies (`npm ci` from the committed lockfiles): the front-end's (www/) and
-#     the npm package's build and test tools (js/: typescript, vite, playwright-core)
+#     the npm package's build and test tools (js/: typescript, vite, webpack, playwright-core)
 #   - the Python training venv (scripts/setup-train.sh, when present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
