@@ -1,0 +1,135 @@
+"""The loss curves of a shipped model, drawn from its training logs, as an SVG picture.
+
+    python -m free_train.curve models/free-t5-mini [--out models/free-t5-mini/loss.svg]
+
+Reads the folder's train-1.log, train-2.log, ... (each snapshot's run, continued from the
+previous snapshot) and plots, against the training tokens seen since the first run: the
+validation loss of the shallow exit and of the deep model, the training loss (FREE's
+combined objective) and a line where each snapshot ends. Standard library only, so the
+picture can be redrawn without plotting packages.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRAIN = re.compile(r"\] step (\d+) \| ep \d+ \| ([\d.]+)M tok \| loss ([\d.]+)")
+VALIDATION = re.compile(r"\] validation step (\d+): S ([\d.]+) L ([\d.]+)")
+
+
+@dataclass
+class Curves:
+    """Points as (millions of tokens since the first run, loss)."""
+
+    train: list[tuple[float, float]] = field(default_factory=list)
+    shallow: list[tuple[float, float]] = field(default_factory=list)
+    deep: list[tuple[float, float]] = field(default_factory=list)
+    #: Where each snapshot's run ended, in millions of tokens.
+    snapshots: list[float] = field(default_factory=list)
+
+
+def log_files(folder: Path) -> list[Path]:
+    logs = sorted(folder.glob("train-*.log"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    if not logs:
+        raise SystemExit(f"{folder} has no train-N.log files to draw")
+    return logs
+
+
+def read_curves(logs: list[Path]) -> Curves:
+    """Validation points take the token count of the last training step logged before them."""
+    curves = Curves()
+    offset = 0.0
+    for log in logs:
+        tokens = 0.0
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if m := TRAIN.search(line):
+                tokens = float(m.group(2))
+                curves.train.append((offset + tokens, float(m.group(3))))
+            elif m := VALIDATION.search(line):
+                curves.shallow.append((offset + tokens, float(m.group(2))))
+                curves.deep.append((offset + tokens, float(m.group(3))))
+        offset += tokens
+        curves.snapshots.append(offset)
+    return curves
+
+
+def svg(curves: Curves, title: str) -> str:
+    width, height, left, right, top, bottom = 800, 380, 60, 190, 34, 46
+    pw, ph = width - left - right, height - top - bottom
+    points = curves.train + curves.shallow + curves.deep
+    x_max = max(curves.snapshots[-1], max(x for x, _ in points))
+    # The validation losses set the scale; the first steps' training loss (far higher) is
+    # clipped at the top.
+    losses = [y for _, y in (curves.shallow + curves.deep or points)]
+    y_lo, y_hi = min(losses), max(losses)
+    pad = max(0.1, 0.08 * (y_hi - y_lo))
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    x_step = nice_step(x_max / 5)
+
+    def x(v: float) -> float:
+        return left + pw * v / x_max
+
+    def y(v: float) -> float:
+        return top + ph * (y_hi - v) / (y_hi - y_lo)
+
+    def polyline(pts, colour, width_px):
+        return f'<polyline fill="none" stroke="{colour}" stroke-width="{width_px}" clip-path="url(#plot)" points="' + " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in pts) + '"/>'
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<defs><clipPath id="plot"><rect x="{left}" y="{top}" width="{pw}" height="{ph}"/></clipPath></defs>',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="20" font-size="14">{title}</text>',
+    ]
+    for k in range(6):
+        v = y_lo + (y_hi - y_lo) * k / 5
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e5e5e5"/>')
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    v = 0.0
+    while v <= x_max + 1e-9:
+        out.append(f'<text x="{x(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{v:g}M</text>')
+        v += x_step
+    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">training tokens</text>')
+    out.append(f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" text-anchor="middle">loss</text>')
+    for k, end in enumerate(curves.snapshots, 1):
+        out.append(f'<line x1="{x(end):.1f}" x2="{x(end):.1f}" y1="{top}" y2="{top + ph}" stroke="#999" stroke-dasharray="3 3"/>')
+        out.append(f'<text x="{x(end) - 3:.1f}" y="{top + 12}" text-anchor="end" fill="#666">snapshot {k}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    series = [
+        (curves.train, "#bbbbbb", 1, "training loss (FREE objective)"),
+        (curves.shallow, "#15803d", 2, "validation, shallow exit"),
+        (curves.deep, "#1d4ed8", 2, "validation, deep model"),
+    ]
+    for k, (pts, colour, w, label) in enumerate(series):
+        if pts:
+            out.append(polyline(pts, colour, w))
+        ly = top + 16 + 18 * k
+        out.append(f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="{w + 1}"/>')
+        out.append(f'<text x="{left + pw + 34}" y="{ly}" font-size="10">{label}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2 and 5 times a power of ten that is at least `raw`."""
+    power = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, help="a model folder with train-1.log, train-2.log, ...")
+    ap.add_argument("--out", type=Path, help="default: FOLDER/loss.svg")
+    args = ap.parse_args(argv)
+    curves = read_curves(log_files(args.folder))
+    out = args.out or args.folder / "loss.svg"
+    out.write_text(svg(curves, f"{args.folder.name}: loss while training"), encoding="utf-8")
+    last = curves.deep[-1] if curves.deep else None
+    print(f"{out}: {len(curves.snapshots)} snapshots, {curves.snapshots[-1]:.2f}M tokens" + (f", last validation loss (deep) {last[1]:.4f}" if last else ""))
+
+
+if __name__ == "__main__":
+    main()

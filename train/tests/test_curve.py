@@ -1,0 +1,51 @@
+"""The loss-curve picture: logs of successive snapshots read into one token axis."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from free_train.curve import log_files, main, read_curves
+
+RUN_1 = """\
+[10:00:00] args: --run-dir train/runs/a
+[10:00:05] data: 100 train examples (9.91M tokens/epoch, dropped {}), 10 validation
+[10:01:00] step 10 | ep 0 | 0.50M tok | loss 6.0000 (S 6.1 L 5.9 kd 0.1) | picks [0, 1] | lr 1e-3 | gnorm 1.0 | 900 tok/s (2t) | 1m | ETA 9m
+[10:02:00] validation step 10: S 5.5000 L 5.4000 | summarize: S 5.6 L 5.5 translate: S 5.4 L 5.3 (20s)
+[10:03:00] args: --run-dir train/runs/a --resume
+[10:04:00] step 20 | ep 0 | 1.25M tok | loss 5.0000 (S 5.1 L 4.9 kd 0.1) | picks [0, 1] | lr 1e-3 | gnorm 1.0 | 900 tok/s (2t) | 2m | ETA 8m
+"""
+RUN_2 = """\
+[11:00:00] step 5 | ep 0 | 0.25M tok | loss 4.8000 (S 4.9 L 4.7 kd 0.1) | picks [0, 1] | lr 1e-3 | gnorm 1.0 | 900 tok/s (2t) | 1m | ETA 9m
+[11:01:00] validation step 5: S 4.6000 L 4.5000 | summarize: S 4.7 L 4.6 translate: S 4.5 L 4.4 (20s)
+"""
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "train-1.log").write_text(RUN_1)
+    (tmp_path / "train-2.log").write_text(RUN_2)
+    return tmp_path
+
+
+def test_runs_continue_on_one_token_axis(folder):
+    curves = read_curves(log_files(folder))
+    assert curves.train == [(0.5, 6.0), (1.25, 5.0), (1.5, 4.8)]
+    assert curves.shallow == [(0.5, 5.5), (1.5, 4.6)]
+    assert curves.deep == [(0.5, 5.4), (1.5, 4.5)]
+    assert curves.snapshots == [1.25, 1.5]
+
+
+def test_the_picture_has_a_line_per_series_with_every_point(folder, capsys):
+    main([str(folder)])
+    svg = (folder / "loss.svg").read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg)
+    assert [len(p.split()) for p in lines] == [3, 2, 2]
+    assert svg.count("snapshot ") == 2
+    assert "1.50M tokens, last validation loss (deep) 4.5000" in capsys.readouterr().out
+
+
+def test_a_folder_without_logs_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="has no train-N.log files"):
+        log_files(tmp_path)
