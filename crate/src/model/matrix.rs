@@ -218,7 +218,40 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn mul_t_f16(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        if x.len() == cols {
+            // One input row (a decoding step): each weight is used once, so it is widened in
+            // a register on its way to the multiply instead of through `F16Rows`'s buffer
+            // (a store and a reload per weight). Same lanes and order of sums as `Avx2::dot1`,
+            // so the results are bit-identical.
+            for (j, o) in out.iter_mut().enumerate().take(rows) {
+                *o = dot1_f16(x, &w[j * cols..(j + 1) * cols]);
+            }
+            return;
+        }
         mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out);
+    }
+
+    /// Only used inlined into `mul_t_f16`, which has AVX2, FMA and F16C.
+    #[inline(always)]
+    fn dot1_f16(x: &[f32], w: &[f16]) -> f32 {
+        let cols = w.len();
+        assert!(x.len() >= cols);
+        let body = cols / 32 * 32;
+        // SAFETY: k + 8 <= body <= cols, within x and w (checked above); the CPU has the
+        // features (see above).
+        unsafe {
+            let (xp, wp) = (x.as_ptr(), w.as_ptr());
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for c in (0..body).step_by(32) {
+                for (u, a) in acc.iter_mut().enumerate() {
+                    let k = c + 8 * u;
+                    let wv = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k) as *const __m128i));
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(k)), wv, *a);
+                }
+            }
+            let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            hsum(v) + (body..cols).map(|k| x[k] * w[k].to_f32()).sum::<f32>()
+        }
     }
 
     /// Only used inlined into the functions above, which have AVX2, FMA and F16C.
