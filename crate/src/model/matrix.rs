@@ -279,10 +279,11 @@ mod x86 {
                 let mut acc = [[_mm256_setzero_ps(); 4]; 2];
                 for c in (0..body).step_by(8) {
                     let (v0, v1) = (_mm256_loadu_ps(p0.add(c)), _mm256_loadu_ps(p1.add(c)));
-                    for r in 0..4 {
+                    let [a0, a1] = &mut acc;
+                    for (r, (s0, s1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
                         let xv = _mm256_loadu_ps(xp.add(r * cols + c));
-                        acc[0][r] = _mm256_fmadd_ps(xv, v0, acc[0][r]);
-                        acc[1][r] = _mm256_fmadd_ps(xv, v1, acc[1][r]);
+                        *s0 = _mm256_fmadd_ps(xv, v0, *s0);
+                        *s1 = _mm256_fmadd_ps(xv, v1, *s1);
                     }
                 }
                 let mut out = [[0f32; 4]; 2];
