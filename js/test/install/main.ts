@@ -155,7 +155,6 @@ const api = {
       if (cacheName !== null) {
         const cache = await caches.open(cacheName);
         for (const r of await cache.keys()) cached.push(new URL(r.url).pathname.split("/").pop()!);
-        await caches.delete(cacheName);
       }
       return { tokens: out.tokens, warnings, weights, cached: cached.sort() };
     } catch (e) {

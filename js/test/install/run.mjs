@@ -148,6 +148,18 @@ try {
     assert.match(String(result), /^Error: the download of http:\/\/127\.0\.0\.1:\d+\/model\/model\.safetensors broke off at [\d.]+ MB of [\d.]+ MB \(.+\) and 3 attempts to resume it failed; check the connection and load again$/);
     assert.equal(flaky.weightRequests.length, 4);
   });
+  await check("two loads at once (main thread and worker, one cache) both finish and give the same tokens", async () => {
+    const results = await page.evaluate(
+      ([b, c]) => Promise.all([window.freeTest.loadAndGenerate(b, "main", "free-wasm-twice", c), window.freeTest.loadAndGenerate(b, "worker", "free-wasm-twice", c)]),
+      [baseUrl, cases[1]],
+    );
+    await page.evaluate(() => caches.delete("free-wasm-twice"));
+    for (const r of results) {
+      assert.equal(typeof r, "object", `a load failed: ${r}`);
+      assert.deepEqual(r.tokens, expected[1]);
+      assert.deepEqual(r.warnings, []);
+    }
+  });
   await check("a full Cache Storage quota: the model still loads (in a worker), a warning names the file and the fix", async () => {
     const cdp = await page.context().newCDPSession(page);
     const origin = `http://127.0.0.1:${port}`;
@@ -162,6 +174,7 @@ try {
       assert.match(result.warnings[0], /^model\.safetensors could not be kept in Cache Storage \(QuotaExceededError: .*\), so the next load downloads it again; free some of this site's storage/);
       assert.deepEqual(result.cached, ["config.json", "free.json", "tokenizer.json"]);
     } finally {
+      await page.evaluate(() => caches.delete("free-wasm-quota-test"));
       await cdp.send("Storage.overrideQuotaForOrigin", { origin });
     }
   });
