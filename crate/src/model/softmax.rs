@@ -28,7 +28,8 @@ const SMALLEST: f32 = -87.336_54;
 /// x below `SMALLEST`, -inf included. Branch-free so that loops over it vectorise.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
-    let xc = x.max(SMALLEST);
+    // A compare, not f32::max, which wasm32 can only do with a libm call (see softmax_row).
+    let xc = if x > SMALLEST { x } else { SMALLEST };
     let t = xc * std::f32::consts::LOG2_E + ROUNDER;
     let n = t - ROUNDER;
     // ln 2 in two parts, so n * LN2_HI is exact and r keeps its low bits.
