@@ -15,7 +15,7 @@ const pkg = {
   name,
   version,
   description:
-    "FREE early-exit decoding for T5 encoder-decoders in the browser: synchronized parallel decoding with an adaptive Beta-mixture threshold, in Rust compiled to WebAssembly on WebGPU or the CPU",
+    "FREE early-exit decoding for T5 encoder-decoders in the browser: synchronized parallel decoding with an adaptive Beta-mixture threshold, in Rust compiled to WebAssembly, running on WebGPU or the CPU",
   license,
   repository,
   keywords: ["t5", "early-exit", "free", "speculative", "wasm", "webassembly", "transformers", "text-generation", "llm"],
