@@ -36,15 +36,19 @@ macro_rules! gpu_test {
     };
 }
 
-async fn gpu_pipeline(files: &ModelFiles<'_>) -> Option<Pipeline<GpuModel>> {
+async fn adapter() -> Option<Gpu> {
     match Gpu::new().await {
-        Ok(gpu) => Some(Pipeline::from_files_gpu(files, gpu).unwrap()),
+        Ok(gpu) => Some(gpu),
         Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {
             eprintln!("no GPU test: {e}");
             None
         }
         Err(e) => panic!("FREE_REQUIRE_GPU is set but {e}"),
     }
+}
+
+async fn gpu_pipeline(files: &ModelFiles<'_>) -> Option<Pipeline<GpuModel>> {
+    Some(Pipeline::from_files_gpu(files, adapter().await?).unwrap())
 }
 
 gpu_test!(logits_match_the_cpu_backend, logits_match);
@@ -241,4 +245,33 @@ async fn device_loss() {
             other => panic!("a step on a destroyed device should fail with Error::DeviceLost, got {other:?}"),
         }
     }
+}
+
+gpu_test!(a_model_beyond_the_adapters_limits_is_refused_at_load, beyond_limits);
+/// A model the adapter cannot hold is refused at load, before anything is uploaded, with an
+/// error that names the limit and the way out (the CPU backend).
+async fn beyond_limits() {
+    let fx = &fixtures()[0];
+    let with = |field: &str, value: u64| {
+        let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
+        config[field] = value.into();
+        serde_json::to_vec(&config).unwrap()
+    };
+    // Longer inputs than the attention kernel holds keys for.
+    let config = with("n_positions", 2048);
+    let Some(gpu) = adapter().await else { return };
+    let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, ..fx.files() }, gpu).err();
+    assert!(
+        matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.contains("n_positions (2048) exceeds the 1023 positions") && m.ends_with("use the CPU backend")),
+        "{err:?}"
+    );
+    // An embedding of 2^30 x d_model f32, beyond any adapter's binding size (and beyond a
+    // 32-bit usize: the check must not overflow on wasm32).
+    let config = with("vocab_size", 1 << 30);
+    let Some(gpu) = adapter().await else { return };
+    let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, ..fx.files() }, gpu).err();
+    assert!(
+        matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.starts_with("the model needs GPU buffers of 274877906944 bytes but this adapter binds at most ")),
+        "{err:?}"
+    );
 }

@@ -141,7 +141,9 @@ impl GpuModel {
                 MAX_KEYS - 1
             )));
         }
-        let largest = (cfg.vocab_size * d).max(HEAD_ROWS * cfg.vocab_size).max(max_len * ff) as u64 * 4;
+        // In u64: a corrupt config's sizes may not multiply within wasm32's usize.
+        let (vocab, d64, ff64) = (cfg.vocab_size as u64, d as u64, ff as u64);
+        let largest = (vocab * d64).max(HEAD_ROWS as u64 * vocab).max(max_len as u64 * ff64).saturating_mul(4);
         let limit = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size);
         if largest > limit {
             return Err(Error::Gpu(format!(
