@@ -27,7 +27,7 @@ wasm-pack test --headless --chrome
 step "demo page: unit tests, then end to end in headless Chromium"
 bash scripts/page-test.sh
 
-step "npm package: pack, install into a fresh project, tsc --strict, Vite, headless Chromium"
+step "npm package: pack, install into a fresh project, tsc --strict, Vite and webpack bundles, headless Chromium"
 bash scripts/npm-install-test.sh
 
 step "transformers.js and free-wasm side by side: identical outputs on a tiny checkpoint (bench-browser.sh --smoke)"
