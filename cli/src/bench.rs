@@ -111,7 +111,7 @@ fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tall
 
 /// Quality of `texts` against the references: ROUGE for summarize, BLEU/chrF otherwise.
 /// Returns the scores and the one retention is computed from.
-fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
+pub fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
     let hyps: Vec<&str> = texts.iter().map(String::as_str).collect();
     if task == "summarize" {
         let pairs: Vec<(&str, &str)> = hyps.iter().copied().zip(refs.iter().copied()).collect();

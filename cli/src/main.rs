@@ -1,6 +1,7 @@
 //! `free`: the native command line of free-wasm.
 
 mod args;
+mod baselines;
 mod bench;
 mod trace_view;
 
@@ -28,6 +29,9 @@ const USAGE: &str = "usage:
       free-adaptive-ref (the reference's rule) and free-exact on the same examples,
       interleaved, and prints a table per task (and writes JSON); --only keeps the named
       ones (full stays: the ratios are against it).
+  free baselines --data FILE.jsonl [--task T] [--limit N] [--json]
+      scores what a model must beat, without one: lead-N (the first N words of the
+      source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
      there is no GPU).";
 
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("generate") => generate(args),
         Some("eval") => eval(args),
         Some("bench") => bench(args),
+        Some("baselines") => baselines(args),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -175,6 +180,22 @@ fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: St
             println!("{row}");
         } else {
             println!("{}", bench::table(&serde_json::json!({"task": task, "examples": report["examples"], "strategies": [row]})));
+        }
+    }
+    Ok(())
+}
+
+fn baselines(mut args: Args) -> Result<(), String> {
+    let data = args.required("--data")?;
+    let task = args.optional("--task")?;
+    let limit = args.parsed("--limit", usize::MAX)?;
+    let json = args.flag("--json");
+    args.finish()?;
+    for report in baselines::run(&data, task.as_deref(), limit)? {
+        if json {
+            println!("{report}");
+        } else {
+            print!("{}", baselines::table(&report));
         }
     }
     Ok(())

@@ -68,3 +68,28 @@ fn mistakes_are_reported_with_exit_status_1() {
     let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limits", "2"]);
     assert!(!ok && stderr.contains("unknown option --limits"), "{stderr}");
 }
+
+#[test]
+fn baselines_score_lead_n_and_the_copied_source() {
+    let data = std::env::temp_dir().join(format!("free-baselines-{}.jsonl", std::process::id()));
+    let rows = [
+        r#"{"task": "summarize", "source": "a b c d e f g h i j k", "target": "a b c"}"#,
+        r#"{"task": "translate", "source": "the cat", "target": "the cat"}"#,
+    ];
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let (ok, stdout, stderr) = free(&["baselines", "--data", data.to_str().unwrap(), "--json"]);
+    std::fs::remove_file(&data).unwrap();
+    assert!(ok, "{stderr}");
+    let reports: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lead5 = &reports[0]["baselines"][0];
+    assert_eq!(lead5["name"], "lead-5");
+    // "a b c d e" against "a b c": precision 3/5, recall 1, F1 0.75.
+    assert!((lead5["quality"]["rouge1"].as_f64().unwrap() - 75.0).abs() < 1e-9, "{lead5}");
+    let lead30 = &reports[0]["baselines"][5];
+    assert_eq!(lead30["name"], "lead-30");
+    // All 11 words: precision 3/11, F1 2 * 3/11 / (1 + 3/11) = 6/14.
+    assert!((lead30["quality"]["rouge1"].as_f64().unwrap() - 600.0 / 14.0).abs() < 1e-9, "{lead30}");
+    let copy = &reports[1]["baselines"][0];
+    assert_eq!(copy["name"], "copy-source");
+    assert!((copy["quality"]["chrf"].as_f64().unwrap() - 100.0).abs() < 1e-9, "{copy}");
+}
