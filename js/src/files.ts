@@ -141,6 +141,7 @@ async function readBody(first: Response, url: URL, file: ModelFileName, options:
       }
       if (response.body === null) {
         received.append(new Uint8Array(await response.arrayBuffer()));
+        report();
       } else {
         const reader = response.body.getReader();
         for (;;) {
@@ -150,10 +151,7 @@ async function readBody(first: Response, url: URL, file: ModelFileName, options:
           report();
         }
       }
-      if (total === null || received.loaded === total) {
-        if (total === null) report();
-        return received.bytes();
-      }
+      if (total === null || received.loaded === total) return received.bytes();
       failure = `the body ended after ${megabytes(received.loaded)} of ${megabytes(total)}`;
     } catch (e) {
       if (options.signal?.aborted) throw options.signal.reason;
