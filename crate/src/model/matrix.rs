@@ -218,39 +218,59 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn mul_t_f16(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        if x.len() == cols {
-            // One input row (a decoding step): each weight is used once, so it is widened in
-            // a register on its way to the multiply instead of through `F16Rows`'s buffer
-            // (a store and a reload per weight). Same lanes and order of sums as `Avx2::dot1`,
-            // so the results are bit-identical.
-            for (j, o) in out.iter_mut().enumerate().take(rows) {
-                *o = dot1_f16(x, &w[j * cols..(j + 1) * cols]);
-            }
-            return;
+        match x.len() / cols {
+            // One to three input rows (a decoding step, most FREE deep passes): each weight
+            // is widened once, in a register, on its way to the multiplies of every row,
+            // instead of through `F16Rows`'s buffer (a store and a reload per weight). More
+            // rows (4+ gained nothing measurable this way) amortise the buffer over tiles.
+            1 => rows_f16::<1>(w, rows, cols, x, out),
+            2 => rows_f16::<2>(w, rows, cols, x, out),
+            3 => rows_f16::<3>(w, rows, cols, x, out),
+            _ => mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out),
         }
-        mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out);
     }
 
+    /// `R` input rows against every weight row. Only used inlined into `mul_t_f16`.
+    #[inline(always)]
+    fn rows_f16<const R: usize>(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        for j in 0..rows {
+            let d = dots_f16::<R>(x, &w[j * cols..(j + 1) * cols]);
+            for (r, v) in d.into_iter().enumerate() {
+                out[r * rows + j] = v;
+            }
+        }
+    }
+
+    /// The dots of `R` consecutive rows of `x` with the f16 row `w`. Each row's sum has
+    /// the lanes and order of `Avx2::dot1`, so the results are bit-identical to it whatever
+    /// `R` is: a deep pass over stacked rows computes exactly what one-row steps would.
     /// Only used inlined into `mul_t_f16`, which has AVX2, FMA and F16C.
     #[inline(always)]
-    fn dot1_f16(x: &[f32], w: &[f16]) -> f32 {
+    fn dots_f16<const R: usize>(x: &[f32], w: &[f16]) -> [f32; R] {
         let cols = w.len();
-        assert!(x.len() >= cols);
+        assert!(x.len() >= R * cols);
         let body = cols / 32 * 32;
-        // SAFETY: k + 8 <= body <= cols, within x and w (checked above); the CPU has the
-        // features (see above).
+        // SAFETY: r * cols + k + 8 <= (r + 1) * cols <= x.len() and k + 8 <= body <= cols
+        // (checked above); the CPU has the features (see above). R <= 3 keeps the 4R
+        // accumulators and the widened weights within the 16 vector registers.
         unsafe {
             let (xp, wp) = (x.as_ptr(), w.as_ptr());
-            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for c in (0..body).step_by(32) {
-                for (u, a) in acc.iter_mut().enumerate() {
+                for u in 0..4 {
                     let k = c + 8 * u;
                     let wv = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k) as *const __m128i));
-                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(k)), wv, *a);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(r * cols + k)), wv, a[u]);
+                    }
                 }
             }
-            let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            hsum(v) + (body..cols).map(|k| x[k] * w[k].to_f32()).sum::<f32>()
+            let mut out = [0f32; R];
+            for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
+                let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k].to_f32()).sum::<f32>();
+            }
+            out
         }
     }
 
@@ -474,7 +494,7 @@ mod tests {
 
     /// Shapes that hit every path: 1-3 input rows (decoding), tiles of 4 with a remainder,
     /// an odd number of weight rows, and widths that are not multiples of 8 or 32.
-    const SHAPES: [(usize, usize, usize); 6] = [(1, 5, 64), (3, 7, 37), (4, 2, 8), (9, 5, 33), (6, 3, 100), (13, 17, 256)];
+    const SHAPES: [(usize, usize, usize); 7] = [(1, 5, 64), (2, 3, 70), (3, 7, 37), (4, 2, 8), (9, 5, 33), (6, 3, 100), (13, 17, 256)];
 
     #[test]
     fn products_match_a_float64_reference_in_f32_and_f16() {
@@ -493,6 +513,27 @@ mod tests {
             m.mul_t(&x, &mut out);
             assert_close(&out, &reference(&widened, rows, cols, &x), &format!("f16 {n}x{rows}x{cols}"));
             assert_eq!(m.row(rows - 1), widened[(rows - 1) * cols..]);
+        }
+    }
+
+    /// A FREE deep pass multiplies the stacked rows together; up to 3 rows it must compute
+    /// exactly what one-row steps do, so that its tokens are the full model's.
+    #[test]
+    fn up_to_three_rows_at_once_equal_one_row_at_a_time_bit_for_bit() {
+        let (rows, cols) = (9, 300);
+        let w = values(rows * cols, 5);
+        let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        for m in [Matrix::from_f32(rows, cols, w.clone()), Matrix::from_f16(rows, cols, halves)] {
+            for n in 1..=3 {
+                let x = values(n * cols, 6);
+                let mut together = vec![0f32; n * rows];
+                m.mul_t(&x, &mut together);
+                for i in 0..n {
+                    let mut alone = vec![0f32; rows];
+                    m.mul_t(&x[i * cols..(i + 1) * cols], &mut alone);
+                    assert_eq!(together[i * rows..(i + 1) * rows], alone, "row {i} of {n}");
+                }
+            }
         }
     }
 
