@@ -4,6 +4,7 @@
 mod common;
 
 use common::fixtures;
+use free_wasm::threshold::{BmmSettings, ThresholdRule};
 use free_wasm::{Error, GenerateOptions, StrategyName};
 
 #[cfg(target_arch = "wasm32")]
@@ -42,6 +43,22 @@ fn token_limits_of_zero_and_of_a_million() {
     let err = p.generate("a library", &options(StrategyName::Free, Some(0.5), 1_000_000)).unwrap_err();
     assert!(matches!(&err, Error::InvalidSetting { setting: "max_new_tokens", .. }), "{err}");
     assert!(err.to_string().contains("at most 512"), "{err}");
+}
+
+#[test]
+fn error_budgets_outside_zero_one_are_refused_and_a_valid_one_sets_the_rule() {
+    let mut p = fixtures()[0].load();
+    for rate in [f64::NAN, 0.0, 1.0, -0.1, f64::INFINITY] {
+        let o = GenerateOptions { max_disagreement: Some(rate), ..options(StrategyName::Free, None, 4) };
+        let err = p.generate("a library", &o).unwrap_err();
+        assert!(matches!(&err, Error::InvalidSetting { setting: "max_disagreement", .. }), "{rate}: {err}");
+    }
+    let o = GenerateOptions { max_disagreement: Some(0.1), ..options(StrategyName::Free, None, 4) };
+    p.generate("a library", &o).unwrap();
+    assert_eq!(p.adaptive.settings().rule, ThresholdRule::budget(0.1));
+    // Without the option, the model's own rule (FREE's zeta rule here) again.
+    p.generate("a library", &options(StrategyName::Free, None, 4)).unwrap();
+    assert_eq!(p.adaptive.settings().rule, BmmSettings::default().rule);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 use common::fixtures;
 use free_wasm::error::{Error, ModelFile};
 use free_wasm::{GenerateOptions, ModelFiles, Pipeline, StrategyName};
+use free_wasm::threshold::ThresholdRule;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -49,6 +50,20 @@ fn free_json_with_the_exit_outside_the_decoder_is_refused() {
     let free = br#"{"shallow_exit_layer": 4}"#;
     let err = Pipeline::from_files(&ModelFiles { free: Some(free), ..fx.files() }).err().unwrap();
     assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{err}");
+}
+
+#[test]
+fn free_json_with_an_error_budget_outside_zero_one_is_refused() {
+    let fx = &fixtures()[0];
+    for rate in ["0", "1", "1.5", "-0.05"] {
+        let free = format!(r#"{{"shallow_exit_layer": 1, "bmm": {{"max_disagreement": {rate}}}}}"#);
+        let err = Pipeline::from_files(&ModelFiles { free: Some(free.as_bytes()), ..fx.files() }).err().unwrap();
+        assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{rate}: {err}");
+        assert!(err.to_string().contains("bmm.max_disagreement"), "{err}");
+    }
+    let free = br#"{"shallow_exit_layer": 1, "bmm": {"max_disagreement": 0.05}}"#;
+    let p = Pipeline::from_files(&ModelFiles { free: Some(free), ..fx.files() }).unwrap();
+    assert_eq!(p.adaptive.settings().rule, ThresholdRule::budget(0.05));
 }
 
 #[test]

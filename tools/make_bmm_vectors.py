@@ -3,7 +3,8 @@
 Run by hand: python tools/make_bmm_vectors.py > tests/fixtures/bmm_vectors.json
 For each case: the two classes' confidences, scipy's method-of-moments Beta fits
 (scipy.stats.beta.fit(..., method="MM") with loc 0, scale 1), log densities at probe points,
-the equal-prior posterior, and the thresholds of both rules computed here independently.
+the equal-prior posterior, upper tail probabilities, and the thresholds of every rule
+computed here independently.
 """
 
 import json
@@ -46,6 +47,21 @@ def fine_threshold(fc, fi, zeta, lo, hi, prior):
     return float(min(max(hi if lowest is None else lowest, lo), hi))
 
 
+def budget_threshold(fc, fi, rate, lo, hi, prior):
+    """The lowest grid point from which up the share of inconsistent tokens among those
+    above it stays within `rate` (a grid point with no tokens above it counts as within)."""
+    lowest = None
+    for i in range(1000, -1, -1):
+        c = i / 1000
+        above_i = (1 - prior) * stats.beta.sf(c, *fi)
+        above = above_i + prior * stats.beta.sf(c, *fc)
+        if above <= 0 or above_i / above <= rate:
+            lowest = c
+        else:
+            break
+    return float(min(max(hi if lowest is None else lowest, lo), hi))
+
+
 def main():
     rng = np.random.default_rng(7)
     cases = []
@@ -64,8 +80,11 @@ def main():
             "threshold_reference": reference_threshold(fc, fi, 0.4),
             "threshold_fine": fine_threshold(fc, fi, 0.4, 0.05, 0.99, 0.5),
             "threshold_fine_priors": fine_threshold(fc, fi, 0.4, 0.05, 0.99, prior),
+            "sf_consistent": [float(stats.beta.sf(p, *fc)) for p in PROBES],
+            "sf_inconsistent": [float(stats.beta.sf(p, *fi)) for p in PROBES],
+            "threshold_budget": budget_threshold(fc, fi, 0.05, 0.0, 0.99, prior),
         })
-    print(json.dumps({"zeta": 0.4, "min": 0.05, "max": 0.99, "cases": cases}))
+    print(json.dumps({"zeta": 0.4, "min": 0.05, "max": 0.99, "budget": 0.05, "cases": cases}))
 
 
 if __name__ == "__main__":

@@ -65,11 +65,17 @@ pub struct Contender {
     pub adaptive: Option<AdaptiveThreshold>,
 }
 
-/// The bench's strategies: full, static, calm, free-fixed, free-adaptive (our threshold
-/// rule), free-adaptive-ref (the reference implementation's rule and data), free-exact.
-pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings) -> Vec<Contender> {
+/// free-budget's share of exited tokens the deep model may disagree with, unless
+/// `--max-disagreement` says otherwise.
+pub const DEFAULT_BUDGET: f64 = 0.05;
+
+/// The bench's strategies: full, static, calm, free-fixed, free-adaptive (FREE's zeta rule
+/// with our refinements), free-adaptive-ref (the reference implementation's rule and data),
+/// free-budget (our error-budget rule at `budget`), free-exact.
+pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings, budget: f64) -> Vec<Contender> {
     let with = |strategy, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
     let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, ..bmm.clone() };
+    let budgeted = BmmSettings { rule: ThresholdRule::budget(budget), ..bmm.clone() };
     vec![
         Contender { name: "full", options: with(StrategyName::Full, None), adaptive: None },
         Contender { name: "static", options: with(StrategyName::Static, None), adaptive: None },
@@ -77,6 +83,7 @@ pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSetting
         Contender { name: "free-fixed", options: with(StrategyName::Free, Some(fixed_threshold)), adaptive: None },
         Contender { name: "free-adaptive", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(bmm.clone())) },
         Contender { name: "free-adaptive-ref", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(reference)) },
+        Contender { name: "free-budget", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(budgeted)) },
         Contender { name: "free-exact", options: with(StrategyName::FreeExact, Some(fixed_threshold)), adaptive: None },
     ]
 }

@@ -11,22 +11,28 @@ use args::Args;
 use free_wasm::backend::gpu::{Gpu, GpuModel};
 use free_wasm::backend::{block_on, Backend};
 use free_wasm::pipeline::ModelDir;
+use free_wasm::threshold::BmmSettings;
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 
 const USAGE: &str = "usage:
   free generate --model DIR [--device D] [--task T] [--strategy S] [--threshold X]
-                [--exit-layer N] [--max-new-tokens N] [--json] TEXT
+                [--max-disagreement R] [--exit-layer N] [--max-new-tokens N] [--json] TEXT
       S: full | static | calm | free (default; adaptive threshold unless --threshold)
          | free-exact. Prints the text with each token coloured by the exit that emitted
-         it; --json prints the whole per-token trace.
+         it; --json prints the whole per-token trace. --max-disagreement R: the adaptive
+         threshold keeps the share of exited tokens the deep model would have changed
+         within R (e.g. 0.05) instead of FREE's zeta rule.
   free eval --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
-            [--strategy S] [--threshold X | --adaptive] [--max-new-tokens N] [--json]
+            [--strategy S] [--threshold X | --adaptive [--max-disagreement R]]
+            [--max-new-tokens N] [--json]
       decodes a test set (JSONL: task, source, target) with one strategy (default full)
       and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
   free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
-             [--threshold X] [--max-new-tokens N] [--only NAME,NAME] [--json OUT.json]
-      runs full, static, calm, free-fixed, free-adaptive (our threshold rule),
-      free-adaptive-ref (the reference's rule) and free-exact on the same examples,
+             [--threshold X] [--max-disagreement R] [--max-new-tokens N] [--only NAME,NAME]
+             [--json OUT.json]
+      runs full, static, calm, free-fixed, free-adaptive (FREE's zeta rule, refined),
+      free-adaptive-ref (the reference's rule), free-budget (the error-budget rule at R,
+      default 0.05) and free-exact on the same examples,
       interleaved, and prints a table per task (and writes JSON); --only keeps the named
       ones (full stays: the ratios are against it).
   free baselines --data FILE.jsonl [--task T] [--limit N] [--json]
@@ -35,6 +41,26 @@ const USAGE: &str = "usage:
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
      there is no GPU).";
 
+/// What `out!` returns when stdout is closed before the output is written.
+const STDOUT_CLOSED: &str = "stdout is closed";
+
+/// `println!` that returns an error from the enclosing function instead of panicking when
+/// writing to stdout fails (a closed pipe: `free generate ... | head -c 100`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => STDOUT_CLOSED.to_string(),
+            _ => format!("cannot write the output: {e}"),
+        })?
+    }};
+}
+
+fn help() -> Result<(), String> {
+    out!("{USAGE}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut args = Args::from_env();
     let result = match args.next_positional().as_deref() {
@@ -42,14 +68,13 @@ fn main() -> ExitCode {
         Some("eval") => eval(args),
         Some("bench") => bench(args),
         Some("baselines") => baselines(args),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Some("help") | Some("--help") | Some("-h") | None => help(),
         Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
     };
     match result {
+        // `free ... | head`: the reader has what it wanted.
         Ok(()) => ExitCode::SUCCESS,
+        Err(message) if message == STDOUT_CLOSED => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
@@ -70,6 +95,10 @@ fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<G
         max_new_tokens: args.parsed("--max-new-tokens", defaults.max_new_tokens)?,
         exit_layer: args.optional("--exit-layer")?.map(|n| n.parse().map_err(|_| format!("--exit-layer {n:?} is not a whole number"))).transpose()?,
         task: args.optional("--task")?,
+        max_disagreement: args
+            .optional("--max-disagreement")?
+            .map(|r| r.parse().map_err(|_| format!("--max-disagreement {r:?} is not a number")))
+            .transpose()?,
     })
 }
 
@@ -131,11 +160,11 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
             "counters": out.generation.counters,
             "seconds": seconds,
         });
-        println!("{value}");
+        out!("{value}");
     } else {
         let blocks = pipeline.model.num_decoder_blocks();
-        println!("{}", trace_view::render(&out.generation.trace, blocks));
-        println!("{}", trace_view::summary(&out.generation, blocks, seconds));
+        out!("{}", trace_view::render(&out.generation.trace, blocks));
+        out!("{}", trace_view::summary(&out.generation, blocks, seconds));
     }
     Ok(())
 }
@@ -161,7 +190,7 @@ fn eval(mut args: Args) -> Result<(), String> {
 }
 
 fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: String, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
-    let bmm = pipeline.adaptive.settings().clone();
+    let bmm = BmmSettings { rule: pipeline.threshold_rule(&options).map_err(|e| e.to_string())?, ..pipeline.adaptive.settings().clone() };
     let name = options.strategy.as_str();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let mut one = vec![bench::Contender {
@@ -177,9 +206,9 @@ fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: St
         row["task"] = serde_json::json!(task);
         row["examples"] = report["examples"].clone();
         if json {
-            println!("{row}");
+            out!("{row}");
         } else {
-            println!("{}", bench::table(&serde_json::json!({"task": task, "examples": report["examples"], "strategies": [row]})));
+            out!("{}", bench::table(&serde_json::json!({"task": task, "examples": report["examples"], "strategies": [row]})));
         }
     }
     Ok(())
@@ -193,9 +222,9 @@ fn baselines(mut args: Args) -> Result<(), String> {
     args.finish()?;
     for report in baselines::run(&data, task.as_deref(), limit)? {
         if json {
-            println!("{report}");
+            out!("{report}");
         } else {
-            print!("{}", baselines::table(&report));
+            out!("{}", baselines::table(&report).trim_end_matches('\n'));
         }
     }
     Ok(())
@@ -226,10 +255,11 @@ fn bench_on<B: Backend>(
 ) -> Result<(), String> {
     let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
     let bmm = pipeline.adaptive.settings().clone();
+    let budget = options.max_disagreement.unwrap_or(bench::DEFAULT_BUDGET);
     let mut reports = Vec::new();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let base = GenerateOptions { task: Some(task.clone()), ..options.clone() };
-        let mut contenders = bench::contenders(&base, fixed, &bmm);
+        let mut contenders = bench::contenders(&base, fixed, &bmm, budget);
         if let Some(names) = &only {
             let names: Vec<&str> = names.split(',').map(str::trim).collect();
             if let Some(bad) = names.iter().find(|n| !contenders.iter().any(|c| c.name == **n)) {
@@ -239,7 +269,7 @@ fn bench_on<B: Backend>(
             contenders.retain(|c| c.name == "full" || names.contains(&c.name));
         }
         let report = bench::run_task(&pipeline, &task, &examples, &mut contenders, true)?;
-        println!("{}", bench::table(&report));
+        out!("{}", bench::table(&report));
         reports.push(report);
     }
     if let Some(path) = out {

@@ -42,7 +42,7 @@ fn bench_smoke_run_on_the_demo_model_reports_every_strategy_for_both_tasks() {
         assert_eq!(report["examples"], 2);
         let rows = report["strategies"].as_array().unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
-        assert_eq!(names, ["full", "static", "calm", "free-fixed", "free-adaptive", "free-adaptive-ref", "free-exact"]);
+        assert_eq!(names, ["full", "static", "calm", "free-fixed", "free-adaptive", "free-adaptive-ref", "free-budget", "free-exact"]);
         let row = |n: &str| rows.iter().find(|r| r["strategy"] == n).unwrap();
         assert_eq!(row("full")["agreement"], 1.0);
         assert_eq!(row("full")["blocks_per_token"], 8.0);
@@ -67,6 +67,24 @@ fn mistakes_are_reported_with_exit_status_1() {
     assert!(!ok && stderr.contains("within [0, 1]"), "{stderr}");
     let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limits", "2"]);
     assert!(!ok && stderr.contains("unknown option --limits"), "{stderr}");
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--max-disagreement", "5", "hello"]);
+    assert!(!ok && stderr.contains("max_disagreement") && stderr.contains("(0, 1)"), "{stderr}");
+}
+
+/// `free generate ... | head -c 10`: the reader leaves early; the writer stops quietly.
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_free"))
+        .args(["generate", "--model", FIXTURE, "--strategy", "full", "--json", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the model has loaded, so the first write finds no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
 }
 
 #[test]

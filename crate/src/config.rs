@@ -287,11 +287,14 @@ pub fn default_tasks() -> BTreeMap<String, String> {
 pub struct BmmConfig {
     pub zeta: f64,
     pub min_points: usize,
+    /// When set, the threshold keeps the share of exited tokens the deep model would have
+    /// changed within this rate (the error-budget rule) instead of using zeta.
+    pub max_disagreement: Option<f64>,
 }
 
 impl Default for BmmConfig {
     fn default() -> Self {
-        BmmConfig { zeta: 0.4, min_points: 50 }
+        BmmConfig { zeta: 0.4, min_points: 50, max_disagreement: None }
     }
 }
 
@@ -322,6 +325,12 @@ impl FreeConfig {
             return Err(Error::Malformed {
                 file: ModelFile::FreeSettings,
                 reason: format!("bmm.zeta {} must be within (0, 1)", cfg.bmm.zeta),
+            });
+        }
+        if let Some(rate) = cfg.bmm.max_disagreement.filter(|r| !(*r > 0.0 && *r < 1.0)) {
+            return Err(Error::Malformed {
+                file: ModelFile::FreeSettings,
+                reason: format!("bmm.max_disagreement {rate} must be within (0, 1), e.g. 0.05 for at most 5% of exited tokens"),
             });
         }
         Ok(cfg)

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{Gpu, GpuModel};
 use crate::model::T5Model;
-use crate::threshold::{AdaptiveThreshold, BmmSettings};
+use crate::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -65,11 +65,15 @@ pub struct GenerateOptions {
     /// A task of free.json's `tasks` ("summarize", "translate"): its prefix goes before the
     /// text. Without one the text is used as given.
     pub task: Option<String>,
+    /// For the adaptive threshold: keep the share of exited tokens the deep model would
+    /// have changed within this rate (the error-budget rule, e.g. 0.05) instead of FREE's
+    /// zeta rule. Without it, free.json's `bmm.max_disagreement` or the zeta rule.
+    pub max_disagreement: Option<f64>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None, task: None }
+        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None, task: None, max_disagreement: None }
     }
 }
 
@@ -176,6 +180,7 @@ impl<B: Backend> Pipeline<B> {
                 zeta: f.bmm.zeta,
                 min_points: f.bmm.min_points,
                 initial_threshold: f.threshold,
+                rule: f.bmm.max_disagreement.map_or(BmmSettings::default().rule, ThresholdRule::budget),
                 ..BmmSettings::default()
             },
             None => BmmSettings::default(),
@@ -238,14 +243,36 @@ impl<B: Backend> Pipeline<B> {
         Ok((settings, options.threshold))
     }
 
+    /// The rule the adaptive threshold reads the fit with for `options`: their error budget,
+    /// else free.json's, else FREE's zeta rule.
+    pub fn threshold_rule(&self, options: &GenerateOptions) -> Result<ThresholdRule> {
+        match options.max_disagreement {
+            Some(rate) if !(rate > 0.0 && rate < 1.0) => Err(Error::InvalidSetting {
+                setting: "max_disagreement",
+                value: rate.to_string(),
+                reason: "it is the largest share of exited tokens the deep model may disagree with: give a number in (0, 1), e.g. 0.05".into(),
+            }),
+            Some(rate) => Ok(ThresholdRule::budget(rate)),
+            None => Ok(self
+                .free
+                .as_ref()
+                .and_then(|f| f.bmm.max_disagreement)
+                .map_or(BmmSettings::default().rule, ThresholdRule::budget)),
+        }
+    }
+
     /// Starts a generation from text, to be decided step by step (streaming callers) or
     /// run to the end (`generate`).
     pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_, B>> {
         let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
+        let rule = self.threshold_rule(options)?;
         let threshold = match fixed {
             Some(t) => Threshold::Fixed(t),
-            None => Threshold::Adaptive(&mut self.adaptive),
+            None => {
+                self.adaptive.set_rule(rule);
+                Threshold::Adaptive(&mut self.adaptive)
+            }
         };
         let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?;
         Ok(Generating { session, tokenizer: &self.tokenizer, truncated_input_tokens })

@@ -70,9 +70,10 @@ interface WasmOptions {
   maxNewTokens?: number;
   exitLayer?: number;
   task?: string;
+  maxDisagreement?: number;
 }
 
-const OPTION_NAMES = ["task", "strategy", "threshold", "maxNewTokens", "exitLayer", "onToken", "signal"];
+const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "onToken", "signal"];
 
 function wasmOptions(options: GenerateOptions): WasmOptions {
   // The wasm layer refuses unknown fields; the wrapper must too, or a typo such as
@@ -82,8 +83,14 @@ function wasmOptions(options: GenerateOptions): WasmOptions {
       throw new TypeError(`invalid generate options: unknown field "${name}"; the options are ${OPTION_NAMES.join(", ")}`);
     }
   }
-  const { task, strategy, threshold, maxNewTokens, exitLayer } = options;
+  const { task, strategy, threshold, maxNewTokens, exitLayer, maxDisagreement } = options;
   const out: WasmOptions = {};
+  if (maxDisagreement !== undefined) {
+    if (typeof threshold === "number") {
+      throw new TypeError(`maxDisagreement applies to the adaptive threshold; drop it or the fixed threshold ${threshold}`);
+    }
+    out.maxDisagreement = maxDisagreement;
+  }
   if (task !== undefined) out.task = task;
   if (strategy !== undefined) out.strategy = strategy;
   if (maxNewTokens !== undefined) out.maxNewTokens = maxNewTokens;

@@ -146,6 +146,13 @@ export interface GenerateOptions {
    * generations). calm without a threshold uses free.json's.
    */
   threshold?: number | "adaptive";
+  /**
+   * For the adaptive threshold: the largest share of exited tokens the deep model may
+   * disagree with, in (0, 1), e.g. 0.05 (the error-budget rule). Without it, the model's
+   * free.json `bmm.max_disagreement`, else FREE's zeta rule. What the threshold learned is
+   * kept when this changes.
+   */
+  maxDisagreement?: number;
   /** Default 64; at most the model's n_positions. */
   maxNewTokens?: number;
   /** Overrides free.json's shallow exit. */

@@ -20,6 +20,19 @@ pub enum ThresholdRule {
     /// Ours: a 1e-3 grid over [0, 1]; the lowest c such that the posterior exceeds zeta at
     /// every grid point from c up, clamped to [min, max]; priors equal or from label counts.
     Fine { min: f64, max: f64, priors_from_counts: bool },
+    /// Ours, by an error budget instead of zeta: the lowest c such that, under the fitted
+    /// mixture with priors from the label counts, at most `rate` of the tokens with a
+    /// confidence above c (those that exit) are ones the deep model would have changed —
+    /// at every grid point from c up; clamped to [min, max]. Zeta says how likely the
+    /// token at the threshold is to be right; this says how many exited tokens are wrong.
+    Budget { rate: f64, min: f64, max: f64 },
+}
+
+impl ThresholdRule {
+    /// The error-budget rule with its usual clamps (no lower clamp: the budget decides).
+    pub fn budget(rate: f64) -> Self {
+        ThresholdRule::Budget { rate, min: 0.0, max: 0.99 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -166,7 +179,7 @@ impl AdaptiveThreshold {
             return;
         };
         let prior_consistent = match self.settings.rule {
-            ThresholdRule::Fine { priors_from_counts: true, .. } => {
+            ThresholdRule::Fine { priors_from_counts: true, .. } | ThresholdRule::Budget { .. } => {
                 cons.len() as f64 / (cons.len() + incons.len()) as f64
             }
             _ => 0.5,
@@ -188,6 +201,16 @@ impl AdaptiveThreshold {
         }
     }
 
+    /// Reads the threshold off the data with another rule from the next fit on (the data
+    /// does not depend on the rule, so nothing learned is lost). Refits at once when the
+    /// rule changes.
+    pub fn set_rule(&mut self, rule: ThresholdRule) {
+        if self.settings.rule != rule {
+            self.settings.rule = rule;
+            self.refit();
+        }
+    }
+
     /// Forgets all data and fits; back to the initial threshold.
     pub fn reset(&mut self) {
         *self = AdaptiveThreshold::new(self.settings.clone());
@@ -201,21 +224,34 @@ pub fn threshold_for(fit: &Fit, zeta: f64, rule: ThresholdRule) -> f64 {
             .map(|i| 0.3 + 0.6 * i as f64 / 9.0)
             .find(|&c| fit.posterior(c) > zeta)
             .unwrap_or(0.9),
-        ThresholdRule::Fine { min, max, .. } => {
-            const STEPS: usize = 1000;
-            // Walk down from 1 while the posterior stays above zeta.
-            let mut lowest = None;
-            for i in (0..=STEPS).rev() {
-                let c = i as f64 / STEPS as f64;
-                if fit.posterior(c) > zeta {
-                    lowest = Some(c);
-                } else {
-                    break;
-                }
-            }
+        ThresholdRule::Fine { min, max, .. } => highest_run(|c| fit.posterior(c) > zeta).unwrap_or(max).clamp(min, max),
+        ThresholdRule::Budget { rate, min, max } => {
+            let (cons, incons) = fit.params();
+            let p = fit.prior_consistent;
+            let lowest = highest_run(|c| {
+                let wrong = (1.0 - p) * incons.sf(c);
+                let exits = wrong + p * cons.sf(c);
+                // Where nothing would exit, nothing exits wrongly.
+                exits <= 0.0 || wrong / exits <= rate
+            });
             lowest.unwrap_or(max).clamp(min, max)
         }
     }
+}
+
+/// The lowest point of a 1e-3 grid over [0, 1] from which `holds` is true at every grid
+/// point up to 1 (walking down from 1); None when it fails at 1 already.
+fn highest_run(holds: impl Fn(f64) -> bool) -> Option<f64> {
+    const STEPS: usize = 1000;
+    let mut lowest = None;
+    for i in (0..=STEPS).rev() {
+        let c = i as f64 / STEPS as f64;
+        if !holds(c) {
+            break;
+        }
+        lowest = Some(c);
+    }
+    lowest
 }
 
 #[cfg(test)]
@@ -227,6 +263,7 @@ mod tests {
         zeta: f64,
         min: f64,
         max: f64,
+        budget: f64,
         cases: Vec<Case>,
     }
 
@@ -242,6 +279,9 @@ mod tests {
         threshold_reference: f64,
         threshold_fine: f64,
         threshold_fine_priors: f64,
+        sf_consistent: Vec<f64>,
+        sf_inconsistent: Vec<f64>,
+        threshold_budget: f64,
     }
 
     /// Made by tools/make_bmm_vectors.py with scipy.stats.beta.
@@ -292,7 +332,48 @@ mod tests {
             let priors = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts: true };
             assert_eq!(fitted(case, priors).threshold(), case.threshold_fine_priors, "case {n}: priors");
             assert_eq!(v.zeta, est.settings().zeta);
+
+            let si = BetaParams { alpha: case.fit_inconsistent.0, beta: case.fit_inconsistent.1 };
+            for (k, &p) in case.probes.iter().enumerate() {
+                let (want_c, want_i) = (case.sf_consistent[k], case.sf_inconsistent[k]);
+                assert!((sc.sf(p) - want_c).abs() <= 1e-12 + 1e-9 * want_c, "case {n}: consistent tail at {p}: {} vs {want_c}", sc.sf(p));
+                assert!((si.sf(p) - want_i).abs() <= 1e-12 + 1e-9 * want_i, "case {n}: inconsistent tail at {p}: {} vs {want_i}", si.sf(p));
+            }
+            assert_eq!(fitted(case, ThresholdRule::budget(v.budget)).threshold(), case.threshold_budget, "case {n}: budget");
         }
+    }
+
+    /// The budget rule keeps its promise on the data it was fitted to: of the points above
+    /// its threshold, about `rate` are inconsistent (the Beta fits are only approximate).
+    /// Where no threshold meets the budget it falls back to its upper clamp.
+    #[test]
+    fn the_budget_rule_bounds_the_share_of_wrong_exits() {
+        for (n, case) in vectors().cases.iter().enumerate() {
+            for rate in [0.02, 0.05, 0.1] {
+                let t = fitted(case, ThresholdRule::budget(rate)).threshold();
+                // Case 1's inconsistent class is spread up to 0.99 and outnumbers the
+                // consistent one 200 to 80: no threshold meets these budgets.
+                assert_eq!(t == 0.99, n == 1, "case {n} rate {rate}: threshold {t}");
+                if n == 1 {
+                    continue;
+                }
+                let wrong = case.inconsistent.iter().filter(|&&c| c > t).count() as f64;
+                let exits = wrong + case.consistent.iter().filter(|&&c| c > t).count() as f64;
+                assert!(exits > 0.0, "rate {rate}: threshold {t} lets nothing exit");
+                assert!(wrong / exits <= 2.0 * rate, "rate {rate}: threshold {t}, {wrong} of {exits} exits wrong");
+            }
+        }
+    }
+
+    #[test]
+    fn changing_the_rule_keeps_the_data_and_refits() {
+        let case = &vectors().cases[0];
+        let mut est = fitted(case, BmmSettings::default().rule);
+        let (zeta_rule, points) = (est.threshold(), est.state().consistent_points);
+        est.set_rule(ThresholdRule::budget(0.01));
+        assert_eq!(est.state().consistent_points, points);
+        assert_eq!(est.state().fits, 2);
+        assert!(est.threshold() > zeta_rule, "a 1% budget is stricter here: {} vs {zeta_rule}", est.threshold());
     }
 
     #[test]
