@@ -172,6 +172,16 @@ export interface BetaParams {
 /** The adaptive threshold's state (crate/src/threshold `BmmState`). */
 export interface AdaptiveState {
   threshold: number;
+  /**
+   * How the threshold is read off the fit: FREE's zeta rule (`fine`: the lowest confidence
+   * from which up P(consistent | c) > zeta; `reference`: the reference code's 10-point grid)
+   * or the error budget (`budget`: at most `rate` of exiting tokens inconsistent).
+   */
+  rule:
+    | { kind: "fine"; min: number; max: number; priors_from_counts: boolean }
+    | { kind: "reference" }
+    | { kind: "budget"; rate: number; min: number; max: number };
+  zeta: number;
   /** The last fit of the two-component Beta mixture, once there were enough points. */
   fit: { consistent: BetaParams; inconsistent: BetaParams; priorConsistent: number } | null;
   /** Shallow confidences the deep model agreed with, in the estimator's window. */

@@ -110,13 +110,17 @@ function pickExample(): void {
   ui.reference.textContent = example ? `Reference (Debian's ${example.task === "translate" ? "translation" : "synopsis"}): ${example.target}` : "";
 }
 
+/** The share of exiting tokens the "at most 5% of exits wrong" mode lets be wrong. */
+const ERROR_BUDGET = 0.05;
+
 /** Which threshold controls apply to the chosen strategy. */
 function syncThresholdControls(): void {
   const strategy = ui.strategy.value as Strategy;
   ui.thresholdSet.disabled = strategy === "full" || strategy === "static";
   const adaptiveAllowed = strategy === "free" || strategy === "free-exact";
   ui.modeAdaptive.disabled = !adaptiveAllowed;
-  if (!adaptiveAllowed && ui.modeAdaptive.checked) ui.modeFixed.checked = true;
+  ui.modeBudget.disabled = !adaptiveAllowed;
+  if (!adaptiveAllowed && !ui.modeFixed.checked) ui.modeFixed.checked = true;
   ui.threshold.disabled = !ui.modeFixed.checked;
   ui.thresholdOut.textContent = Number(ui.threshold.value).toFixed(2);
 }
@@ -126,6 +130,7 @@ function chosenOptions(): GenerateOptions & { strategy: Strategy } {
   const options: GenerateOptions & { strategy: Strategy } = { strategy, task: ui.task.value, maxNewTokens: Number(ui.maxTokens.value) };
   if (strategy !== "full" && strategy !== "static") {
     options.threshold = ui.modeFixed.checked ? Number(ui.threshold.value) : "adaptive";
+    if (ui.modeBudget.checked) options.maxDisagreement = ERROR_BUDGET;
   }
   return options;
 }
@@ -163,7 +168,11 @@ function describeAdaptive(state: AdaptiveState): string {
   const points = `${state.consistentPoints} consistent and ${state.inconsistentPoints} inconsistent points, ${state.fits} fit${state.fits === 1 ? "" : "s"}`;
   if (!state.fit) return `Threshold ${state.threshold.toFixed(3)} (no fit yet); ${points}. Ticks: this run's checked tokens.`;
   const { consistent: c, inconsistent: i } = state.fit;
-  return `Threshold ${state.threshold.toFixed(3)}; consistent Beta(${c.alpha.toFixed(2)}, ${c.beta.toFixed(2)}), inconsistent Beta(${i.alpha.toFixed(2)}, ${i.beta.toFixed(2)}); ${points}. Ticks: this run's checked tokens.`;
+  const rule =
+    state.rule.kind === "budget"
+      ? `the lowest confidence above which at most ${(100 * state.rule.rate).toFixed(0)}% of exiting tokens are inconsistent`
+      : `the lowest confidence from which up P(consistent) > ${state.zeta}`;
+  return `Threshold ${state.threshold.toFixed(3)} (${rule}); consistent Beta(${c.alpha.toFixed(2)}, ${c.beta.toFixed(2)}), inconsistent Beta(${i.alpha.toFixed(2)}, ${i.beta.toFixed(2)}); ${points}. Ticks: this run's checked tokens.`;
 }
 
 async function refreshAdaptive(): Promise<void> {
@@ -339,7 +348,7 @@ ui.text.addEventListener("input", () => {
   ui.reference.textContent = "";
 });
 ui.strategy.addEventListener("change", syncThresholdControls);
-for (const el of [ui.modeAdaptive, ui.modeFixed, ui.threshold]) el.addEventListener("input", syncThresholdControls);
+for (const el of [ui.modeAdaptive, ui.modeBudget, ui.modeFixed, ui.threshold]) el.addEventListener("input", syncThresholdControls);
 ui.form.addEventListener("submit", (e) => {
   e.preventDefault();
   void onGenerate();

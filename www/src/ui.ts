@@ -26,6 +26,7 @@ export const ui = {
   maxTokens: $<HTMLInputElement>("max-tokens"),
   thresholdSet: $<HTMLFieldSetElement>("threshold-set"),
   modeAdaptive: $<HTMLInputElement>("mode-adaptive"),
+  modeBudget: $<HTMLInputElement>("mode-budget"),
   modeFixed: $<HTMLInputElement>("mode-fixed"),
   adaptiveNow: $("adaptive-now"),
   threshold: $<HTMLInputElement>("threshold"),

@@ -111,6 +111,9 @@ impl Fit {
 #[serde(rename_all = "camelCase")]
 pub struct BmmState {
     pub threshold: f64,
+    /// How the threshold is read off the fit.
+    pub rule: ThresholdRule,
+    pub zeta: f64,
     pub fit: Option<Fit>,
     pub consistent_points: usize,
     pub inconsistent_points: usize,
@@ -194,6 +197,8 @@ impl AdaptiveThreshold {
         let consistent_points = self.points.iter().filter(|(_, y)| *y).count();
         BmmState {
             threshold: self.threshold,
+            rule: self.settings.rule,
+            zeta: self.settings.zeta,
             fit: self.fit,
             consistent_points,
             inconsistent_points: self.points.len() - consistent_points,

@@ -260,7 +260,22 @@ try {
     const run = await p.tokens();
     p.assertFreeRule(run, null);
     assert.equal(b.ticks, run.filter((t) => t.stacked && t.sync !== null).length);
+    assert.match(b.note, /\(the lowest confidence from which up P\(consistent\) > 0\.4\)/);
     await p.shot("11-adaptive-beta");
+    // The error-budget reading of the same data: the note names the rule, the run uses the
+    // threshold the note shows, and the data points carry over.
+    await p.page.check("#mode-budget");
+    await p.generate();
+    const budget = await p.betaState();
+    assert.match(budget.note, /\(the lowest confidence above which at most 5% of exiting tokens are inconsistent\)/);
+    const budgetRun = await p.tokens();
+    p.assertFreeRule(budgetRun, null);
+    const inForce = [...new Set(budgetRun.filter((t) => t.threshold !== null).map((t) => t.threshold))];
+    assert.equal(inForce.length, 1, `one threshold in force: ${inForce}`);
+    assert.ok(Math.abs(inForce[0] - budget.threshold) < 6e-4, `${inForce[0]} vs the note's ${budget.threshold}`);
+    await p.configure({ adaptive: true });
+    await p.generate();
+    assert.match((await p.betaState()).note, /P\(consistent\) > 0\.4/);
   });
 
   await check('device "webgpu": the model moves to WebGPU (SwiftShader) and gives the CPU\'s tokens', async () => {

@@ -43,7 +43,7 @@ test("logBetaPdf and posterior equal scipy's on the committed vectors", () => {
 });
 
 test("densityCurves: none without a fit; the fitted densities with a capped maximum", () => {
-  const state = { threshold: 0.4, fit: null, consistentPoints: 3, inconsistentPoints: 0, fits: 0 };
+  const state = { threshold: 0.4, rule: { kind: "fine", min: 0.05, max: 0.99, priors_from_counts: false }, zeta: 0.4, fit: null, consistentPoints: 3, inconsistentPoints: 0, fits: 0 };
   assert.equal(densityCurves(state), null);
   const fitted = { ...state, fit: { consistent: { alpha: 5, beta: 2 }, inconsistent: { alpha: 2, beta: 5 }, priorConsistent: 0.5 } };
   const curves = densityCurves(fitted, 11);
