@@ -160,6 +160,54 @@ async fn fixtures_agree() {
     }
 }
 
+/// A fixture's weights stored as f16, as real checkpoints (the demo model) are.
+fn in_f16(weights: &[u8]) -> Vec<u8> {
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+    let st = SafeTensors::deserialize(weights).unwrap();
+    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| match view.dtype() {
+            Dtype::F32 => {
+                let halves = view.data().chunks_exact(4).flat_map(|b| half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes());
+                (name, halves.collect(), view.shape().to_vec())
+            }
+            // Some tensors of the fixtures are f16 already.
+            dtype => {
+                assert_eq!(dtype, Dtype::F16, "{name}");
+                (name, view.data().to_vec(), view.shape().to_vec())
+            }
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, data, shape)| (name.clone(), TensorView::new(Dtype::F16, shape.clone(), data).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
+gpu_test!(f16_weights_stay_f16_on_the_gpu_and_decide_as_on_the_cpu, f16_fixtures_agree);
+/// f16 checkpoints are kept packed on the GPU (half the memory and traffic); the kernels
+/// widen them to the stored values, so the GPU still matches the CPU on the same weights.
+async fn f16_fixtures_agree() {
+    for fx in fixtures() {
+        let weights = in_f16(fx.weights);
+        let files = ModelFiles { weights: &weights, ..fx.files() };
+        let cpu = Pipeline::from_files(&files).unwrap();
+        let Some(gpu) = gpu_pipeline(&files).await else { return };
+        assert!(gpu.model.f16_weights(), "{}: the f16 matrices should stay packed", fx.name);
+        let name = format!("{} in f16", fx.name);
+        let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
+        let mut inputs = Vec::new();
+        for case in cases {
+            logits_agree(&name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
+            inputs.push(case.input_ids);
+        }
+        strategies_agree(&name, &cpu, &gpu, &inputs).await;
+    }
+    // A checkpoint with f32 matrices keeps them f32.
+    let fx = &fixtures()[0];
+    let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
+    assert!(!gpu.model.f16_weights());
+}
+
 /// The demo model on real test inputs (native only: it is read from models/).
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
@@ -168,6 +216,7 @@ fn demo_model_decides_as_on_the_cpu() {
     let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
     let cpu = Pipeline::from_files(&files.files()).unwrap();
     let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline(&files.files())).unwrap() else { return };
+    assert!(gpu.model.f16_weights(), "the demo model is stored in f16 and should stay so on the GPU");
     let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
     let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let inputs: Vec<Vec<u32>> = ["summarize", "translate"]

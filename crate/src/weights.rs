@@ -56,6 +56,13 @@ impl Weights {
         })
     }
 
+    /// The values of `name` (which must have shape `shape`) when it is stored as f16, which
+    /// the GPU backend keeps packed; None when it is stored otherwise.
+    pub fn f16s(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<half::f16>>> {
+        let t = self.stored(name, shape)?;
+        Ok(if t.dtype() == DType::F16 { Some(t.flatten_all()?.to_vec1()?) } else { None })
+    }
+
     fn stored(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self.find(name)?;
         if t.dims() != shape {

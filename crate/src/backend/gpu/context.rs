@@ -20,28 +20,47 @@ const SLOT: u64 = 256;
 /// Launches per submission before the arena is flushed.
 const SLOTS: u64 = 512;
 
+/// The kernels; those that read weight matrices come in two forms, for f32 weights and for
+/// f16 weights packed in pairs (`half`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    Gather,
+    /// Embedding lookup.
+    Gather { half: bool },
     RmsNorm,
     /// One workgroup per output feature, cooperative (hardware GPUs).
-    Linear,
+    Linear { half: bool },
     /// One invocation per row and output feature (software adapters).
-    LinearRows,
+    LinearRows { half: bool },
     Attention,
     Top2,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 6] = [Kernel::Gather, Kernel::RmsNorm, Kernel::Linear, Kernel::LinearRows, Kernel::Attention, Kernel::Top2];
+    const ALL: [Kernel; 9] = [
+        Kernel::Gather { half: false },
+        Kernel::Gather { half: true },
+        Kernel::RmsNorm,
+        Kernel::Linear { half: false },
+        Kernel::Linear { half: true },
+        Kernel::LinearRows { half: false },
+        Kernel::LinearRows { half: true },
+        Kernel::Attention,
+        Kernel::Top2,
+    ];
+
+    /// Its place in `Gpu::pipelines` (the order of `ALL`).
+    fn index(self) -> usize {
+        Kernel::ALL.iter().position(|&k| k == self).expect("every kernel is in ALL")
+    }
 
     fn source(self) -> String {
         const COMMON: &str = include_str!("kernels/linear_common.wgsl");
+        let weights = |half| format!("{}{}", weight_array(2, "w", "weight", half), weight_array(3, "w_gate", "weight_gate", half));
         match self {
-            Kernel::Gather => include_str!("kernels/gather.wgsl").into(),
+            Kernel::Gather { half } => format!("{}{}", weight_array(2, "table", "weight", half), include_str!("kernels/gather.wgsl")),
             Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl").into(),
-            Kernel::Linear => format!("{COMMON}{}", include_str!("kernels/linear.wgsl")),
-            Kernel::LinearRows => format!("{COMMON}{}", include_str!("kernels/linear_rows.wgsl")),
+            Kernel::Linear { half } => format!("{}{COMMON}{}", weights(half), include_str!("kernels/linear.wgsl")),
+            Kernel::LinearRows { half } => format!("{}{COMMON}{}", weights(half), include_str!("kernels/linear_rows.wgsl")),
             Kernel::Attention => include_str!("kernels/attention.wgsl").into(),
             Kernel::Top2 => include_str!("kernels/top2.wgsl").into(),
         }
@@ -50,11 +69,27 @@ impl Kernel {
     /// The storage buffers after the uniform, in binding order; the last one is written.
     fn storage_bindings(self) -> usize {
         match self {
-            Kernel::Gather | Kernel::RmsNorm => 3,
-            Kernel::Linear | Kernel::LinearRows => 4,
+            Kernel::Gather { .. } | Kernel::RmsNorm => 3,
+            Kernel::Linear { .. } | Kernel::LinearRows { .. } => 4,
             Kernel::Attention => 5,
             Kernel::Top2 => 2,
         }
+    }
+}
+
+/// WGSL for a read-only weight array `var` at `binding` and `fn func(i: u32) -> f32` that
+/// reads its element i: f32 storage, or f16 values packed two to a u32 (element 2k in the
+/// low half, as they lie in memory), widened by core WGSL's `unpack2x16float`, so no
+/// adapter feature is needed. The widened values are exactly the stored f16 ones: kernels
+/// compute the same sums either way, from half the bytes.
+fn weight_array(binding: u32, var: &str, func: &str, half: bool) -> String {
+    if half {
+        format!(
+            "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
+             fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n"
+        )
+    } else {
+        format!("@group(0) @binding({binding}) var<storage, read> {var}: array<f32>;\nfn {func}(i: u32) -> f32 {{ return {var}[i]; }}\n")
     }
 }
 
@@ -248,7 +283,17 @@ impl Gpu {
     }
 
     pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        self.upload_bytes(label, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    /// f16 values as the `half` kernels read them: packed two to a 32-bit word.
+    pub fn upload_f16(&self, label: &str, data: &[half::f16]) -> wgpu::Buffer {
+        self.upload_bytes(label, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn upload_bytes(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
+        // Storage buffers hold whole 32-bit words, and none may be empty.
+        bytes.resize(bytes.len().max(4).next_multiple_of(4), 0);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &bytes,
@@ -283,7 +328,7 @@ impl Gpu {
             pending.params.resize(offset + SLOT as usize, 0);
             offset as u32
         };
-        let pipeline = &self.pipelines[kernel as usize];
+        let pipeline = &self.pipelines[kernel.index()];
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -23,17 +23,25 @@ const MAX_KEYS: usize = 1024;
 /// Rows pushed through the LM head per launch (bounds the logits buffer).
 const HEAD_ROWS: usize = 64;
 
+/// A weight matrix on the device: f32, or f16 packed two to a word when the checkpoint
+/// stores it so (half the memory and the bytes each product streams; the kernels widen it
+/// to exactly the stored values and accumulate in f32).
+struct Weight {
+    buf: Buffer,
+    half: bool,
+}
+
 struct Attn {
-    q: Buffer,
-    k: Buffer,
-    v: Buffer,
-    o: Buffer,
+    q: Weight,
+    k: Weight,
+    v: Weight,
+    o: Weight,
 }
 
 struct Ffn {
-    wi: Buffer,
-    gate: Option<Buffer>,
-    wo: Buffer,
+    wi: Weight,
+    gate: Option<Weight>,
+    wo: Weight,
 }
 
 struct EncoderBlock {
@@ -70,8 +78,8 @@ struct Scratch {
 pub struct GpuModel {
     gpu: Gpu,
     config: T5Config,
-    embedding: Buffer,
-    lm_head: Buffer,
+    embedding: Weight,
+    lm_head: Weight,
     encoder: Vec<EncoderBlock>,
     encoder_norm: Buffer,
     encoder_bias: Buffer,
@@ -151,23 +159,33 @@ impl GpuModel {
             )));
         }
         let up = |name: &str, shape: &[usize]| -> Result<Buffer> { Ok(gpu.upload(name, &f32s(weights, name, shape)?)) };
+        // f16 stays f16 unless a row would end inside a 32-bit word (an odd row length).
+        let matrix = |name: &str, shape: [usize; 2]| -> Result<Weight> {
+            Ok(match weights.f16s(name, &shape)? {
+                Some(halves) if shape[1] % 2 == 0 => Weight { buf: gpu.upload_f16(name, &halves), half: true },
+                _ => Weight { buf: up(name, &shape)?, half: false },
+            })
+        };
         let attn = |p: &str| -> Result<Attn> {
             Ok(Attn {
-                q: up(&format!("{p}.q.weight"), &[inner, d])?,
-                k: up(&format!("{p}.k.weight"), &[inner, d])?,
-                v: up(&format!("{p}.v.weight"), &[inner, d])?,
-                o: up(&format!("{p}.o.weight"), &[d, inner])?,
+                q: matrix(&format!("{p}.q.weight"), [inner, d])?,
+                k: matrix(&format!("{p}.k.weight"), [inner, d])?,
+                v: matrix(&format!("{p}.v.weight"), [inner, d])?,
+                o: matrix(&format!("{p}.o.weight"), [d, inner])?,
             })
         };
         let ffn = |p: &str| -> Result<Ffn> {
             Ok(if cfg.feed_forward.gated {
-                Ffn {
-                    wi: up(&format!("{p}.wi_0.weight"), &[ff, d])?,
-                    gate: Some(up(&format!("{p}.wi_1.weight"), &[ff, d])?),
-                    wo: up(&format!("{p}.wo.weight"), &[d, ff])?,
+                let (wi, gate) = (format!("{p}.wi_0.weight"), format!("{p}.wi_1.weight"));
+                let (mut wi_w, mut gate_w) = (matrix(&wi, [ff, d])?, matrix(&gate, [ff, d])?);
+                if wi_w.half != gate_w.half {
+                    // One launch reads both: they must be stored alike.
+                    wi_w = Weight { buf: up(&wi, &[ff, d])?, half: false };
+                    gate_w = Weight { buf: up(&gate, &[ff, d])?, half: false };
                 }
+                Ffn { wi: wi_w, gate: Some(gate_w), wo: matrix(&format!("{p}.wo.weight"), [d, ff])? }
             } else {
-                Ffn { wi: up(&format!("{p}.wi.weight"), &[ff, d])?, gate: None, wo: up(&format!("{p}.wo.weight"), &[d, ff])? }
+                Ffn { wi: matrix(&format!("{p}.wi.weight"), [ff, d])?, gate: None, wo: matrix(&format!("{p}.wo.weight"), [d, ff])? }
             })
         };
         let norm = |p: &str| up(&format!("{p}.weight"), &[d]);
@@ -200,8 +218,12 @@ impl GpuModel {
             let table = PositionBias::new(&weights.get(&name, &[cfg.num_buckets, cfg.num_heads])?, bidirectional, cfg.max_distance)?;
             Ok(gpu.upload(&name, &table.by_relative(max_len)))
         };
-        let embedding = up("shared.weight", &[cfg.vocab_size, d])?;
-        let lm_head = if weights.contains("lm_head.weight") { up("lm_head.weight", &[cfg.vocab_size, d])? } else { embedding.clone() };
+        let embedding = matrix("shared.weight", [cfg.vocab_size, d])?;
+        let lm_head = if weights.contains("lm_head.weight") {
+            matrix("lm_head.weight", [cfg.vocab_size, d])?
+        } else {
+            Weight { buf: embedding.buf.clone(), half: embedding.half }
+        };
         let f = |n: usize| n as u64 * 4;
         let scratch = Scratch {
             src_ids: gpu.buffer("source ids", f(max_len)),
@@ -256,6 +278,16 @@ impl GpuModel {
         self.decoder.len()
     }
 
+    /// Whether every weight matrix is kept as packed f16 (the checkpoint stores them so).
+    pub fn f16_weights(&self) -> bool {
+        let attn = |a: &Attn| [&a.q, &a.k, &a.v, &a.o].into_iter().all(|w| w.half);
+        let ffn = |f: &Ffn| f.wi.half && f.wo.half && f.gate.as_ref().is_none_or(|g| g.half);
+        self.embedding.half
+            && self.lm_head.half
+            && self.encoder.iter().all(|b| attn(&b.attn) && ffn(&b.ff))
+            && self.decoder.iter().all(|b| attn(&b.self_attn) && attn(&b.cross_attn) && ffn(&b.ff))
+    }
+
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
             Some(bad) => Err(Error::InvalidInput(format!(
@@ -274,19 +306,20 @@ impl GpuModel {
 
     /// out[out_row + r] (=|+=) act(x[r] . w) for `rows` rows.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, x: &Buffer, w: &Buffer, gate: Option<&Buffer>, out: &Buffer, out_row: usize, rows: usize, dims: (usize, usize), act: u32, add: bool) {
+    fn linear(&self, x: &Buffer, w: &Weight, gate: Option<&Weight>, out: &Buffer, out_row: usize, rows: usize, dims: (usize, usize), act: u32, add: bool) {
         let (in_dim, out_dim) = dims;
         let params = [rows as u32, in_dim as u32, out_dim as u32, 0, (out_row * out_dim) as u32, act, gate.is_some() as u32, add as u32];
-        self.launch_linear(&params, [x, w, gate.unwrap_or(w), out]);
+        self.launch_linear(&params, x, w, gate.unwrap_or(w), out);
     }
 
-    /// The linear kernel that suits the adapter (see linear_rows.wgsl).
-    fn launch_linear(&self, params: &[u32; 8], buffers: [&Buffer; 4]) {
-        let (rows, out_dim) = (params[0], params[2] as usize);
+    /// The linear kernel that suits the adapter (see linear_rows.wgsl) and the weights.
+    fn launch_linear(&self, params: &[u32; 8], x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
+        let (rows, out_dim, half) = (params[0], params[2] as usize, w.half);
+        let buffers = [x, &w.buf, &gate.buf, out];
         if self.gpu.is_software() {
-            self.gpu.launch(Kernel::LinearRows, params, &buffers, (out_dim.div_ceil(64) as u32, rows));
+            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64) as u32, rows));
         } else {
-            self.gpu.launch(Kernel::Linear, params, &buffers, groups(out_dim));
+            self.gpu.launch(Kernel::Linear { half }, params, &buffers, groups(out_dim));
         }
     }
 
@@ -332,7 +365,8 @@ impl GpuModel {
         let (c, s, n) = (&self.config, &self.scratch, ids.len());
         let (d, inner) = (c.d_model, c.inner_dim());
         self.gpu.write(&s.src_ids, 0, &ids.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
-        self.gpu.launch(Kernel::Gather, &[n as u32, d as u32, 0, 0], &[&s.src_ids, &self.embedding, &s.h], groups((n * d).div_ceil(64)));
+        let gather = Kernel::Gather { half: self.embedding.half };
+        self.gpu.launch(gather, &[n as u32, d as u32, 0, 0], &[&s.src_ids, &self.embedding.buf, &s.h], groups((n * d).div_ceil(64)));
         for b in &self.encoder {
             self.rms_norm(&s.h, 0, &b.attn_norm, &s.x, n, 1.0);
             self.linear(&s.x, &b.attn.q, None, &s.q, 0, n, (d, inner), 0, false);
@@ -378,7 +412,8 @@ impl GpuModel {
         let d = self.config.d_model;
         self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
         let params = [1, d as u32, (pos * d) as u32, pos as u32];
-        self.gpu.launch(Kernel::Gather, &params, &[&state.ids, &self.embedding, &state.stash], groups(d.div_ceil(64)));
+        let gather = Kernel::Gather { half: self.embedding.half };
+        self.gpu.launch(gather, &params, &[&state.ids, &self.embedding.buf, &state.stash], groups(d.div_ceil(64)));
         Ok(GpuRows { start: pos, count: 1 })
     }
 
@@ -468,7 +503,7 @@ impl GpuModel {
     fn head(&self, first: usize, n: usize) {
         let (s, d, vocab) = (&self.scratch, self.config.d_model, self.config.vocab_size);
         let params = [n as u32, d as u32, vocab as u32, (first * d) as u32, 0, 0, 0, 0];
-        self.launch_linear(&params, [&s.x, &self.lm_head, &self.lm_head, &s.logits]);
+        self.launch_linear(&params, &s.x, &self.lm_head, &self.lm_head, &s.logits);
     }
 
     /// The full logits of up to 64 rows (for parity tests; decoding reads only `top2`).

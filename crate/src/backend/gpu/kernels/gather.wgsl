@@ -1,4 +1,5 @@
-// Embedding lookup: out[r] = table[ids[r]] for `rows` ids.
+// Embedding lookup: out[r] = table[ids[r]] for `rows` ids. The table (binding 2, read
+// through weight()) is declared before this by context.rs, as f32 or as packed f16.
 
 struct Params {
     rows: u32,
@@ -10,7 +11,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> table: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
@@ -21,5 +21,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = i / p.d;
     let col = i % p.d;
-    out[p.out_off + i] = table[ids[p.id_off + row] * p.d + col];
+    out[p.out_off + i] = weight(ids[p.id_off + row] * p.d + col);
 }

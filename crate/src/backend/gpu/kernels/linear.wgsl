@@ -28,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         var acc = vec4<f32>(0.0);
         var acc_gate = vec4<f32>(0.0);
         for (var i = t; i < p.in_dim; i += 64u) {
-            let wv = w[w_row + i];
+            let wv = weight(w_row + i);
             var xv = vec4<f32>(0.0);
             for (var j = 0u; j < 4u; j++) {
                 if r0 + j < p.rows {
@@ -37,7 +37,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
             acc += xv * wv;
             if p.gated != 0u {
-                acc_gate += xv * w_gate[w_row + i];
+                acc_gate += xv * weight_gate(w_row + i);
             }
         }
         partial[t] = acc;

@@ -1,5 +1,7 @@
 // What both linear kernels (linear.wgsl, linear_rows.wgsl) share, prepended to their
-// sources: parameters, bindings, and the activations of T5's feed-forward layers.
+// sources: parameters, bindings, and the activations of T5's feed-forward layers. The
+// weights (bindings 2 and 3, read through weight() and weight_gate()) are declared before
+// this by context.rs, as f32 or as packed f16.
 
 struct Params {
     rows: u32,
@@ -15,8 +17,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> w_gate: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf.

@@ -19,9 +19,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_gate = 0.0;
     for (var i = 0u; i < p.in_dim; i++) {
         let xv = x[x_row + i];
-        acc += xv * w[w_row + i];
+        acc += xv * weight(w_row + i);
         if p.gated != 0u {
-            acc_gate += xv * w_gate[w_row + i];
+            acc_gate += xv * weight_gate(w_row + i);
         }
     }
     var v = activate(acc, p.act);
