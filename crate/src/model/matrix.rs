@@ -97,43 +97,62 @@ impl Rows for [f32] {
 trait Dots {
     /// The dots of 4 consecutive rows of `x` (each `w0.len()` long) with `w0` and with `w1`.
     fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2];
-    fn dot1(x: &[f32], w: &[f32]) -> f32;
+    /// The dots of `R` (at most 3) consecutive rows of `x` with `w`, sharing each load of
+    /// `w`. Every row is summed in the same lanes and order whatever `R` is, so a deep pass
+    /// over stacked rows computes bit for bit what one-row steps would.
+    fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R];
 }
 
-/// The body of every product. One input row (decoding) or a few (a deep pass) stream each
-/// weight row once from memory and dot it with every input row while it sits in L1. Many
-/// input rows (the encoder) are computed in tiles of 2 weight rows x 4 input rows, so each
-/// value loaded serves several multiply-adds. Inlined into each caller so it is compiled for
-/// the caller's target features.
+/// The body of every product. One input row (decoding) or up to three (a deep pass) stream
+/// each weight row once from memory and dot it with all input rows at once. Many input rows
+/// (the encoder) are computed in tiles of 2 weight rows x 4 input rows, so each value loaded
+/// serves several multiply-adds. Inlined into each caller so it is compiled for the caller's
+/// target features.
 #[inline(always)]
 fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     let n = x.len() / cols;
-    let (mut buf0, mut buf1) = (vec![0f32; cols], vec![0f32; cols]);
+    let mut buf0 = vec![0f32; cols];
+    match n {
+        1 => return few_rows::<1, _, D>(w, rows, cols, x, out, &mut buf0),
+        2 => return few_rows::<2, _, D>(w, rows, cols, x, out, &mut buf0),
+        3 => return few_rows::<3, _, D>(w, rows, cols, x, out, &mut buf0),
+        _ => {}
+    }
+    let mut buf1 = vec![0f32; cols];
     let mut j = 0;
-    if n >= 4 {
-        while j + 2 <= rows {
-            let (w0, w1) = (w.row(j, cols, &mut buf0), w.row(j + 1, cols, &mut buf1));
-            let mut i = 0;
-            while i + 4 <= n {
-                let d = D::dot4x2(&x[i * cols..(i + 4) * cols], w0, w1);
-                for g in 0..4 {
-                    out[(i + g) * rows + j] = d[0][g];
-                    out[(i + g) * rows + j + 1] = d[1][g];
-                }
-                i += 4;
+    while j + 2 <= rows {
+        let (w0, w1) = (w.row(j, cols, &mut buf0), w.row(j + 1, cols, &mut buf1));
+        let mut i = 0;
+        while i + 4 <= n {
+            let d = D::dot4x2(&x[i * cols..(i + 4) * cols], w0, w1);
+            for g in 0..4 {
+                out[(i + g) * rows + j] = d[0][g];
+                out[(i + g) * rows + j + 1] = d[1][g];
             }
-            for i in i..n {
-                let xi = &x[i * cols..(i + 1) * cols];
-                out[i * rows + j] = D::dot1(xi, w0);
-                out[i * rows + j + 1] = D::dot1(xi, w1);
-            }
-            j += 2;
+            i += 4;
         }
+        for i in i..n {
+            let xi = &x[i * cols..(i + 1) * cols];
+            out[i * rows + j] = D::dots::<1>(xi, w0)[0];
+            out[i * rows + j + 1] = D::dots::<1>(xi, w1)[0];
+        }
+        j += 2;
     }
     for j in j..rows {
         let wj = w.row(j, cols, &mut buf0);
         for i in 0..n {
-            out[i * rows + j] = D::dot1(&x[i * cols..(i + 1) * cols], wj);
+            out[i * rows + j] = D::dots::<1>(&x[i * cols..(i + 1) * cols], wj)[0];
+        }
+    }
+}
+
+/// `R` input rows against every weight row, each weight row loaded once for all of them.
+#[inline(always)]
+fn few_rows<const R: usize, W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32], buf: &mut [f32]) {
+    for j in 0..rows {
+        let d = D::dots::<R>(x, w.row(j, cols, buf));
+        for (r, v) in d.into_iter().enumerate() {
+            out[r * rows + j] = v;
         }
     }
 }
@@ -145,7 +164,12 @@ fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f
 struct Portable;
 
 #[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
-impl Portable {
+impl Dots for Portable {
+    #[inline(always)]
+    fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
+        [Portable::dots::<4>(x, w0), Portable::dots::<4>(x, w1)]
+    }
+
     #[inline(always)]
     fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
         const LANES: usize = 8;
@@ -173,18 +197,6 @@ impl Portable {
     }
 }
 
-#[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
-impl Dots for Portable {
-    #[inline(always)]
-    fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
-        [Portable::dots::<4>(x, w0), Portable::dots::<4>(x, w1)]
-    }
-
-    #[inline(always)]
-    fn dot1(x: &[f32], w: &[f32]) -> f32 {
-        Portable::dots::<1>(x, w)[0]
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma() -> bool {
@@ -230,36 +242,61 @@ mod x86 {
         }
     }
 
-    /// `R` input rows against every weight row. Only used inlined into `mul_t_f16`.
+    /// `R` input rows against every f16 weight row. Only used inlined into `mul_t_f16`.
     #[inline(always)]
     fn rows_f16<const R: usize>(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
         for j in 0..rows {
-            let d = dots_f16::<R>(x, &w[j * cols..(j + 1) * cols]);
+            let d = dots::<f16, R>(x, &w[j * cols..(j + 1) * cols]);
             for (r, v) in d.into_iter().enumerate() {
                 out[r * rows + j] = v;
             }
         }
     }
 
-    /// The dots of `R` consecutive rows of `x` with the f16 row `w`. Each row's sum has
-    /// the lanes and order of `Avx2::dot1`, so the results are bit-identical to it whatever
-    /// `R` is: a deep pass over stacked rows computes exactly what one-row steps would.
-    /// Only used inlined into `mul_t_f16`, which has AVX2, FMA and F16C.
+    /// What a weight row holds: f32, or f16 widened as it is loaded (F16C).
+    trait Lane: Copy {
+        /// Eight values from `p` as f32.
+        unsafe fn load8(p: *const Self) -> __m256;
+        fn widen(self) -> f32;
+    }
+
+    impl Lane for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    impl Lane for f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        }
+        fn widen(self) -> f32 {
+            self.to_f32()
+        }
+    }
+
+    /// `Dots::dots` for either kind of weight row: four accumulators per input row hide the
+    /// FMA latency; R <= 3 keeps the 4R accumulators and the widened weights within the 16
+    /// vector registers. Only used inlined into functions with AVX2, FMA and F16C.
     #[inline(always)]
-    fn dots_f16<const R: usize>(x: &[f32], w: &[f16]) -> [f32; R] {
+    fn dots<T: Lane, const R: usize>(x: &[f32], w: &[T]) -> [f32; R] {
         let cols = w.len();
         assert!(x.len() >= R * cols);
         let body = cols / 32 * 32;
         // SAFETY: r * cols + k + 8 <= (r + 1) * cols <= x.len() and k + 8 <= body <= cols
-        // (checked above); the CPU has the features (see above). R <= 3 keeps the 4R
-        // accumulators and the widened weights within the 16 vector registers.
+        // (checked above); the callers have the CPU features.
         unsafe {
             let (xp, wp) = (x.as_ptr(), w.as_ptr());
             let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for c in (0..body).step_by(32) {
                 for u in 0..4 {
                     let k = c + 8 * u;
-                    let wv = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k) as *const __m128i));
+                    let wv = T::load8(wp.add(k));
                     for (r, a) in acc.iter_mut().enumerate() {
                         a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(r * cols + k)), wv, a[u]);
                     }
@@ -268,7 +305,7 @@ mod x86 {
             let mut out = [0f32; R];
             for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
                 let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k].to_f32()).sum::<f32>();
+                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k].widen()).sum::<f32>();
             }
             out
         }
@@ -317,23 +354,8 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn dot1(x: &[f32], w: &[f32]) -> f32 {
-            let cols = w.len();
-            assert!(x.len() >= cols);
-            let body = cols / 32 * 32;
-            // SAFETY: as in dot4x2; four accumulators hide the FMA latency.
-            unsafe {
-                let (xp, wp) = (x.as_ptr(), w.as_ptr());
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for c in (0..body).step_by(32) {
-                    for (u, a) in acc.iter_mut().enumerate() {
-                        let k = c + 8 * u;
-                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(k)), _mm256_loadu_ps(wp.add(k)), *a);
-                    }
-                }
-                let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-                hsum(v) + (body..cols).map(|k| x[k] * w[k]).sum::<f32>()
-            }
+        fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
+            dots::<f32, R>(x, w)
         }
     }
 
@@ -415,22 +437,33 @@ mod wasm {
         }
 
         #[inline(always)]
-        fn dot1(x: &[f32], w: &[f32]) -> f32 {
+        fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
             let cols = w.len();
-            assert!(x.len() >= cols);
+            assert!(x.len() >= R * cols);
             let body = cols / 16 * 16;
-            let mut acc = [f32x4_splat(0.0); 4];
+            // Four accumulators per input row hide the add latency; R <= 3 keeps them and
+            // the weight vector within 16 registers.
+            let mut acc = [[f32x4_splat(0.0); 4]; R];
             let (xp, wp) = (x.as_ptr(), w.as_ptr());
             for c in (0..body).step_by(16) {
-                for (u, a) in acc.iter_mut().enumerate() {
+                for u in 0..4 {
                     let k = c + 4 * u;
-                    // SAFETY: k + 4 <= cols, within x and w (checked above). Four
-                    // accumulators hide the add latency.
-                    *a = f32x4_add(*a, unsafe { f32x4_mul(load(xp.add(k)), load(wp.add(k))) });
+                    // SAFETY: r * cols + k + 4 <= (r + 1) * cols <= x.len() and
+                    // k + 4 <= cols (checked above).
+                    unsafe {
+                        let wv = load(wp.add(k));
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            a[u] = f32x4_add(a[u], f32x4_mul(load(xp.add(r * cols + k)), wv));
+                        }
+                    }
                 }
             }
-            let v = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
-            hsum(v) + (body..cols).map(|k| x[k] * w[k]).sum::<f32>()
+            let mut out = [0f32; R];
+            for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
+                let v = f32x4_add(f32x4_add(a[0], a[1]), f32x4_add(a[2], a[3]));
+                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k]).sum::<f32>();
+            }
+            out
         }
     }
 }
@@ -533,6 +566,16 @@ mod tests {
                     m.mul_t(&x[i * cols..(i + 1) * cols], &mut alone);
                     assert_eq!(together[i * rows..(i + 1) * rows], alone, "row {i} of {n}");
                 }
+            }
+        }
+        for n in 2..=3 {
+            let x = values(n * cols, 7);
+            let mut together = vec![0f32; n * rows];
+            mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, &x, &mut together);
+            for i in 0..n {
+                let mut alone = vec![0f32; rows];
+                mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, &x[i * cols..(i + 1) * cols], &mut alone);
+                assert_eq!(together[i * rows..(i + 1) * rows], alone, "portable: row {i} of {n}");
             }
         }
     }
