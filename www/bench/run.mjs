@@ -6,7 +6,7 @@
 // the mean times of tokenizing + encoding and to the first token.
 //
 //   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
-//       [--only free-adaptive,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
+//       [--only free-adaptive,free-budget,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
 //       [--onnx EXPORT_DIR [--assert-agree]]
 //
 // --onnx: the same checkpoint exported by tools/export_onnx.py; adds transformers.js (greedy,
@@ -58,6 +58,8 @@ const all = [
   { name: "full", options: { strategy: "full", maxNewTokens } },
   { name: "free-fixed", options: { strategy: "free", threshold: Number(opt.threshold), maxNewTokens } },
   { name: "free-adaptive", options: { strategy: "free", threshold: "adaptive", maxNewTokens } },
+  // The error-budget reading of the same estimator (its data does not depend on the rule).
+  { name: "free-budget", options: { strategy: "free", threshold: "adaptive", maxDisagreement: 0.05, maxNewTokens } },
   { name: "free-exact", options: { strategy: "free-exact", threshold: Number(opt.threshold), maxNewTokens } },
 ];
 const tjsName = "transformers.js";
