@@ -139,6 +139,26 @@ mod tests {
         assert!((p.alpha - 2.0).abs() < 1e-9 && (p.beta - 5.0).abs() < 1e-9, "{p:?}");
     }
 
+    /// Tails over the parameters a fit can produce (moments of clipped samples put alpha and
+    /// beta within about [1e-4, 1e8]): probabilities, finite, never rising with x.
+    #[test]
+    fn tails_are_probabilities_that_fall_for_any_parameters() {
+        let params = [1e-4, 1e-2, 0.3, 1.0, 2.5, 40.0, 1e3, 1e6, 1e8];
+        for &alpha in &params {
+            for &beta in &params {
+                let p = BetaParams { alpha, beta };
+                let mut last = 1.0;
+                for i in 0..=400 {
+                    let x = i as f64 / 400.0;
+                    let s = p.sf(x);
+                    assert!((0.0..=1.0).contains(&s), "Beta({alpha}, {beta}) tail at {x}: {s}");
+                    assert!(s <= last + 1e-9, "Beta({alpha}, {beta}) tail rose at {x}: {last} -> {s}");
+                    last = s;
+                }
+            }
+        }
+    }
+
     #[test]
     fn degenerate_samples_have_no_fit() {
         assert_eq!(BetaParams::fit_moments(&[]), None);
