@@ -180,7 +180,7 @@ impl<B: Backend> Pipeline<B> {
                 zeta: f.bmm.zeta,
                 min_points: f.bmm.min_points,
                 initial_threshold: f.threshold,
-                rule: f.bmm.max_disagreement.map_or(BmmSettings::default().rule, ThresholdRule::budget),
+                rule: model_rule(Some(f)),
                 ..BmmSettings::default()
             },
             None => BmmSettings::default(),
@@ -253,11 +253,7 @@ impl<B: Backend> Pipeline<B> {
                 reason: "it is the largest share of exited tokens the deep model may disagree with: give a number in (0, 1), e.g. 0.05".into(),
             }),
             Some(rate) => Ok(ThresholdRule::budget(rate)),
-            None => Ok(self
-                .free
-                .as_ref()
-                .and_then(|f| f.bmm.max_disagreement)
-                .map_or(BmmSettings::default().rule, ThresholdRule::budget)),
+            None => Ok(model_rule(self.free.as_ref())),
         }
     }
 
@@ -284,6 +280,11 @@ impl<B: Backend> Pipeline<B> {
         generating.run()?;
         generating.finish()
     }
+}
+
+/// The threshold rule a model's free.json asks for: its error budget, else FREE's zeta rule.
+fn model_rule(free: Option<&FreeConfig>) -> ThresholdRule {
+    free.and_then(|f| f.bmm.max_disagreement).map_or(BmmSettings::default().rule, ThresholdRule::budget)
 }
 
 /// A generation in progress (`Pipeline::start`): a decoding session and the tokenizer that
