@@ -15,7 +15,7 @@ use free_wasm::{GenerateOptions, ModelFiles, Pipeline, StrategyName};
 pub fn load_and_generate(files: &ModelFiles<'_>) {
     let Ok(mut p) = Pipeline::from_files(files) else { return };
     for strategy in [StrategyName::Full, StrategyName::Free, StrategyName::FreeExact, StrategyName::Calm] {
-        let options = GenerateOptions { strategy, threshold: Some(0.1), max_new_tokens: 3, exit_layer: Some(1), task: None };
+        let options = GenerateOptions { strategy, threshold: Some(0.1), max_new_tokens: 3, exit_layer: Some(1), ..GenerateOptions::default() };
         let _ = p.generate("a library for compressed archives", &options);
     }
 }
