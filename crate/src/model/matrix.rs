@@ -81,14 +81,14 @@ impl Matrix {
 }
 
 /// Where `mul_t_rows` gets weight row j from: a slice of f32 storage, or f16 storage widened
-/// into `buf`.
+/// into `buf` (grown to the row's length on first use, so f32 storage allocates nothing).
 trait Rows {
-    fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut [f32]) -> &'b [f32];
+    fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut Vec<f32>) -> &'b [f32];
 }
 
 impl Rows for [f32] {
     #[inline(always)]
-    fn row<'b>(&'b self, j: usize, cols: usize, _buf: &'b mut [f32]) -> &'b [f32] {
+    fn row<'b>(&'b self, j: usize, cols: usize, _buf: &'b mut Vec<f32>) -> &'b [f32] {
         &self[j * cols..(j + 1) * cols]
     }
 }
@@ -111,14 +111,14 @@ trait Dots {
 #[inline(always)]
 fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     let n = x.len() / cols;
-    let mut buf0 = vec![0f32; cols];
+    let mut buf0 = Vec::new();
     match n {
         1 => return few_rows::<1, _, D>(w, rows, cols, x, out, &mut buf0),
         2 => return few_rows::<2, _, D>(w, rows, cols, x, out, &mut buf0),
         3 => return few_rows::<3, _, D>(w, rows, cols, x, out, &mut buf0),
         _ => {}
     }
-    let mut buf1 = vec![0f32; cols];
+    let mut buf1 = Vec::new();
     let mut j = 0;
     while j + 2 <= rows {
         let (w0, w1) = (w.row(j, cols, &mut buf0), w.row(j + 1, cols, &mut buf1));
@@ -148,7 +148,7 @@ fn mul_t_rows<W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f
 
 /// `R` input rows against every weight row, each weight row loaded once for all of them.
 #[inline(always)]
-fn few_rows<const R: usize, W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32], buf: &mut [f32]) {
+fn few_rows<const R: usize, W: Rows + ?Sized, D: Dots>(w: &W, rows: usize, cols: usize, x: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
     for j in 0..rows {
         let d = D::dots::<R>(x, w.row(j, cols, buf));
         for (r, v) in d.into_iter().enumerate() {
@@ -196,7 +196,6 @@ impl Dots for Portable {
         sums
     }
 }
-
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma() -> bool {
@@ -364,7 +363,8 @@ mod x86 {
     impl Rows for F16Rows<'_> {
         /// Only called inlined into `mul_t_f16`, which has F16C.
         #[inline(always)]
-        fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut [f32]) -> &'b [f32] {
+        fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+            buf.resize(cols, 0.0);
             let src = &self.0[j * cols..(j + 1) * cols];
             let body = cols / 8 * 8;
             for c in (0..body).step_by(8) {
