@@ -208,6 +208,50 @@ async fn f16_fixtures_agree() {
     assert!(!gpu.model.f16_weights());
 }
 
+gpu_test!(a_vocabulary_not_a_multiple_of_four_gives_the_same_logits, odd_vocabulary_agrees);
+/// The software adapters' matrix kernel computes four output features per invocation; a
+/// head whose vocabulary is not a multiple of four ends in a partial group of features.
+async fn odd_vocabulary_agrees() {
+    const VOCAB: usize = 515;
+    let fx = &fixtures()[0];
+    let (config, weights) = (with_vocab(fx.files().config, VOCAB), with_vocab_rows(fx.weights, VOCAB));
+    let files = ModelFiles { config: &config, weights: &weights, ..fx.files() };
+    let cpu = Pipeline::from_files(&files).unwrap();
+    let Some(gpu) = gpu_pipeline(&files).await else { return };
+    for case in fx.expected().cases.into_iter().take(CASES_PER_FIXTURE) {
+        logits_agree("t5-v10 with 515 tokens", &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
+    }
+}
+
+fn with_vocab(config: &[u8], vocab: usize) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(config).unwrap();
+    json["vocab_size"] = vocab.into();
+    serde_json::to_vec(&json).unwrap()
+}
+
+/// The checkpoint with its embedding (and head, if separate) grown to `vocab` rows by
+/// repeating its first rows.
+fn with_vocab_rows(weights: &[u8], vocab: usize) -> Vec<u8> {
+    use safetensors::{tensor::TensorView, SafeTensors};
+    let st = SafeTensors::deserialize(weights).unwrap();
+    let tensors: Vec<(String, safetensors::Dtype, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let mut shape = view.shape().to_vec();
+            let mut data = view.data().to_vec();
+            if ["shared.weight", "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"].contains(&name.as_str()) {
+                let extra = data.len() / shape[0] * (vocab - shape[0]);
+                data.extend_from_within(..extra);
+                shape[0] = vocab;
+            }
+            (name, view.dtype(), data, shape)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, dtype, data, shape)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
 /// The demo model on real test inputs (native only: it is read from models/).
 #[cfg(not(target_arch = "wasm32"))]
 #[test]

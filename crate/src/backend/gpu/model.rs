@@ -22,6 +22,9 @@ use crate::weights::Weights;
 const MAX_KEYS: usize = 1024;
 /// Rows pushed through the LM head per launch (bounds the logits buffer).
 const HEAD_ROWS: usize = 64;
+/// Input rows per tile and output features per invocation of linear_rows.wgsl.
+const TILE_ROWS: u32 = 8;
+const TILE_FEATURES: usize = 4;
 
 /// A weight matrix on the device: f32, or f16 packed two to a word when the checkpoint
 /// stores it so (half the memory and the bytes each product streams; the kernels widen it
@@ -317,7 +320,7 @@ impl GpuModel {
         let (rows, out_dim, half) = (params[0], params[2] as usize, w.half);
         let buffers = [x, &w.buf, &gate.buf, out];
         if self.gpu.is_software() {
-            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64) as u32, rows));
+            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows / TILE_ROWS + rows % TILE_ROWS));
         } else {
             self.gpu.launch(Kernel::Linear { half }, params, &buffers, groups(out_dim));
         }

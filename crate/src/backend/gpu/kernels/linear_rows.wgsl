@@ -1,37 +1,120 @@
-// The same product as linear.wgsl (same parameters and bindings), one invocation per
-// (input row, output feature): no workgroup memory and no barriers. Chosen on software
-// adapters (lavapipe, SwiftShader), which run invocations as CPU SIMD lanes and pay
-// dearly for barriers; linear.wgsl's cooperative, coalesced reads suit real GPUs.
+// The same product as linear.wgsl (same parameters and bindings) for software adapters
+// (lavapipe, SwiftShader), which run invocations as CPU SIMD lanes and pay dearly for
+// barriers; linear.wgsl's cooperative, coalesced reads suit real GPUs. No workgroup memory,
+// no barriers: one invocation per four output features and a tile of eight input rows (the
+// rows after the last whole tile get one invocation each),
+// blocked in registers as a CPU kernel would be, so each weight is loaded once per eight
+// rows and each input once per four features. On lavapipe this took the demo model's
+// encoder over 200 tokens from 3.1 to 0.8 s against one (row, feature) per invocation, and
+// a decoding step from 38 to 28 ms; 4 x 4 tiles gave 0.95 s, and the same tile written with
+// arrays and inner loops 1.5 s (hence the unrolled accumulators).
 // Rows are a grid dimension rather than a loop: with a rows x in_dim loop nest, lavapipe
 // gave wrong sums from exactly 64 rows of 1024 inputs (64 x 1024 = 65536), as if the inner
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let o = gid.x;
-    let r = gid.y;
-    if o >= p.out_dim || r >= p.rows {
-        return;
-    }
-    let w_row = o * p.in_dim;
-    let x_row = p.x_off + r * p.in_dim;
-    var acc = 0.0;
-    var acc_gate = 0.0;
-    for (var i = 0u; i < p.in_dim; i++) {
-        let xv = x[x_row + i];
-        acc += xv * weight(w_row + i);
+const TILE: u32 = 8u;
+
+// Weights i of the four rows starting at `w` (offsets of rows o0..o0+3).
+fn weights4(w: vec4<u32>, i: u32) -> vec4<f32> {
+    return vec4<f32>(weight(w.x + i), weight(w.y + i), weight(w.z + i), weight(w.w + i));
+}
+
+fn gates4(w: vec4<u32>, i: u32) -> vec4<f32> {
+    return vec4<f32>(weight_gate(w.x + i), weight_gate(w.y + i), weight_gate(w.z + i), weight_gate(w.w + i));
+}
+
+// Stores row r's results for the first `outs` of features o0..o0+3.
+fn finish(acc: vec4<f32>, gate: vec4<f32>, r: u32, o0: u32, outs: u32) {
+    for (var k = 0u; k < outs; k++) {
+        var y = activate(acc[k], p.act);
         if p.gated != 0u {
-            acc_gate += xv * weight_gate(w_row + i);
+            y *= gate[k];
+        }
+        let idx = p.out_off + r * p.out_dim + o0 + k;
+        if p.accumulate != 0u {
+            out[idx] += y;
+        } else {
+            out[idx] = y;
         }
     }
-    var v = activate(acc, p.act);
-    if p.gated != 0u {
-        v *= acc_gate;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let o0 = gid.x * 4u;
+    let tiles = p.rows / TILE;
+    if o0 >= p.out_dim || wg.y >= tiles + p.rows % TILE {
+        return;
     }
-    let idx = p.out_off + r * p.out_dim + o;
-    if p.accumulate != 0u {
-        out[idx] += v;
-    } else {
-        out[idx] = v;
+    // Past the last feature (out_dim not a multiple of four) the last weight row stands in;
+    // its results are not stored.
+    let outs = min(4u, p.out_dim - o0);
+    let last = p.out_dim - 1u;
+    let w = vec4<u32>(o0, min(o0 + 1u, last), min(o0 + 2u, last), min(o0 + 3u, last)) * p.in_dim;
+    let n = p.in_dim;
+    if wg.y < tiles {
+        let r0 = wg.y * TILE;
+        let x0 = p.x_off + r0 * n;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var a4 = vec4<f32>(0.0);
+        var a5 = vec4<f32>(0.0);
+        var a6 = vec4<f32>(0.0);
+        var a7 = vec4<f32>(0.0);
+        var g0 = vec4<f32>(0.0);
+        var g1 = vec4<f32>(0.0);
+        var g2 = vec4<f32>(0.0);
+        var g3 = vec4<f32>(0.0);
+        var g4 = vec4<f32>(0.0);
+        var g5 = vec4<f32>(0.0);
+        var g6 = vec4<f32>(0.0);
+        var g7 = vec4<f32>(0.0);
+        for (var i = 0u; i < n; i++) {
+            let wv = weights4(w, i);
+            let xi = x0 + i;
+            a0 += x[xi] * wv;
+            a1 += x[xi + n] * wv;
+            a2 += x[xi + 2u * n] * wv;
+            a3 += x[xi + 3u * n] * wv;
+            a4 += x[xi + 4u * n] * wv;
+            a5 += x[xi + 5u * n] * wv;
+            a6 += x[xi + 6u * n] * wv;
+            a7 += x[xi + 7u * n] * wv;
+            if p.gated != 0u {
+                let gv = gates4(w, i);
+                g0 += x[xi] * gv;
+                g1 += x[xi + n] * gv;
+                g2 += x[xi + 2u * n] * gv;
+                g3 += x[xi + 3u * n] * gv;
+                g4 += x[xi + 4u * n] * gv;
+                g5 += x[xi + 5u * n] * gv;
+                g6 += x[xi + 6u * n] * gv;
+                g7 += x[xi + 7u * n] * gv;
+            }
+        }
+        finish(a0, g0, r0, o0, outs);
+        finish(a1, g1, r0 + 1u, o0, outs);
+        finish(a2, g2, r0 + 2u, o0, outs);
+        finish(a3, g3, r0 + 3u, o0, outs);
+        finish(a4, g4, r0 + 4u, o0, outs);
+        finish(a5, g5, r0 + 5u, o0, outs);
+        finish(a6, g6, r0 + 6u, o0, outs);
+        finish(a7, g7, r0 + 7u, o0, outs);
+        return;
     }
+    // A row after the last whole tile (every row of a decoding step).
+    let r = tiles * TILE + wg.y - tiles;
+    let xr = p.x_off + r * n;
+    var a = vec4<f32>(0.0);
+    var g = vec4<f32>(0.0);
+    for (var i = 0u; i < n; i++) {
+        let xv = x[xr + i];
+        a += xv * weights4(w, i);
+        if p.gated != 0u {
+            g += xv * gates4(w, i);
+        }
+    }
+    finish(a, g, r, o0, outs);
 }
