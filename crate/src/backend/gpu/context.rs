@@ -5,6 +5,7 @@
 //! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
@@ -77,19 +78,25 @@ impl Kernel {
     }
 }
 
-/// WGSL for a read-only weight array `var` at `binding` and `fn func(i: u32) -> f32` that
-/// reads its element i: f32 storage, or f16 values packed two to a u32 (element 2k in the
-/// low half, as they lie in memory), widened by core WGSL's `unpack2x16float`, so no
-/// adapter feature is needed. The widened values are exactly the stored f16 ones: kernels
-/// compute the same sums either way, from half the bytes.
+/// WGSL for a read-only weight array `var` at `binding`, `fn func(i: u32) -> f32` that
+/// reads its element i and `fn func2(i: u32) -> vec2<f32>` that reads elements i and i + 1
+/// (i even): f32 storage, or f16 values packed two to a u32 (element 2k in the low half, as
+/// they lie in memory), widened by core WGSL's `unpack2x16float`, so no adapter feature is
+/// needed. The widened values are exactly the stored f16 ones: kernels compute the same sums
+/// either way, from half the bytes.
 fn weight_array(binding: u32, var: &str, func: &str, half: bool) -> String {
     if half {
         format!(
             "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
-             fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n"
+             fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n\
+             fn {func}2(i: u32) -> vec2<f32> {{ return unpack2x16float({var}[i >> 1u]); }}\n"
         )
     } else {
-        format!("@group(0) @binding({binding}) var<storage, read> {var}: array<f32>;\nfn {func}(i: u32) -> f32 {{ return {var}[i]; }}\n")
+        format!(
+            "@group(0) @binding({binding}) var<storage, read> {var}: array<f32>;\n\
+             fn {func}(i: u32) -> f32 {{ return {var}[i]; }}\n\
+             fn {func}2(i: u32) -> vec2<f32> {{ return vec2<f32>({var}[i], {var}[i + 1u]); }}\n"
+        )
     }
 }
 
@@ -115,11 +122,37 @@ pub struct GpuCounts {
 }
 
 /// Work recorded but not yet submitted.
+#[derive(Default)]
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass launches are recorded into, open until a copy or the submission
+    /// (one pass per submission rather than one per launch: each pass costs the browser a
+    /// round of validation, and a pass orders its dispatches' storage accesses anyway).
+    pass: Option<wgpu::ComputePass<'static>>,
     /// Uniform bytes of the recorded launches, slot by slot.
     params: Vec<u8>,
 }
+
+impl Pending {
+    /// The encoder, with no pass open on it.
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default()))
+    }
+
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self.encoder(device).begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().expect("just opened")
+    }
+}
+
+/// Bind groups by kernel and buffers: a decoding step launches the same kernels over the
+/// same buffers as the step before, and creating a bind group is a call into the browser's
+/// GPU process each time. Emptied when a generation starts (its buffers are new).
+type BindGroups = HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup>;
 
 pub struct Gpu {
     device: wgpu::Device,
@@ -131,6 +164,7 @@ pub struct Gpu {
     pipelines: Vec<Pipeline>,
     arena: wgpu::Buffer,
     pending: RefCell<Pending>,
+    bind_groups: RefCell<BindGroups>,
     /// Readback buffer, grown to the largest read so far.
     staging: RefCell<Option<wgpu::Buffer>>,
     counts: Cell<GpuCounts>,
@@ -200,7 +234,8 @@ impl Gpu {
             limits,
             pipelines,
             arena,
-            pending: RefCell::new(Pending { encoder: None, params: Vec::new() }),
+            pending: RefCell::default(),
+            bind_groups: RefCell::default(),
             staging: RefCell::new(None),
             counts: Cell::new(GpuCounts::default()),
             fault,
@@ -307,13 +342,6 @@ impl Gpu {
         self.queue.write_buffer(buffer, offset, data);
     }
 
-    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let mut pending = self.pending.borrow_mut();
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default()));
-        f(encoder)
-    }
 
     /// Records a launch of `kernel` with uniform `params` over `buffers` (binding order).
     pub fn launch(&self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
@@ -329,32 +357,39 @@ impl Gpu {
             offset as u32
         };
         let pipeline = &self.pipelines[kernel.index()];
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena,
-                offset: 0,
-                size: NonZeroU64::new(SLOT),
-            }),
-        }];
-        entries.extend(
-            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
-        );
-        let bind_group =
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries });
-        self.count(|c| c.launches += 1);
-        self.with_encoder(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[offset]);
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        let key = (kernel.index(), buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
+        let mut bind_groups = self.bind_groups.borrow_mut();
+        let bind_group = bind_groups.entry(key).or_insert_with(|| {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.arena,
+                    offset: 0,
+                    size: NonZeroU64::new(SLOT),
+                }),
+            }];
+            entries.extend(
+                buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+            );
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries })
         });
+        self.count(|c| c.launches += 1);
+        let mut pending = self.pending.borrow_mut();
+        let pass = pending.pass(&self.device);
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &*bind_group, &[offset]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+    }
+
+    /// Forgets the bind groups of launches so far (so the buffers they hold can be freed).
+    pub fn forget_bind_groups(&self) {
+        self.bind_groups.borrow_mut().clear();
     }
 
     /// Records a copy of `bytes` between buffers.
     pub fn copy(&self, from: &wgpu::Buffer, from_offset: u64, to: &wgpu::Buffer, to_offset: u64, bytes: u64) {
         if bytes > 0 {
-            self.with_encoder(|encoder| encoder.copy_buffer_to_buffer(from, from_offset, to, to_offset, bytes));
+            self.pending.borrow_mut().encoder(&self.device).copy_buffer_to_buffer(from, from_offset, to, to_offset, bytes);
         }
     }
 
@@ -366,6 +401,7 @@ impl Gpu {
             self.queue.write_buffer(&self.arena, 0, &pending.params);
             pending.params.clear();
         }
+        pending.pass = None;
         if let Some(encoder) = pending.encoder.take() {
             self.count(|c| c.submissions += 1);
             self.queue.submit([encoder.finish()]);

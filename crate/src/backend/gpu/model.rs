@@ -317,9 +317,9 @@ impl GpuModel {
 
     /// The linear kernel that suits the adapter (see linear_rows.wgsl) and the weights.
     fn launch_linear(&self, params: &[u32; 8], x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
-        let (rows, out_dim, half) = (params[0], params[2] as usize, w.half);
+        let (rows, in_dim, out_dim, half) = (params[0], params[1], params[2] as usize, w.half);
         let buffers = [x, &w.buf, &gate.buf, out];
-        if self.gpu.is_software() {
+        if self.gpu.is_software() && in_dim % 2 == 0 {
             self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows / TILE_ROWS + rows % TILE_ROWS));
         } else {
             self.gpu.launch(Kernel::Linear { half }, params, &buffers, groups(out_dim));
@@ -365,6 +365,8 @@ impl GpuModel {
             )));
         }
         self.check_ids(ids)?;
+        // The last generation's buffers go; so do the bind groups that hold them.
+        self.gpu.forget_bind_groups();
         let (c, s, n) = (&self.config, &self.scratch, ids.len());
         let (d, inner) = (c.d_model, c.inner_dim());
         self.gpu.write(&s.src_ids, 0, &ids.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());

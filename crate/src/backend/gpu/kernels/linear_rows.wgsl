@@ -7,20 +7,35 @@
 // rows and each input once per four features. On lavapipe this took the demo model's
 // encoder over 200 tokens from 3.1 to 0.8 s against one (row, feature) per invocation, and
 // a decoding step from 38 to 28 ms; 4 x 4 tiles gave 0.95 s, and the same tile written with
-// arrays and inner loops 1.5 s (hence the unrolled accumulators).
+// arrays and inner loops 1.5 s (hence the unrolled accumulators). Inputs come in pairs
+// (in_dim even, as in every T5; model.rs uses linear.wgsl otherwise).
 // Rows are a grid dimension rather than a loop: with a rows x in_dim loop nest, lavapipe
 // gave wrong sums from exactly 64 rows of 1024 inputs (64 x 1024 = 65536), as if the inner
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
 
 const TILE: u32 = 8u;
 
-// Weights i of the four rows starting at `w` (offsets of rows o0..o0+3).
-fn weights4(w: vec4<u32>, i: u32) -> vec4<f32> {
-    return vec4<f32>(weight(w.x + i), weight(w.y + i), weight(w.z + i), weight(w.w + i));
+// Weights i and i + 1 (i even) of the four rows starting at `w`, as two columns: pairs are
+// what one packed f16 word holds, so each load and widening serves two products.
+fn weights4(w: vec4<u32>, i: u32) -> mat2x4<f32> {
+    let a = weight2(w.x + i);
+    let b = weight2(w.y + i);
+    let c = weight2(w.z + i);
+    let d = weight2(w.w + i);
+    return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y));
 }
 
-fn gates4(w: vec4<u32>, i: u32) -> vec4<f32> {
-    return vec4<f32>(weight_gate(w.x + i), weight_gate(w.y + i), weight_gate(w.z + i), weight_gate(w.w + i));
+fn gates4(w: vec4<u32>, i: u32) -> mat2x4<f32> {
+    let a = weight_gate2(w.x + i);
+    let b = weight_gate2(w.y + i);
+    let c = weight_gate2(w.z + i);
+    let d = weight_gate2(w.w + i);
+    return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y));
+}
+
+// acc + x[xi] * w[0] + x[xi + 1] * w[1], in that order (the order of one product at a time).
+fn madd(acc: vec4<f32>, xi: u32, w: mat2x4<f32>) -> vec4<f32> {
+    return acc + x[xi] * w[0] + x[xi + 1u] * w[1];
 }
 
 // Stores row r's results for the first `outs` of features o0..o0+3.
@@ -71,27 +86,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
         var g5 = vec4<f32>(0.0);
         var g6 = vec4<f32>(0.0);
         var g7 = vec4<f32>(0.0);
-        for (var i = 0u; i < n; i++) {
+        for (var i = 0u; i < n; i += 2u) {
             let wv = weights4(w, i);
             let xi = x0 + i;
-            a0 += x[xi] * wv;
-            a1 += x[xi + n] * wv;
-            a2 += x[xi + 2u * n] * wv;
-            a3 += x[xi + 3u * n] * wv;
-            a4 += x[xi + 4u * n] * wv;
-            a5 += x[xi + 5u * n] * wv;
-            a6 += x[xi + 6u * n] * wv;
-            a7 += x[xi + 7u * n] * wv;
+            a0 = madd(a0, xi, wv);
+            a1 = madd(a1, xi + n, wv);
+            a2 = madd(a2, xi + 2u * n, wv);
+            a3 = madd(a3, xi + 3u * n, wv);
+            a4 = madd(a4, xi + 4u * n, wv);
+            a5 = madd(a5, xi + 5u * n, wv);
+            a6 = madd(a6, xi + 6u * n, wv);
+            a7 = madd(a7, xi + 7u * n, wv);
             if p.gated != 0u {
                 let gv = gates4(w, i);
-                g0 += x[xi] * gv;
-                g1 += x[xi + n] * gv;
-                g2 += x[xi + 2u * n] * gv;
-                g3 += x[xi + 3u * n] * gv;
-                g4 += x[xi + 4u * n] * gv;
-                g5 += x[xi + 5u * n] * gv;
-                g6 += x[xi + 6u * n] * gv;
-                g7 += x[xi + 7u * n] * gv;
+                g0 = madd(g0, xi, gv);
+                g1 = madd(g1, xi + n, gv);
+                g2 = madd(g2, xi + 2u * n, gv);
+                g3 = madd(g3, xi + 3u * n, gv);
+                g4 = madd(g4, xi + 4u * n, gv);
+                g5 = madd(g5, xi + 5u * n, gv);
+                g6 = madd(g6, xi + 6u * n, gv);
+                g7 = madd(g7, xi + 7u * n, gv);
             }
         }
         finish(a0, g0, r0, o0, outs);
@@ -109,11 +124,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
     let xr = p.x_off + r * n;
     var a = vec4<f32>(0.0);
     var g = vec4<f32>(0.0);
-    for (var i = 0u; i < n; i++) {
-        let xv = x[xr + i];
-        a += xv * weights4(w, i);
+    for (var i = 0u; i < n; i += 2u) {
+        a = madd(a, xr + i, weights4(w, i));
         if p.gated != 0u {
-            g += xv * gates4(w, i);
+            g = madd(g, xr + i, gates4(w, i));
         }
     }
     finish(a, g, r, o0, outs);
