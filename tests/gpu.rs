@@ -160,6 +160,39 @@ async fn fixtures_agree() {
     }
 }
 
+/// Matrix products have a cooperative kernel for hardware GPUs and a register-tiled one for
+/// software adapters; the adapter picks one, and this runs the other (on the machines
+/// without a GPU that run CI, the one real GPUs use), on f32 and f16 weights. Native only,
+/// on two inputs per fixture: the cooperative kernel's barriers are slow on software
+/// adapters (this takes under a minute on lavapipe).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_other_matrix_kernel_decides_as_on_the_cpu_too() {
+    free_wasm::backend::block_on(other_kernel_agrees()).unwrap();
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn other_kernel_agrees() {
+    for fx in fixtures() {
+        let halves = in_f16(fx.weights);
+        for weights in [fx.weights, &halves[..]] {
+            let files = ModelFiles { weights, ..fx.files() };
+            let Some(mut gpu) = adapter().await else { return };
+            gpu.set_cooperative_kernels(!gpu.cooperative_kernels());
+            let name = format!("{} (cooperative kernel: {})", fx.name, gpu.cooperative_kernels());
+            let gpu = Pipeline::from_files_gpu(&files, gpu).unwrap();
+            let cpu = if weights == fx.weights { fx.load() } else { Pipeline::from_files(&files).unwrap() };
+            let cases = fx.expected().cases.into_iter().take(2);
+            let mut inputs = Vec::new();
+            for case in cases {
+                logits_agree(&name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
+                inputs.push(case.input_ids);
+            }
+            strategies_agree(&name, &cpu, &gpu, &inputs).await;
+        }
+    }
+}
+
 /// A fixture's weights stored as f16, as real checkpoints (the demo model) are.
 fn in_f16(weights: &[u8]) -> Vec<u8> {
     use safetensors::{tensor::TensorView, Dtype, SafeTensors};

@@ -30,7 +30,7 @@ pub enum Kernel {
     RmsNorm,
     /// One workgroup per output feature, cooperative (hardware GPUs).
     Linear { half: bool },
-    /// One invocation per row and output feature (software adapters).
+    /// Register tiles of rows and output features per invocation (software adapters).
     LinearRows { half: bool },
     Attention,
     Top2,
@@ -161,6 +161,9 @@ pub struct Gpu {
     adapter_name: String,
     /// A software renderer (lavapipe, SwiftShader): correct, but slower than the CPU backend.
     software: bool,
+    /// Matrix products by the cooperative kernel (hardware GPUs) rather than by register
+    /// tiles (software adapters); see `set_cooperative_kernels`.
+    cooperative: bool,
     pipelines: Vec<Pipeline>,
     arena: wgpu::Buffer,
     pending: RefCell<Pending>,
@@ -229,6 +232,7 @@ impl Gpu {
         Ok(Gpu {
             adapter_name: adapter.get_info().name,
             software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
+            cooperative: adapter.get_info().device_type != wgpu::DeviceType::Cpu,
             device,
             queue,
             limits,
@@ -291,6 +295,18 @@ impl Gpu {
 
     pub fn is_software(&self) -> bool {
         self.software
+    }
+
+    /// Whether matrix products use the cooperative kernel (linear.wgsl), as on hardware
+    /// GPUs, rather than the register-tiled one (linear_rows.wgsl) of software adapters.
+    pub fn cooperative_kernels(&self) -> bool {
+        self.cooperative
+    }
+
+    /// Chooses the matrix kernel whatever the adapter is: the tests run the cooperative one
+    /// on lavapipe too, since the machines that run them have no hardware GPU.
+    pub fn set_cooperative_kernels(&mut self, cooperative: bool) {
+        self.cooperative = cooperative;
     }
 
     pub fn counts(&self) -> GpuCounts {

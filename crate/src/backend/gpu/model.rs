@@ -315,12 +315,13 @@ impl GpuModel {
         self.launch_linear(&params, x, w, gate.unwrap_or(w), out);
     }
 
-    /// The linear kernel that suits the adapter (see linear_rows.wgsl) and the weights.
+    /// The linear kernel that suits the adapter (see linear_rows.wgsl), the input width
+    /// (linear_rows.wgsl reads pairs) and the weights.
     fn launch_linear(&self, params: &[u32; 8], x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
         let (rows, in_dim, out_dim, half) = (params[0], params[1], params[2] as usize, w.half);
         let buffers = [x, &w.buf, &gate.buf, out];
-        if self.gpu.is_software() && in_dim % 2 == 0 {
-            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows / TILE_ROWS + rows % TILE_ROWS));
+        if !self.gpu.cooperative_kernels() && in_dim % 2 == 0 {
+            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows.div_ceil(TILE_ROWS)));
         } else {
             self.gpu.launch(Kernel::Linear { half }, params, &buffers, groups(out_dim));
         }
