@@ -358,7 +358,6 @@ impl Gpu {
         self.queue.write_buffer(buffer, offset, data);
     }
 
-
     /// Records a launch of `kernel` with uniform `params` over `buffers` (binding order).
     pub fn launch(&self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
         debug_assert_eq!(buffers.len(), kernel.storage_bindings());

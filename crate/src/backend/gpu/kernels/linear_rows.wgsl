@@ -3,13 +3,14 @@
 // barriers; linear.wgsl's cooperative, coalesced reads suit real GPUs. No workgroup memory,
 // no barriers: one invocation per four output features and a tile of up to eight input
 // rows, blocked in registers as a CPU kernel would be, so each weight is loaded once per
-// tile and each input once per four features; a single row (a decoding step) skips the
-// tile's wasted arithmetic. A deep pass of FREE (2-7 rows) thus reads its weights once, as on
-// the CPU. On lavapipe this took the demo model's
-// encoder over 200 tokens from 3.1 to 0.8 s against one (row, feature) per invocation, and
-// a decoding step from 38 to 28 ms; 4 x 4 tiles gave 0.95 s, and the same tile written with
-// arrays and inner loops 1.5 s (hence the unrolled accumulators). Inputs come in pairs
-// (in_dim even, as in every T5; model.rs uses linear.wgsl otherwise).
+// tile and each input once per four features; one or two rows (a decoding step, a short
+// deep pass of FREE) go row by row instead. Weights are read in pairs (in_dim even, as in
+// every T5; model.rs uses linear.wgsl otherwise): one packed f16 word, one widening, two
+// products. On lavapipe (training on the same cores, builds alternated) the tiles took the
+// demo model's encoder over 200 tokens from 3.1 to 0.85 s against one (row, feature) per
+// invocation, the pairs to 0.7 s, and a decoding step from 38 to 16-18 ms; 4 x 4 tiles gave
+// 0.95 s, and the 8 x 4 tile written with arrays and inner loops 1.5 s (hence the unrolled
+// accumulators).
 // Rows are a grid dimension rather than a loop: with a rows x in_dim loop nest, lavapipe
 // gave wrong sums from exactly 64 rows of 1024 inputs (64 x 1024 = 65536), as if the inner
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
