@@ -400,4 +400,16 @@ async fn beyond_limits() {
         matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.starts_with("the model needs GPU buffers of 274877906944 bytes but this adapter binds at most ")),
         "{err:?}"
     );
+    // An embedding stored in f16 stays packed on the device: half the bytes of f32 (here
+    // 2^20 x 2^20 values, far beyond the logits buffer and every other).
+    let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
+    config["vocab_size"] = (1u64 << 20).into();
+    config["d_model"] = (1u64 << 20).into();
+    let config = serde_json::to_vec(&config).unwrap();
+    for (weights, bytes) in [(fx.weights.to_vec(), 1u64 << 42), (in_f16(fx.weights), 1 << 41)] {
+        let Some(gpu) = adapter().await else { return };
+        let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, weights: &weights, ..fx.files() }, gpu).err();
+        let want = format!("the model needs GPU buffers of {bytes} bytes but this adapter binds at most ");
+        assert!(matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.starts_with(&want)), "{err:?}");
+    }
 }

@@ -81,6 +81,11 @@ impl Weights {
         self.get(found.copied().unwrap_or(names[0]), shape)
     }
 
+    /// Whether `name` is stored as f16 (false when it is absent).
+    pub fn is_f16(&self, name: &str) -> bool {
+        self.tensors.get(name).is_some_and(|t| t.dtype() == DType::F16)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }

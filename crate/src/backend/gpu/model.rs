@@ -154,7 +154,10 @@ impl GpuModel {
         }
         // In u64: a corrupt config's sizes may not multiply within wasm32's usize.
         let (vocab, d64, ff64) = (cfg.vocab_size as u64, d as u64, ff as u64);
-        let largest = (vocab * d64).max(HEAD_ROWS as u64 * vocab).max(max_len as u64 * ff64).saturating_mul(4);
+        // The embedding (and a separate head) stay packed f16 when stored so (see `matrix`).
+        let packed = d % 2 == 0 && ["shared.weight", "lm_head.weight"].iter().filter(|n| weights.contains(n)).all(|n| weights.is_f16(n));
+        let table = vocab.saturating_mul(d64).saturating_mul(if packed { 2 } else { 4 });
+        let largest = table.max((HEAD_ROWS as u64 * vocab).max(max_len as u64 * ff64).saturating_mul(4));
         let limit = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size);
         if largest > limit {
             return Err(Error::Gpu(format!(
