@@ -6,11 +6,12 @@
 // tile and each input once per four features; one or two rows (a decoding step, a short
 // deep pass of FREE) go row by row instead. Weights are read in pairs (in_dim even, as in
 // every T5; model.rs uses linear.wgsl otherwise): one packed f16 word, one widening, two
-// products. On lavapipe (training on the same cores, builds alternated) the tiles took the
-// demo model's encoder over 200 tokens from 3.1 to 0.85 s against one (row, feature) per
-// invocation, the pairs to 0.7 s, and a decoding step from 38 to 16-18 ms; 4 x 4 tiles gave
-// 0.95 s, and the 8 x 4 tile written with arrays and inner loops 1.5 s (hence the unrolled
-// accumulators).
+// products. On lavapipe (training on the same cores; old and new builds measured one after
+// the other, not alternated) the tiles took the demo model's encoder over 200 tokens from 3.1
+// to 0.85 s against one (row, feature) per invocation, the pairs to 0.7 s, and a decoding
+// step from 38 to 16-18 ms; 4 x 4 tiles gave 0.95 s, and the 8 x 4 tile written with an array
+// and inner loops 1.5 s (hence `Tile`'s named rows; they measured as fast as eight separate
+// accumulators, alternated three times with examples/gpu_costs).
 // Rows are a grid dimension rather than a loop: with a rows x in_dim loop nest, lavapipe
 // gave wrong sums from exactly 64 rows of 1024 inputs (64 x 1024 = 65536), as if the inner
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
@@ -38,6 +39,26 @@ fn gates4(w: vec4<u32>, i: u32) -> mat2x4<f32> {
 // acc + x[xi] * w[0] + x[xi + 1] * w[1], in that order (the order of one product at a time).
 fn madd(acc: vec4<f32>, xi: u32, w: mat2x4<f32>) -> vec4<f32> {
     return acc + x[xi] * w[0] + x[xi + 1u] * w[1];
+}
+
+// A tile's sums, one vector of four features per row (named fields, not an array: see above).
+struct Tile {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+    r4: vec4<f32>,
+    r5: vec4<f32>,
+    r6: vec4<f32>,
+    r7: vec4<f32>,
+}
+
+// The tile's rows begin at x[xi + s0[k]] and x[xi + s1[k]] (k = 0..3).
+fn madd_tile(t: Tile, xi: u32, s0: vec4<u32>, s1: vec4<u32>, w: mat2x4<f32>) -> Tile {
+    return Tile(
+        madd(t.r0, xi + s0.x, w), madd(t.r1, xi + s0.y, w), madd(t.r2, xi + s0.z, w), madd(t.r3, xi + s0.w, w),
+        madd(t.r4, xi + s1.x, w), madd(t.r5, xi + s1.y, w), madd(t.r6, xi + s1.z, w), madd(t.r7, xi + s1.w, w),
+    );
 }
 
 // Stores row r's results for the first `outs` of features o0..o0+3.
@@ -76,60 +97,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
     if count > 2u {
         // In a last, partial tile the last row stands in for the missing ones (not stored).
         let x0 = p.x_off + r0 * n;
-        let s1 = min(1u, count - 1u) * n;
-        let s2 = min(2u, count - 1u) * n;
-        let s3 = min(3u, count - 1u) * n;
-        let s4 = min(4u, count - 1u) * n;
-        let s5 = min(5u, count - 1u) * n;
-        let s6 = min(6u, count - 1u) * n;
-        let s7 = min(7u, count - 1u) * n;
-        var a0 = vec4<f32>(0.0);
-        var a1 = vec4<f32>(0.0);
-        var a2 = vec4<f32>(0.0);
-        var a3 = vec4<f32>(0.0);
-        var a4 = vec4<f32>(0.0);
-        var a5 = vec4<f32>(0.0);
-        var a6 = vec4<f32>(0.0);
-        var a7 = vec4<f32>(0.0);
-        var g0 = vec4<f32>(0.0);
-        var g1 = vec4<f32>(0.0);
-        var g2 = vec4<f32>(0.0);
-        var g3 = vec4<f32>(0.0);
-        var g4 = vec4<f32>(0.0);
-        var g5 = vec4<f32>(0.0);
-        var g6 = vec4<f32>(0.0);
-        var g7 = vec4<f32>(0.0);
+        let last_row = vec4<u32>(count - 1u);
+        let s0 = min(vec4<u32>(0u, 1u, 2u, 3u), last_row) * n;
+        let s1 = min(vec4<u32>(4u, 5u, 6u, 7u), last_row) * n;
+        var a = Tile();
+        var g = Tile();
         for (var i = 0u; i < n; i += 2u) {
-            let wv = weights4(w, i);
-            let xi = x0 + i;
-            a0 = madd(a0, xi, wv);
-            a1 = madd(a1, xi + s1, wv);
-            a2 = madd(a2, xi + s2, wv);
-            a3 = madd(a3, xi + s3, wv);
-            a4 = madd(a4, xi + s4, wv);
-            a5 = madd(a5, xi + s5, wv);
-            a6 = madd(a6, xi + s6, wv);
-            a7 = madd(a7, xi + s7, wv);
+            a = madd_tile(a, x0 + i, s0, s1, weights4(w, i));
             if p.gated != 0u {
-                let gv = gates4(w, i);
-                g0 = madd(g0, xi, gv);
-                g1 = madd(g1, xi + s1, gv);
-                g2 = madd(g2, xi + s2, gv);
-                g3 = madd(g3, xi + s3, gv);
-                g4 = madd(g4, xi + s4, gv);
-                g5 = madd(g5, xi + s5, gv);
-                g6 = madd(g6, xi + s6, gv);
-                g7 = madd(g7, xi + s7, gv);
+                g = madd_tile(g, x0 + i, s0, s1, gates4(w, i));
             }
         }
-        finish(a0, g0, r0, o0, outs);
-        finish(a1, g1, r0 + 1u, o0, outs);
-        finish(a2, g2, r0 + 2u, o0, outs);
-        finish(a3, g3, r0 + 3u, o0, outs);
-        finish(a4, g4, r0 + 4u, o0, outs);
-        finish(a5, g5, r0 + 5u, o0, outs);
-        finish(a6, g6, r0 + 6u, o0, outs);
-        finish(a7, g7, r0 + 7u, o0, outs);
+        finish(a.r0, g.r0, r0, o0, outs);
+        finish(a.r1, g.r1, r0 + 1u, o0, outs);
+        finish(a.r2, g.r2, r0 + 2u, o0, outs);
+        finish(a.r3, g.r3, r0 + 3u, o0, outs);
+        finish(a.r4, g.r4, r0 + 4u, o0, outs);
+        finish(a.r5, g.r5, r0 + 5u, o0, outs);
+        finish(a.r6, g.r6, r0 + 6u, o0, outs);
+        finish(a.r7, g.r7, r0 + 7u, o0, outs);
         return;
     }
     // One or two rows (a decoding step; a short deep pass): the tile's arithmetic on rows
