@@ -79,13 +79,19 @@ impl Kernel {
 }
 
 /// WGSL for a read-only weight array `var` at `binding`, `fn func(i: u32) -> f32` that
-/// reads its element i and `fn func2(i: u32) -> vec2<f32>` that reads elements i and i + 1
-/// (i even): f32 storage, or f16 values packed two to a u32 (element 2k in the low half, as
+/// reads its element i, `fn func2(i: u32) -> vec2<f32>` that reads elements i and i + 1
+/// (i even), and `fn func4(w: vec4<u32>, i: u32) -> mat2x4<f32>` that reads elements i and
+/// i + 1 after each of four offsets, as two columns (linear_rows.wgsl's four features): f32 storage, or f16 values packed two to a u32 (element 2k in the low half, as
 /// they lie in memory), widened by core WGSL's `unpack2x16float`, so no adapter feature is
 /// needed. The widened values are exactly the stored f16 ones: kernels compute the same sums
 /// either way, from half the bytes.
 fn weight_array(binding: u32, var: &str, func: &str, half: bool) -> String {
-    if half {
+    let four = format!(
+        "fn {func}4(w: vec4<u32>, i: u32) -> mat2x4<f32> {{ \
+         let a = {func}2(w.x + i); let b = {func}2(w.y + i); let c = {func}2(w.z + i); let d = {func}2(w.w + i); \
+         return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y)); }}\n"
+    );
+    let reads = if half {
         format!(
             "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
              fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n\
@@ -97,7 +103,8 @@ fn weight_array(binding: u32, var: &str, func: &str, half: bool) -> String {
              fn {func}(i: u32) -> f32 {{ return {var}[i]; }}\n\
              fn {func}2(i: u32) -> vec2<f32> {{ return vec2<f32>({var}[i], {var}[i + 1u]); }}\n"
         )
-    }
+    };
+    reads + &four
 }
 
 struct Pipeline {

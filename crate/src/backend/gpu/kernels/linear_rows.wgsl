@@ -5,8 +5,8 @@
 // rows, blocked in registers as a CPU kernel would be, so each weight is loaded once per
 // tile and each input once per four features; one or two rows (a decoding step, a short
 // deep pass of FREE) go row by row instead. Weights are read in pairs (in_dim even, as in
-// every T5; model.rs uses linear.wgsl otherwise): one packed f16 word, one widening, two
-// products. On lavapipe (training on the same cores; old and new builds measured one after
+// every T5; model.rs uses linear.wgsl otherwise; weight4() of context.rs reads them for four
+// features): one packed f16 word, one widening, two products. On lavapipe (training on the same cores; old and new builds measured one after
 // the other, not alternated) the tiles took the demo model's encoder over 200 tokens from 3.1
 // to 0.85 s against one (row, feature) per invocation, the pairs to 0.7 s, and a decoding
 // step from 38 to 16-18 ms; 4 x 4 tiles gave 0.95 s, and the 8 x 4 tile written with an array
@@ -17,24 +17,6 @@
 // loop's iterations were capped at 65535 in all (llvmpipe does cap loop iterations).
 
 const TILE: u32 = 8u;
-
-// Weights i and i + 1 (i even) of the four rows starting at `w`, as two columns: pairs are
-// what one packed f16 word holds, so each load and widening serves two products.
-fn weights4(w: vec4<u32>, i: u32) -> mat2x4<f32> {
-    let a = weight2(w.x + i);
-    let b = weight2(w.y + i);
-    let c = weight2(w.z + i);
-    let d = weight2(w.w + i);
-    return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y));
-}
-
-fn gates4(w: vec4<u32>, i: u32) -> mat2x4<f32> {
-    let a = weight_gate2(w.x + i);
-    let b = weight_gate2(w.y + i);
-    let c = weight_gate2(w.z + i);
-    let d = weight_gate2(w.w + i);
-    return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y));
-}
 
 // acc + x[xi] * w[0] + x[xi + 1] * w[1], in that order (the order of one product at a time).
 fn madd(acc: vec4<f32>, xi: u32, w: mat2x4<f32>) -> vec4<f32> {
@@ -103,9 +85,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
         var a = Tile();
         var g = Tile();
         for (var i = 0u; i < n; i += 2u) {
-            a = madd_tile(a, x0 + i, s0, s1, weights4(w, i));
+            a = madd_tile(a, x0 + i, s0, s1, weight4(w, i));
             if p.gated != 0u {
-                g = madd_tile(g, x0 + i, s0, s1, gates4(w, i));
+                g = madd_tile(g, x0 + i, s0, s1, weight_gate4(w, i));
             }
         }
         finish(a.r0, g.r0, r0, o0, outs);
@@ -125,9 +107,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg
         var a = vec4<f32>(0.0);
         var g = vec4<f32>(0.0);
         for (var i = 0u; i < n; i += 2u) {
-            a = madd(a, xr + i, weights4(w, i));
+            a = madd(a, xr + i, weight4(w, i));
             if p.gated != 0u {
-                g = madd(g, xr + i, gates4(w, i));
+                g = madd(g, xr + i, weight_gate4(w, i));
             }
         }
         finish(a, g, r, o0, outs);
