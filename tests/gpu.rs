@@ -193,27 +193,31 @@ async fn other_kernel_agrees() {
     }
 }
 
+/// A tensor of a checkpoint: dtype, bytes, shape.
+type Stored = (safetensors::Dtype, Vec<u8>, Vec<usize>);
+
+/// The checkpoint `weights` with every tensor passed through `f` (given its name and view).
+fn rewritten(weights: &[u8], f: impl Fn(&str, &safetensors::tensor::TensorView) -> Stored) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(weights).unwrap();
+    let tensors: Vec<(String, Stored)> = st.tensors().into_iter().map(|(name, view)| { let t = f(&name, &view); (name, t) }).collect();
+    let views = tensors.iter().map(|(name, (dtype, data, shape))| (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
 /// A fixture's weights stored as f16, as real checkpoints (the demo model) are.
 fn in_f16(weights: &[u8]) -> Vec<u8> {
-    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
-    let st = SafeTensors::deserialize(weights).unwrap();
-    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| match view.dtype() {
-            Dtype::F32 => {
-                let halves = view.data().chunks_exact(4).flat_map(|b| half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes());
-                (name, halves.collect(), view.shape().to_vec())
-            }
-            // Some tensors of the fixtures are f16 already.
-            dtype => {
-                assert_eq!(dtype, Dtype::F16, "{name}");
-                (name, view.data().to_vec(), view.shape().to_vec())
-            }
-        })
-        .collect();
-    let views = tensors.iter().map(|(name, data, shape)| (name.clone(), TensorView::new(Dtype::F16, shape.clone(), data).unwrap()));
-    safetensors::serialize(views, None).unwrap()
+    use safetensors::Dtype;
+    rewritten(weights, |name, view| match view.dtype() {
+        Dtype::F32 => {
+            let halves = view.data().chunks_exact(4).flat_map(|b| half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes());
+            (Dtype::F16, halves.collect(), view.shape().to_vec())
+        }
+        // Some tensors of the fixtures are f16 already.
+        dtype => {
+            assert_eq!(dtype, Dtype::F16, "{name}");
+            (dtype, view.data().to_vec(), view.shape().to_vec())
+        }
+    })
 }
 
 gpu_test!(f16_weights_stay_f16_on_the_gpu_and_decide_as_on_the_cpu, f16_fixtures_agree);
@@ -247,7 +251,7 @@ gpu_test!(a_vocabulary_not_a_multiple_of_four_gives_the_same_logits, odd_vocabul
 async fn odd_vocabulary_agrees() {
     const VOCAB: usize = 515;
     let fx = &fixtures()[0];
-    let (config, weights) = (with_vocab(fx.files().config, VOCAB), with_vocab_rows(fx.weights, VOCAB));
+    let (config, weights) = (fx.config_edited(|c| c["vocab_size"] = VOCAB.into()), with_vocab_rows(fx.weights, VOCAB));
     let files = ModelFiles { config: &config, weights: &weights, ..fx.files() };
     let cpu = Pipeline::from_files(&files).unwrap();
     let Some(gpu) = gpu_pipeline(&files).await else { return };
@@ -256,33 +260,18 @@ async fn odd_vocabulary_agrees() {
     }
 }
 
-fn with_vocab(config: &[u8], vocab: usize) -> Vec<u8> {
-    let mut json: serde_json::Value = serde_json::from_slice(config).unwrap();
-    json["vocab_size"] = vocab.into();
-    serde_json::to_vec(&json).unwrap()
-}
-
 /// The checkpoint with its embedding (and head, if separate) grown to `vocab` rows by
 /// repeating its first rows.
 fn with_vocab_rows(weights: &[u8], vocab: usize) -> Vec<u8> {
-    use safetensors::{tensor::TensorView, SafeTensors};
-    let st = SafeTensors::deserialize(weights).unwrap();
-    let tensors: Vec<(String, safetensors::Dtype, Vec<u8>, Vec<usize>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let mut shape = view.shape().to_vec();
-            let mut data = view.data().to_vec();
-            if ["shared.weight", "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"].contains(&name.as_str()) {
-                let extra = data.len() / shape[0] * (vocab - shape[0]);
-                data.extend_from_within(..extra);
-                shape[0] = vocab;
-            }
-            (name, view.dtype(), data, shape)
-        })
-        .collect();
-    let views = tensors.iter().map(|(name, dtype, data, shape)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()));
-    safetensors::serialize(views, None).unwrap()
+    rewritten(weights, |name, view| {
+        let (mut data, mut shape) = (view.data().to_vec(), view.shape().to_vec());
+        if ["shared.weight", "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"].contains(&name) {
+            let extra = data.len() / shape[0] * (vocab - shape[0]);
+            data.extend_from_within(..extra);
+            shape[0] = vocab;
+        }
+        (view.dtype(), data, shape)
+    })
 }
 
 /// The demo model on real test inputs (native only: it is read from models/).
@@ -378,13 +367,8 @@ gpu_test!(a_model_beyond_the_adapters_limits_is_refused_at_load, beyond_limits);
 /// error that names the limit and the way out (the CPU backend).
 async fn beyond_limits() {
     let fx = &fixtures()[0];
-    let with = |field: &str, value: u64| {
-        let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
-        config[field] = value.into();
-        serde_json::to_vec(&config).unwrap()
-    };
     // Longer inputs than the attention kernel holds keys for.
-    let config = with("n_positions", 2048);
+    let config = fx.config_edited(|c| c["n_positions"] = 2048.into());
     let Some(gpu) = adapter().await else { return };
     let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, ..fx.files() }, gpu).err();
     assert!(
@@ -393,7 +377,7 @@ async fn beyond_limits() {
     );
     // An embedding of 2^30 x d_model f32, beyond any adapter's binding size (and beyond a
     // 32-bit usize: the check must not overflow on wasm32).
-    let config = with("vocab_size", 1 << 30);
+    let config = fx.config_edited(|c| c["vocab_size"] = (1u64 << 30).into());
     let Some(gpu) = adapter().await else { return };
     let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, ..fx.files() }, gpu).err();
     assert!(
@@ -402,10 +386,10 @@ async fn beyond_limits() {
     );
     // An embedding stored in f16 stays packed on the device: half the bytes of f32 (here
     // 2^20 x 2^20 values, far beyond the logits buffer and every other).
-    let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
-    config["vocab_size"] = (1u64 << 20).into();
-    config["d_model"] = (1u64 << 20).into();
-    let config = serde_json::to_vec(&config).unwrap();
+    let config = fx.config_edited(|c| {
+        c["vocab_size"] = (1u64 << 20).into();
+        c["d_model"] = (1u64 << 20).into();
+    });
     for (weights, bytes) in [(fx.weights.to_vec(), 1u64 << 42), (in_f16(fx.weights), 1 << 41)] {
         let Some(gpu) = adapter().await else { return };
         let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, weights: &weights, ..fx.files() }, gpu).err();

@@ -16,9 +16,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 /// The v1.0 fixture with its config.json edited by `edit`.
 fn load_with_config(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Pipeline, Error> {
     let fx = &fixtures()[0];
-    let mut config: serde_json::Value = serde_json::from_slice(fx.config).unwrap();
-    edit(&mut config);
-    let config = serde_json::to_vec(&config).unwrap();
+    let config = fx.config_edited(edit);
     Pipeline::from_files(&ModelFiles { config: &config, ..fx.files() })
 }
 

@@ -71,6 +71,13 @@ impl Fixture {
         Pipeline::from_files(&self.files()).unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 
+    /// This fixture's config.json edited by `edit`.
+    pub fn config_edited(&self, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut config: serde_json::Value = serde_json::from_slice(self.config).unwrap();
+        edit(&mut config);
+        serde_json::to_vec(&config).unwrap()
+    }
+
     pub fn expected(&self) -> Expected {
         serde_json::from_slice(self.expected_json).unwrap()
     }

@@ -236,10 +236,12 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Gpu {
-            adapter_name: adapter.get_info().name,
-            software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
-            cooperative: adapter.get_info().device_type != wgpu::DeviceType::Cpu,
+            adapter_name: info.name,
+            software,
+            cooperative: !software,
             device,
             queue,
             limits,
