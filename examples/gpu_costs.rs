@@ -1,8 +1,10 @@
 //! What the WebGPU backend's operations cost on this machine's adapter: the encoder over a
 //! source of N tokens (with the first decoding step), one decoding step of the whole model,
-//! a deep pass (blocks S..L, as FREE's synchronisation runs them) over 1-4 rows, and a
-//! decoding step when each step is read back against when only every tenth is (what keeping
-//! the token ids on the device could save at most).
+//! a deep pass (blocks S..L, as FREE's synchronisation runs them) over 1-4 rows, a decoding
+//! step when each step is read back against when only every tenth is (what keeping the
+//! token ids on the device could save at most), and a `full` generation token by token with
+//! and without recording each step before the last one's token is read back (`Session::
+//! with_run_ahead`), alternated.
 //!
 //!   cargo run --release --example gpu_costs [-- MODEL_DIR [SOURCE_TOKENS [ROUNDS]]]
 //!
@@ -27,6 +29,8 @@ mod native {
 
     use free_wasm::backend::gpu::{Gpu, GpuModel, GpuRows, GpuState};
     use free_wasm::backend::{block_on, Backend};
+    use free_wasm::config::ConfidenceMeasure;
+    use free_wasm::decode::{DecodeSettings, Session, Strategy, Threshold};
     use free_wasm::pipeline::ModelDir;
     use free_wasm::{Error, Pipeline};
 
@@ -47,7 +51,7 @@ mod native {
         m.decode_blocks(st, blocks, r)
     }
 
-    fn read(m: &GpuModel, st: &GpuState, rows: &GpuRows) -> Result<()> {
+    fn read(m: &GpuModel, st: &mut GpuState, rows: &GpuRows) -> Result<()> {
         block_on(Backend::decide(m, st, rows, None))??;
         Ok(())
     }
@@ -68,19 +72,36 @@ mod native {
         let vocab = m.config().vocab_size as u32;
         let ids: Vec<u32> = (0..source_len as u32).map(|i| 3 + (i * 37) % (vocab - 3)).collect();
 
+        // Milliseconds per token of a `full` generation of up to `GENERATED` tokens after the
+        // first, with and without running ahead (a step run ahead past EOS counts).
+        const GENERATED: usize = 32;
+        let generation = |ahead: bool| -> Result<f64> {
+            let settings = DecodeSettings { strategy: Strategy::Full, measure: ConfidenceMeasure::Top2Gap, max_new_tokens: GENERATED };
+            let state = m.start(&ids)?;
+            let mut s = Session::new(m, state, settings, Threshold::Fixed(1.0))?.with_run_ahead(Some(ahead));
+            s.step()?; // the encoder's launches go with the first step
+            let t = Instant::now();
+            while s.finished().is_none() {
+                s.step()?;
+            }
+            Ok(ms_since(t) / (s.trace().len() - 1).max(1) as f64)
+        };
+        let (mut ahead, mut behind) = (Vec::new(), Vec::new());
         let (mut encoder, mut each, mut tenth) = (Vec::new(), Vec::new(), Vec::new());
         let mut deep = vec![Vec::new(); 4];
         for _ in 0..rounds {
+            behind.push(generation(false)?);
+            ahead.push(generation(true)?);
             let t = Instant::now();
             let mut st = m.start(&ids)?;
             let r = step(m, &mut st, 0..blocks)?;
-            read(m, &st, &r)?;
+            read(m, &mut st, &r)?;
             encoder.push(ms_since(t));
 
             let t = Instant::now();
             for _ in 0..10 {
                 let r = step(m, &mut st, 0..blocks)?;
-                read(m, &st, &r)?;
+                read(m, &mut st, &r)?;
             }
             each.push(ms_since(t) / 10.0);
             let t = Instant::now();
@@ -88,20 +109,20 @@ mod native {
             for _ in 0..10 {
                 last = Some(step(m, &mut st, 0..blocks)?);
             }
-            read(m, &st, &last.expect("ten steps"))?;
+            read(m, &mut st, &last.expect("ten steps"))?;
             tenth.push(ms_since(t) / 10.0);
 
             for (g, times) in deep.iter_mut().enumerate() {
                 let mut rows = Vec::new();
                 for _ in 0..=g {
                     let r = step(m, &mut st, 0..exit)?;
-                    read(m, &st, &r)?;
+                    read(m, &mut st, &r)?;
                     rows.push(r);
                 }
                 let joined = Backend::join(m, &rows.iter().collect::<Vec<_>>())?;
                 let t = Instant::now();
                 let r = m.decode_blocks(&mut st, exit..blocks, joined)?;
-                read(m, &st, &r)?;
+                read(m, &mut st, &r)?;
                 times.push(ms_since(t));
             }
         }
@@ -110,6 +131,7 @@ mod native {
         println!("decoding step, read back every tenth step: {:.2} ms", median(tenth));
         let deep: Vec<String> = deep.into_iter().enumerate().map(|(g, t)| format!("{} rows {:.2} ms", g + 1, median(t))).collect();
         println!("deep pass (blocks {exit}..{blocks}) with its head: {}", deep.join(", "));
+        println!("full generation, per token: {:.2} ms waiting for each token, {:.2} ms running a step ahead", median(behind), median(ahead));
         Ok(())
     }
 }

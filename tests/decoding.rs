@@ -226,3 +226,76 @@ fn step_reports_where_the_trace_changed() {
     }
     assert!(corrections > 0, "no step rolled back: the test saw no correction");
 }
+
+/// Runs a generation to the end, with or without recording each step before the token it
+/// starts from is known (what the GPU backend does by default), and returns it with the
+/// final caches.
+fn run_ahead_or_not(m: &T5Model, ids: &[u32], strategy: Strategy, threshold: Threshold<'_>, ahead: bool) -> (Generation, Vec<(usize, Vec<f32>)>) {
+    let state = m.start_decoder(m.encode(ids).unwrap());
+    let mut s = Session::new(m, state, settings(strategy, MAX_NEW), threshold).unwrap().with_run_ahead(Some(ahead));
+    s.run().unwrap();
+    let caches = s.decoder_state().blocks.iter().map(|b| (b.len(), b.self_kv().map_or(Vec::new(), |(k, v)| [flat(k), flat(v)].concat()))).collect();
+    let (tokens, finished) = (s.tokens().to_vec(), s.finished() == Some(true));
+    let (trace, counters) = s.into_parts();
+    (Generation { tokens, finished, trace, counters }, caches)
+}
+
+#[test]
+fn running_a_step_ahead_decides_the_same_and_leaves_the_same_caches() {
+    let (mut generations, mut ahead_used, mut discarded_midway) = (0, 0, 0);
+    for fx in fixtures() {
+        let p = fx.load();
+        let m = &p.model;
+        let exit = shallow_exit(&p);
+        let strategies = [
+            (Strategy::Full, 0.0),
+            (Strategy::Static { exit }, 0.0),
+            (Strategy::Free { exit, exact: false }, 0.05),
+            (Strategy::Free { exit, exact: false }, 0.2),
+            (Strategy::Free { exit, exact: true }, 0.05),
+        ];
+        let (mut learn_waiting, mut learn_ahead) = (AdaptiveThreshold::new(BmmSettings::default()), AdaptiveThreshold::new(BmmSettings::default()));
+        for ids in inputs(&p).iter().take(8) {
+            let mut cases: Vec<_> = strategies
+                .iter()
+                .map(|&(strategy, t)| {
+                    let waiting = run_ahead_or_not(m, ids, strategy, Threshold::Fixed(t), false);
+                    (strategy, waiting, run_ahead_or_not(m, ids, strategy, Threshold::Fixed(t), true))
+                })
+                .collect();
+            let adaptive = Strategy::Free { exit, exact: false };
+            let waiting = run_ahead_or_not(m, ids, adaptive, Threshold::Adaptive(&mut learn_waiting), false);
+            cases.push((adaptive, waiting, run_ahead_or_not(m, ids, adaptive, Threshold::Adaptive(&mut learn_ahead), true)));
+            for (strategy, (want, want_caches), (got, got_caches)) in cases {
+                let name = format!("{} {strategy:?}", fx.name);
+                assert_eq!(got.tokens, want.tokens, "{name}: tokens");
+                assert_eq!(got.finished, want.finished, "{name}: finished");
+                assert_eq!(got.trace, want.trace, "{name}: trace");
+                assert_eq!(got.counters.deep_passes, want.counters.deep_passes, "{name}: deep passes");
+                assert_eq!(got.counters.rollbacks, want.counters.rollbacks, "{name}: rollbacks");
+                assert_eq!(want.counters.ahead_steps, 0, "{name}: waiting ran ahead");
+                for (b, ((wl, wkv), (gl, gkv))) in want_caches.iter().zip(&got_caches).enumerate() {
+                    assert_eq!(gl, wl, "{name}: block {b} caches {gl} positions, not {wl}");
+                    assert!(max_abs_diff(gkv, wkv) <= 1e-6, "{name}: block {b}'s cache differs");
+                }
+                let c = &got.counters;
+                let len = got.trace.len();
+                if strategy == Strategy::Full || matches!(strategy, Strategy::Static { .. }) {
+                    // One step ahead from every token but the last allowed; the one past the
+                    // end is thrown away, unless the limit ended the generation.
+                    assert_eq!(c.ahead_steps, len - (len == MAX_NEW) as usize, "{name}: steps run ahead");
+                    assert_eq!(c.ahead_discarded, (len < MAX_NEW) as usize, "{name}: steps thrown away");
+                }
+                // Blocks run ahead and thrown away are paid for.
+                assert!(c.block_rows >= want.counters.block_rows, "{name}: fewer blocks than waiting");
+                ahead_used += c.ahead_steps - c.ahead_discarded;
+                discarded_midway += c.ahead_discarded.saturating_sub(1);
+                generations += 1;
+            }
+        }
+        assert!((learn_waiting.threshold() - learn_ahead.threshold()).abs() < 1e-12, "{}: the adaptive thresholds differ", fx.name);
+    }
+    // Both paths were taken: steps used as run, and steps thrown away before the end (a
+    // deep pass or a rollback changed the token they started from).
+    assert!(ahead_used > 10 * generations && discarded_midway > 20, "used {ahead_used}, thrown away midway {discarded_midway}");
+}

@@ -301,43 +301,55 @@ fn demo_model_decides_as_on_the_cpu() {
 }
 
 gpu_test!(submissions_readbacks_and_launches_per_token_are_pinned, counts_pinned);
-/// What a token costs on the device, pinned so a regression fails: one submission and one
-/// 16-byte-per-row readback for the shallow part (or the whole model), one more of each per
-/// deep pass; 13 launches per decoder block plus the embedding and the head's three; and
-/// uploads of the token id and one 256-byte parameter slot per launch.
+/// What a token costs on the device, pinned so a regression fails: one submission for the
+/// shallow part (or the whole model), recorded one token ahead on the id the device
+/// decided, so it uploads no id (unless that step was thrown away and is run again), one
+/// more submission per deep pass; one 16-byte-per-row readback for each; 13 launches per
+/// decoder block plus the embedding and the head's three; one 256-byte parameter slot per
+/// launch.
 async fn counts_pinned() {
     let fx = &fixtures()[0];
     let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
     let (m, exit) = (&gpu.model, gpu.free.as_ref().unwrap().shallow_exit_layer);
     let blocks = m.num_decoder_blocks() as u64;
     let ids = &fx.expected().cases[0].input_ids;
-    let mut syncs_seen = 0;
+    let (mut syncs_seen, mut used_seen, mut rerun_seen) = (0, 0, 0);
     for (strategy, t) in [(Strategy::Full, 1.0), (Strategy::Free { exit, exact: false }, 0.05), (Strategy::Free { exit, exact: true }, 0.05)] {
         let mut s = Session::new(m, m.start(ids).unwrap(), settings(strategy), Threshold::Fixed(t)).unwrap();
-        let mut first = true;
+        let first_part = match strategy {
+            Strategy::Full => 4 + 13 * blocks,
+            _ => 4 + 13 * exit as u64,
+        };
+        let (mut first, mut had_ahead) = (true, false);
         while s.finished().is_none() {
-            let (before, passes) = (m.gpu().counts(), s.counters().deep_passes.clone());
+            let (before, counters) = (m.gpu().counts(), s.counters().clone());
             s.advance().await.unwrap();
-            let after = m.gpu().counts();
-            let new_passes = &s.counters().deep_passes[passes.len()..];
+            let (after, now) = (m.gpu().counts(), s.counters());
+            let new_passes = &now.deep_passes[counters.deep_passes.len()..];
             let syncs = new_passes.len() as u64;
+            let started = (now.ahead_steps - counters.ahead_steps) as u64;
+            // A step run ahead is thrown away when its token changed, or past the end.
+            let at_end = (s.finished().is_some() && started == 1) as u64;
+            let thrown = (now.ahead_discarded - counters.ahead_discarded) as u64 - at_end;
+            let fresh = !had_ahead as u64 + thrown;
             syncs_seen += syncs;
-            let (submissions, launches, rows) = match strategy {
-                Strategy::Full => (1, 4 + 13 * blocks, 1),
-                _ => (1 + syncs, 4 + 13 * exit as u64 + syncs * (13 * (blocks - exit as u64) + 3), 1 + new_passes.iter().sum::<usize>() as u64),
-            };
-            assert_eq!(after.submissions - before.submissions, submissions, "{strategy:?}: submissions");
-            assert_eq!(after.readbacks - before.readbacks, submissions, "{strategy:?}: readbacks");
+            used_seen += 1 - fresh;
+            rerun_seen += thrown;
+            let launches = first_part * (fresh + started) + syncs * (13 * (blocks - exit as u64) + 3);
+            let rows = 1 + new_passes.iter().sum::<usize>() as u64;
+            assert_eq!(after.submissions - before.submissions, fresh + started + syncs, "{strategy:?}: submissions");
+            assert_eq!(after.readbacks - before.readbacks, 1 + syncs, "{strategy:?}: readbacks");
             assert_eq!(after.bytes_read - before.bytes_read, 16 * rows, "{strategy:?}: bytes read");
             if !first {
                 // The first step also carries the encoder's launches.
                 assert_eq!(after.launches - before.launches, launches, "{strategy:?}: launches");
-                assert_eq!(after.bytes_uploaded - before.bytes_uploaded, 4 + 256 * launches, "{strategy:?}: bytes uploaded");
+                assert_eq!(after.bytes_uploaded - before.bytes_uploaded, 4 * fresh + 256 * launches, "{strategy:?}: bytes uploaded");
             }
-            first = false;
+            (first, had_ahead) = (false, started == 1 && s.finished().is_none());
         }
     }
     assert!(syncs_seen > 0, "no deep pass happened: the test checked nothing of FREE");
+    assert!(used_seen > 10 && rerun_seen > 0, "steps run ahead: {used_seen} used, {rerun_seen} run again");
 }
 
 gpu_test!(a_lost_device_is_a_clear_error_not_a_hang, device_loss);

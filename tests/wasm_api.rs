@@ -240,11 +240,22 @@ async fn on_webgpu_the_api_streams_the_cpu_tokens_and_disposes() {
     let (on_step, calls, _keep) = recorder(|_| JsValue::UNDEFINED);
     let on_cpu = JsFuture::from(cpu.generate_streaming(text.clone(), options(opts), on_step.clone())).await.unwrap();
     let cpu_steps = calls.borrow().len();
-    let on_gpu = JsFuture::from(gpu.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap();
+    let on_gpu = JsFuture::from(gpu.generate_streaming(text.clone(), options(opts), on_step.clone())).await.unwrap();
     assert_eq!(json(&field(&on_gpu, "tokens")), json(&field(&on_cpu, "tokens")));
-    assert_eq!(json(&field(&on_gpu, "counters")), json(&field(&on_cpu, "counters")));
-    assert!(field(&field(&on_gpu, "counters"), "rollbacks").as_f64().unwrap() > 0.0, "the input should make exact mode roll back");
+    let (gpu_counters, cpu_counters) = (field(&on_gpu, "counters"), field(&on_cpu, "counters"));
+    for name in ["deepPasses", "rollbacks"] {
+        assert_eq!(json(&field(&gpu_counters, name)), json(&field(&cpu_counters, name)), "{name}");
+    }
+    assert!(field(&gpu_counters, "rollbacks").as_f64().unwrap() > 0.0, "the input should make exact mode roll back");
+    // WebGPU records each step before the last token is back; the CPU does not.
+    assert!(field(&gpu_counters, "aheadSteps").as_f64().unwrap() > 0.0, "counters {}", json(&gpu_counters));
+    assert_eq!(field(&cpu_counters, "aheadSteps").as_f64(), Some(0.0));
     assert_eq!(calls.borrow().len(), 2 * cpu_steps, "the GPU generation should take as many steps as the CPU's");
+    // Told to wait for every token, the GPU does exactly the CPU's work.
+    let waiting = r#"{"strategy": "free-exact", "threshold": 0, "maxNewTokens": 12, "runAhead": false}"#;
+    let on_gpu = JsFuture::from(gpu.generate_streaming(text.clone(), options(waiting), on_step)).await.unwrap();
+    assert_eq!(json(&field(&on_gpu, "tokens")), json(&field(&on_cpu, "tokens")));
+    assert_eq!(json(&field(&on_gpu, "counters")), json(&cpu_counters));
     // The encoder's launches go to the GPU with the first decoder step's, so encodeMs may
     // round to 0 here (performance.now() is coarse); the decoder's time may not.
     let timings = field(&on_gpu, "timings");

@@ -100,7 +100,7 @@ fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tall
         (None, Some(est)) => Threshold::Adaptive(est),
         (None, None) => Threshold::Fixed(1.0), // full/static never read it
     };
-    let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(err)?;
+    let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(err)?.with_run_ahead(c.options.run_ahead);
     session.run().map_err(err)?;
     let t2 = Instant::now();
     let tokens = session.tokens().to_vec();

@@ -39,7 +39,9 @@ const USAGE: &str = "usage:
       scores what a model must beat, without one: lead-N (the first N words of the
       source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
-     there is no GPU).";
+     there is no GPU). On the GPU, full, static and free record each step before the last
+     token is read back, on the token the device chose (thrown away if it changes);
+     --run-ahead off (generate, eval, bench) waits for every token instead.";
 
 /// What `out!` returns when stdout is closed before the output is written.
 const STDOUT_CLOSED: &str = "stdout is closed";
@@ -99,6 +101,12 @@ fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<G
             .optional("--max-disagreement")?
             .map(|r| r.parse().map_err(|_| format!("--max-disagreement {r:?} is not a number")))
             .transpose()?,
+        run_ahead: match args.optional("--run-ahead")?.as_deref() {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => return Err(format!("--run-ahead {other:?}: use on or off")),
+        },
     })
 }
 

@@ -69,11 +69,22 @@ pub struct GenerateOptions {
     /// have changed within this rate (the error-budget rule, e.g. 0.05) instead of FREE's
     /// zeta rule. Without it, free.json's `bmm.max_disagreement` or the zeta rule.
     pub max_disagreement: Option<f64>,
+    /// Whether to record each step before the last token is read back (`Session::
+    /// with_run_ahead`). Without it: where the backend waits for its decisions (the GPU).
+    pub run_ahead: Option<bool>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { strategy: StrategyName::Free, threshold: None, max_new_tokens: 64, exit_layer: None, task: None, max_disagreement: None }
+        GenerateOptions {
+            strategy: StrategyName::Free,
+            threshold: None,
+            max_new_tokens: 64,
+            exit_layer: None,
+            task: None,
+            max_disagreement: None,
+            run_ahead: None,
+        }
     }
 }
 
@@ -270,7 +281,7 @@ impl<B: Backend> Pipeline<B> {
                 Threshold::Adaptive(&mut self.adaptive)
             }
         };
-        let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?;
+        let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?.with_run_ahead(options.run_ahead);
         Ok(Generating { session, tokenizer: &self.tokenizer, truncated_input_tokens })
     }
 

@@ -71,9 +71,10 @@ interface WasmOptions {
   exitLayer?: number;
   task?: string;
   maxDisagreement?: number;
+  runAhead?: boolean;
 }
 
-const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "onToken", "signal"];
+const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "runAhead", "onToken", "signal"];
 
 function wasmOptions(options: GenerateOptions): WasmOptions {
   // The wasm layer refuses unknown fields; the wrapper must too, or a typo such as
@@ -83,7 +84,7 @@ function wasmOptions(options: GenerateOptions): WasmOptions {
       throw new TypeError(`invalid generate options: unknown field "${name}"; the options are ${OPTION_NAMES.join(", ")}`);
     }
   }
-  const { task, strategy, threshold, maxNewTokens, exitLayer, maxDisagreement } = options;
+  const { task, strategy, threshold, maxNewTokens, exitLayer, maxDisagreement, runAhead } = options;
   const out: WasmOptions = {};
   if (maxDisagreement !== undefined) {
     if (typeof threshold === "number") {
@@ -95,6 +96,7 @@ function wasmOptions(options: GenerateOptions): WasmOptions {
   if (strategy !== undefined) out.strategy = strategy;
   if (maxNewTokens !== undefined) out.maxNewTokens = maxNewTokens;
   if (exitLayer !== undefined) out.exitLayer = exitLayer;
+  if (runAhead !== undefined) out.runAhead = runAhead;
   if (typeof threshold === "number") {
     out.threshold = threshold;
   } else if (threshold === "adaptive") {

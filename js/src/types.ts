@@ -97,6 +97,16 @@ export interface Counters {
   deepPasses: number[];
   /** Exact mode: deep passes that found a wrong token and rolled back. */
   rollbacks: number;
+  /**
+   * Steps recorded before the token they start from was read back (on WebGPU, full, static
+   * and free keep the device busy with the next step while a result travels back) ...
+   */
+  aheadSteps: number;
+  /**
+   * ... and those thrown away: their token turned out otherwise (a deep pass disagreed with
+   * the shallow exit) or the generation had ended. Their blocks count in `blockRows`.
+   */
+  aheadDiscarded: number;
 }
 
 /** What `generate` resolves to. */
@@ -157,6 +167,12 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   /** Overrides free.json's shallow exit. */
   exitLayer?: number;
+  /**
+   * Record each step before the last token is read back, on the token the device chose
+   * (thrown away when it turns out otherwise), so the GPU never idles waiting for the page.
+   * Default: on WebGPU, not on the CPU (where nothing waits).
+   */
+  runAhead?: boolean;
   /** Called after every decoder step. */
   onToken?: (event: TokenEvent) => void;
   /** Cancels between decoder steps; `generate` then rejects with the signal's reason. */

@@ -26,7 +26,7 @@ export interface Contender {
   name: string;
   /** free-wasm (the default) or transformers.js, which only has the full model (`maxNewTokens`). */
   library?: "free-wasm" | "transformers.js";
-  options: Pick<GenerateOptions, "strategy" | "threshold" | "maxDisagreement" | "maxNewTokens">;
+  options: Pick<GenerateOptions, "strategy" | "threshold" | "maxDisagreement" | "maxNewTokens" | "runAhead">;
 }
 
 /** The ONNX export of the same checkpoint, for transformers.js. */

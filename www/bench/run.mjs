@@ -61,6 +61,9 @@ const all = [
   // The error-budget reading of the same estimator (its data does not depend on the rule).
   { name: "free-budget", options: { strategy: "free", threshold: "adaptive", maxDisagreement: 0.05, maxNewTokens } },
   { name: "free-exact", options: { strategy: "free-exact", threshold: Number(opt.threshold), maxNewTokens } },
+  // Waiting for every token instead of recording the next step first (WebGPU's default).
+  { name: "full-waiting", options: { strategy: "full", runAhead: false, maxNewTokens } },
+  { name: "free-adaptive-waiting", options: { strategy: "free", threshold: "adaptive", runAhead: false, maxNewTokens } },
 ];
 const tjsName = "transformers.js";
 if (opt.onnx) all.push({ name: tjsName, library: tjsName, options: { maxNewTokens } });

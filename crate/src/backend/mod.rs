@@ -1,8 +1,9 @@
 //! The seam between the decoding loop and the hardware: what a strategy asks of a model
 //! (run a range of decoder blocks over some rows, decide tokens from rows, roll caches
 //! back), implemented by the CPU model (`crate::model::T5Model`, candle) and by the WebGPU
-//! model (`gpu::GpuModel`). Only `decide` waits for the device, so only it is async: in a
-//! browser a GPU readback completes from the event loop; everywhere else it is ready at once.
+//! model (`gpu::GpuModel`). Only collecting decisions waits for the device, so only it is
+//! async: in a browser a GPU readback completes from the event loop; everywhere else it is
+//! ready at once.
 
 #[cfg(feature = "gpu")]
 pub mod gpu;
@@ -28,6 +29,8 @@ pub trait Backend {
     type Rows;
     /// One generation's caches.
     type State;
+    /// Decisions recorded on the device, on their way back (`decide_later`).
+    type Pending;
 
     fn config(&self) -> &T5Config;
     fn num_decoder_blocks(&self) -> usize;
@@ -35,6 +38,9 @@ pub trait Backend {
     fn start(&self, input_ids: &[u32]) -> Result<Self::State>;
     /// The embedding of the decoder input `id` at the next position.
     fn embed(&self, state: &mut Self::State, id: u32) -> Result<Self::Rows>;
+    /// The embedding at the next position of the token `pending`'s last row decided,
+    /// which the device may know before the CPU does.
+    fn embed_decided(&self, state: &mut Self::State, pending: &Self::Pending) -> Result<Self::Rows>;
     /// Runs `blocks` over `rows`, appending them to those blocks' caches.
     fn decode_blocks(&self, state: &mut Self::State, blocks: Range<usize>, rows: Self::Rows) -> Result<Self::Rows>;
     /// Fills the caches of `blocks`, which the rows skipped, from their exited state.
@@ -42,15 +48,30 @@ pub trait Backend {
     /// Consecutive rows as one (the stacked tokens of a FREE deep pass).
     fn join(&self, parts: &[&Self::Rows]) -> Result<Self::Rows>;
     fn row_count(&self, rows: &Self::Rows) -> usize;
-    /// The argmax of each row's logits and, with a measure, its confidence.
-    async fn decide(&self, state: &Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>>;
+    /// Starts deciding the argmax of each row and, with a measure, its confidence, without
+    /// waiting for the answer.
+    fn decide_later(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Self::Pending>;
+    /// The decisions of a `decide_later`.
+    async fn collect(&self, pending: Self::Pending) -> Result<Vec<Decision>>;
+    /// Whether waiting for a decision leaves the device idle, so that a step recorded
+    /// ahead on the decided token (`embed_decided`; thrown away when the token turns out
+    /// otherwise) costs less than the wait: on the GPU; not on the CPU, which decides at once.
+    fn waits_for_decisions(&self) -> bool;
     /// Forgets every position from `len` on.
     fn truncate(&self, state: &mut Self::State, len: usize) -> Result<()>;
+
+    /// The argmax of each row's logits and, with a measure, its confidence.
+    async fn decide(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
+        let pending = self.decide_later(state, rows, measure)?;
+        self.collect(pending).await
+    }
 }
 
 impl Backend for T5Model {
     type Rows = Tensor;
     type State = DecoderState;
+    /// The CPU decides at once.
+    type Pending = Vec<Decision>;
 
     fn config(&self) -> &T5Config {
         T5Model::config(self)
@@ -66,6 +87,11 @@ impl Backend for T5Model {
 
     fn embed(&self, _: &mut DecoderState, id: u32) -> Result<Tensor> {
         T5Model::embed(self, &[id])
+    }
+
+    fn embed_decided(&self, state: &mut DecoderState, pending: &Vec<Decision>) -> Result<Tensor> {
+        let &(id, _) = pending.last().ok_or_else(|| Error::Compute("no token was decided to embed".into()))?;
+        Backend::embed(self, state, id)
     }
 
     fn decode_blocks(&self, state: &mut DecoderState, blocks: Range<usize>, rows: Tensor) -> Result<Tensor> {
@@ -84,7 +110,7 @@ impl Backend for T5Model {
         rows.dims()[0]
     }
 
-    async fn decide(&self, _: &DecoderState, rows: &Tensor, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
+    fn decide_later(&self, _: &mut DecoderState, rows: &Tensor, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
         let logits: Vec<Vec<f32>> = self.logits(rows)?.to_vec2()?;
         Ok(logits
             .iter()
@@ -96,6 +122,14 @@ impl Backend for T5Model {
                 None => (argmax(row), None),
             })
             .collect())
+    }
+
+    async fn collect(&self, pending: Vec<Decision>) -> Result<Vec<Decision>> {
+        Ok(pending)
+    }
+
+    fn waits_for_decisions(&self) -> bool {
+        false
     }
 
     fn truncate(&self, state: &mut DecoderState, len: usize) -> Result<()> {

@@ -23,6 +23,16 @@ struct Pending<R> {
 /// The current row at a synchronisation: its h_S, shallow token, confidence and threshold.
 type Current<R> = (R, u32, f64, f64);
 
+/// A step recorded before its input token was read back (see `Session::with_run_ahead`):
+/// the first part of the strategy run at `position` on the token the device decided for the
+/// row before it, which the CPU learns (`fed`) when that decision arrives.
+struct Ahead<B: Backend> {
+    position: usize,
+    rows: B::Rows,
+    pending: B::Pending,
+    fed: Option<u32>,
+}
+
 pub struct Session<'m, 't, B: Backend = T5Model> {
     model: &'m B,
     strategy: Strategy,
@@ -35,6 +45,8 @@ pub struct Session<'m, 't, B: Backend = T5Model> {
     /// out[i]'s entry in `trace`.
     out_trace: Vec<usize>,
     stack: Vec<Pending<B::Rows>>,
+    run_ahead: bool,
+    ahead: Option<Ahead<B>>,
     trace: Vec<TokenTrace>,
     counters: Counters,
     finished: Option<bool>,
@@ -76,11 +88,23 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
             out: Vec::new(),
             out_trace: Vec::new(),
             stack: Vec::new(),
+            run_ahead: model.waits_for_decisions(),
+            ahead: None,
             trace: Vec::new(),
             counters: Counters::default(),
             finished: if max_new_tokens == 0 { Some(false) } else { None },
             first_touched: 0,
         })
+    }
+
+    /// Whether full, static and FREE record the next step before the current token is read
+    /// back, on the token the device decided (the step is thrown away when the token turns
+    /// out otherwise: a FREE deep pass disagreed, or the generation ended). None keeps the
+    /// default: on where waiting for a decision idles the device (`Backend::
+    /// waits_for_decisions`).
+    pub fn with_run_ahead(mut self, on: Option<bool>) -> Self {
+        self.run_ahead = on.unwrap_or(self.run_ahead);
+        self
     }
 
     /// None while generating; then whether the model ended with EOS.
@@ -119,27 +143,82 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
             return Ok(self.first_touched);
         }
         let position = self.out.len();
-        let input = match position {
-            0 => self.model.config().decoder_start_token_id,
-            p => self.out[p - 1],
-        };
-        let h = self.model.embed(&mut self.state, input)?;
         let blocks = self.model.num_decoder_blocks();
-        match self.strategy {
-            Strategy::Full => {
-                let h = self.run_blocks(0..blocks, h)?;
-                let token = self.tokens_of(&h).await?[0];
-                self.emit(token, blocks, None, None, false);
+        // The blocks run before the first decision, and whether it needs a confidence.
+        let (first, measure) = match self.strategy {
+            Strategy::Calm { min_exit, threshold } => {
+                let h = self.embed_next()?;
+                self.calm_step(h, min_exit, threshold).await?;
+                return self.end_step().await;
             }
-            Strategy::Static { exit } => {
-                let h = self.run_blocks(0..exit, h)?;
-                let (token, conf) = self.confident(&h).await?;
-                self.emit(token, exit, Some(conf), None, false);
+            Strategy::Full => (blocks, None),
+            Strategy::Static { exit } | Strategy::Free { exit, .. } => (exit, Some(self.measure)),
+        };
+        let (h, pending) = match self.take_ahead(position)? {
+            Some(ahead) => (ahead.rows, ahead.pending),
+            None => {
+                let h = self.embed_next()?;
+                self.first_part(h, first, measure)?
             }
-            Strategy::Calm { min_exit, threshold } => self.calm_step(h, min_exit, threshold).await?,
-            Strategy::Free { exit, exact } => self.free_step(h, exit, exact).await?,
+        };
+        if self.run_ahead && position + 1 < self.max_new_tokens {
+            let next = self.model.embed_decided(&mut self.state, &pending)?;
+            let (rows, next_pending) = self.first_part(next, first, measure)?;
+            self.counters.ahead_steps += 1;
+            self.ahead = Some(Ahead { position: position + 1, rows, pending: next_pending, fed: None });
         }
+        let decisions = self.model.collect(pending).await?;
+        let Some(&(token, conf)) = decisions.last() else {
+            return Err(Error::Compute("the backend decided no token".into()));
+        };
+        if let Some(ahead) = self.ahead.as_mut().filter(|a| a.position == position + 1) {
+            ahead.fed = Some(token);
+        }
+        match (self.strategy, conf) {
+            (Strategy::Full, _) => self.emit(token, blocks, None, None, false),
+            (Strategy::Static { exit }, Some(conf)) => self.emit(token, exit, Some(conf), None, false),
+            (Strategy::Free { exit, exact }, Some(conf)) => self.free_step(h, exit, token, conf, exact).await?,
+            _ => return Err(Error::Compute("the backend decided no confidence".into())),
+        }
+        self.end_step().await
+    }
+
+    /// The decoder input at the next position: the start token, then the last output.
+    fn embed_next(&mut self) -> Result<B::Rows> {
+        let input = match self.out.last() {
+            None => self.model.config().decoder_start_token_id,
+            Some(&t) => t,
+        };
+        self.model.embed(&mut self.state, input)
+    }
+
+    /// Runs `blocks` from the first over a new row and starts deciding its token.
+    fn first_part(&mut self, h: B::Rows, blocks: usize, measure: Option<ConfidenceMeasure>) -> Result<(B::Rows, B::Pending)> {
+        let h = self.run_blocks(0..blocks, h)?;
+        self.counters.head_rows += self.model.row_count(&h);
+        let pending = self.model.decide_later(&mut self.state, &h, measure)?;
+        Ok((h, pending))
+    }
+
+    /// The step recorded ahead for `position`, if it was fed the token that was emitted
+    /// before it; otherwise it is thrown away with what it appended to the caches.
+    fn take_ahead(&mut self, position: usize) -> Result<Option<Ahead<B>>> {
+        let Some(ahead) = self.ahead.take() else { return Ok(None) };
+        if ahead.position == position && ahead.fed.is_some_and(|t| self.out.last() == Some(&t)) {
+            return Ok(Some(ahead));
+        }
+        self.counters.ahead_discarded += 1;
+        self.model.truncate(&mut self.state, position)?;
+        Ok(None)
+    }
+
+    /// Checks for the end; a generation that ended forgets the step recorded ahead.
+    async fn end_step(&mut self) -> Result<usize> {
         self.check_end().await?;
+        if self.finished.is_some() && self.ahead.take().is_some() {
+            self.counters.ahead_discarded += 1;
+            self.model.truncate(&mut self.state, self.out.len())?;
+        }
         Ok(self.first_touched)
     }
 
@@ -170,13 +249,13 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
     /// The argmax token of each row (through the LM head).
     async fn tokens_of(&mut self, h: &B::Rows) -> Result<Vec<u32>> {
         self.counters.head_rows += self.model.row_count(h);
-        Ok(self.model.decide(&self.state, h, None).await?.into_iter().map(|(t, _)| t).collect())
+        Ok(self.model.decide(&mut self.state, h, None).await?.into_iter().map(|(t, _)| t).collect())
     }
 
     /// The argmax token of a one-row `h` and its confidence.
     async fn confident(&mut self, h: &B::Rows) -> Result<(u32, f64)> {
         self.counters.head_rows += self.model.row_count(h);
-        match self.model.decide(&self.state, h, Some(self.measure)).await?.first() {
+        match self.model.decide(&mut self.state, h, Some(self.measure)).await?.first() {
             Some(&(token, Some(conf))) => Ok((token, conf)),
             _ => Err(Error::Compute("the backend decided no confident token".into())),
         }
@@ -231,10 +310,9 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
         Ok(())
     }
 
-    /// One FREE step: emit the shallow token, or synchronize.
-    async fn free_step(&mut self, h: B::Rows, exit: usize, exact: bool) -> Result<()> {
-        let h = self.run_blocks(0..exit, h)?;
-        let (token, conf) = self.confident(&h).await?;
+    /// One FREE step, given the shallow exit's row, token and confidence: emit the shallow
+    /// token, or synchronize.
+    async fn free_step(&mut self, h: B::Rows, exit: usize, token: u32, conf: f64, exact: bool) -> Result<()> {
         let threshold = self.threshold.value();
         if conf > threshold {
             self.stack.push(Pending { hidden: h, index: self.out.len(), confidence: conf });

@@ -41,4 +41,11 @@ pub struct Counters {
     pub deep_passes: Vec<usize>,
     /// Exact mode: synchronisations that found a wrong token and rolled back.
     pub rollbacks: usize,
+    /// Steps recorded before the token they start from was read back (full, static and
+    /// FREE on the GPU: the device works on the next step while a result travels back) ...
+    pub ahead_steps: usize,
+    /// ... and those thrown away, because the token turned out otherwise (a FREE deep pass
+    /// disagreed with the shallow exit) or the generation ended. Their blocks count in
+    /// `block_rows`: the device ran them.
+    pub ahead_discarded: usize,
 }

@@ -21,8 +21,9 @@ export function exitRate(trace: TraceEntry[], shape: ModelShape): number | null 
  * from the trace alone, for the numbers shown while generating. full: L per token; static
  * and CALM: the blocks the token's exit ran; FREE: S per step, and L - S more for every row
  * a deep pass checked. Equals the package's `counters.blockRows` except after exact mode's
- * final flush rolls back (that correction ran no shallow step), so the final figure comes
- * from the counters.
+ * final flush rolls back (that correction ran no shallow step) and, on WebGPU, for steps run
+ * ahead and thrown away (`counters.aheadDiscarded`), so the final figure comes from the
+ * counters.
  */
 export function estimateBlockRows(trace: TraceEntry[], shape: ModelShape, strategy: Strategy): number {
   const L = shape.decoderBlocks;

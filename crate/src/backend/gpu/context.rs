@@ -1,7 +1,8 @@
 //! The WebGPU device and the machinery every kernel launch shares: compiled pipelines, one
 //! command encoder that collects a step's work until the CPU needs an answer, a uniform
 //! arena (each launch's parameters at its own dynamic offset, written once per submission),
-//! and readback through a staging buffer. Errors the device reports asynchronously are
+//! and readbacks through pooled staging buffers, which may be waited for later, so the device
+//! can work on the next step while a result travels back. Errors the device reports asynchronously are
 //! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
 
 use std::cell::{Cell, RefCell};
@@ -120,7 +121,7 @@ pub struct GpuCounts {
     pub launches: u64,
     /// Queue submissions.
     pub submissions: u64,
-    /// Readbacks the CPU waited for.
+    /// Results the CPU read back (not counting those thrown away unread).
     pub readbacks: u64,
     /// Bytes written from the CPU after loading (token ids and launch parameters).
     pub bytes_uploaded: u64,
@@ -175,8 +176,8 @@ pub struct Gpu {
     arena: wgpu::Buffer,
     pending: RefCell<Pending>,
     bind_groups: RefCell<BindGroups>,
-    /// Readback buffer, grown to the largest read so far.
-    staging: RefCell<Option<wgpu::Buffer>>,
+    /// Readback buffers not in use (a few: one per result in flight).
+    staging: Arc<Mutex<Vec<wgpu::Buffer>>>,
     counts: Cell<GpuCounts>,
     /// What went wrong on the device, as its callbacks reported it.
     fault: Arc<Mutex<Option<Fault>>>,
@@ -249,7 +250,7 @@ impl Gpu {
             arena,
             pending: RefCell::default(),
             bind_groups: RefCell::default(),
-            staging: RefCell::new(None),
+            staging: Arc::default(),
             counts: Cell::new(GpuCounts::default()),
             fault,
         })
@@ -418,7 +419,7 @@ impl Gpu {
     }
 
     /// Submits everything recorded so far.
-    pub fn submit(&self) {
+    pub fn submit(&self) -> Option<wgpu::SubmissionIndex> {
         let mut pending = self.pending.borrow_mut();
         if !pending.params.is_empty() {
             self.count(|c| c.bytes_uploaded += pending.params.len() as u64);
@@ -426,10 +427,9 @@ impl Gpu {
             pending.params.clear();
         }
         pending.pass = None;
-        if let Some(encoder) = pending.encoder.take() {
-            self.count(|c| c.submissions += 1);
-            self.queue.submit([encoder.finish()]);
-        }
+        let encoder = pending.encoder.take()?;
+        self.count(|c| c.submissions += 1);
+        Some(self.queue.submit([encoder.finish()]))
     }
 
     /// Destroys the device now, as a driver reset or a lost GPU would: its memory is freed
@@ -450,24 +450,29 @@ impl Gpu {
 
     /// Submits the recorded work and reads `bytes` from the start of `buffer`.
     pub async fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let staging = {
-            let mut slot = self.staging.borrow_mut();
-            if slot.as_ref().is_none_or(|b| b.size() < bytes) {
-                *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("readback"),
-                    size: bytes.next_multiple_of(SLOT),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }));
-            }
-            slot.clone().expect("just filled")
-        };
-        self.copy(buffer, 0, &staging, 0, bytes);
-        self.submit();
-        self.count(|c| {
-            c.readbacks += 1;
-            c.bytes_read += bytes;
+        self.wait(self.read_later(buffer, bytes)).await
+    }
+
+    /// Submits the recorded work with a copy of `bytes` from the start of `buffer` and asks
+    /// for it to be mapped, without waiting: work submitted after it keeps the device busy
+    /// until `wait` is called.
+    pub fn read_later(&self, buffer: &wgpu::Buffer, bytes: u64) -> Readback {
+        let reusable = self.staging.lock().ok().and_then(|mut pool| pool.iter().position(|b| b.size() >= bytes).map(|i| pool.swap_remove(i)));
+        let staging = reusable.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes.next_multiple_of(SLOT),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
+        self.copy(buffer, 0, &staging, 0, bytes);
+        // Natively `wait` polls the device until this submission is done; a browser needs
+        // no help.
+        #[cfg(not(target_arch = "wasm32"))]
+        let submission = self.submit();
+        #[cfg(target_arch = "wasm32")]
+        self.submit();
         let mapped = Mapped::default();
         let done = mapped.0.clone();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
@@ -478,19 +483,96 @@ impl Gpu {
                 }
             }
         });
+        Readback {
+            staging: Some(staging),
+            bytes,
+            #[cfg(not(target_arch = "wasm32"))]
+            submission,
+            mapped,
+            pool: self.staging.clone(),
+        }
+    }
+
+    /// The bytes of a `read_later`, once the device has produced them.
+    pub async fn wait(&self, mut readback: Readback) -> Result<Vec<u8>> {
         // Natively the callback runs inside poll; in a browser it runs from the event loop.
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(gpu_error)?;
-        if let Err(e) = mapped.await {
-            // A lost device fails the mapping too; its own error says more.
+        if let Err(e) = self.device.poll(wgpu::PollType::Wait { submission_index: readback.submission.clone(), timeout: None }) {
+            // A lost device fails its submissions, so there is nothing to wait for.
+            self.check()?;
+            return Err(gpu_error(e));
+        }
+        if let Err(e) = (&mut readback.mapped).await {
+            // Nothing is mapped, so nothing to give back to the pool.
+            readback.staging = None;
+            // A lost device fails the mapping too, and its own error says more; in a browser
+            // its notice can come a few turns of the event loop after the failed mapping.
+            #[cfg(target_arch = "wasm32")]
+            for _ in 0..LOST_NOTICE_TURNS {
+                if self.check().is_err() {
+                    break;
+                }
+                next_task().await;
+            }
             self.check()?;
             return Err(gpu_error(format!("reading a result back failed: {e}")));
         }
         self.check()?;
+        let bytes = readback.bytes;
+        self.count(|c| {
+            c.readbacks += 1;
+            c.bytes_read += bytes;
+        });
+        let staging = readback.staging.as_ref().ok_or_else(|| gpu_error("a readback lost its staging buffer"))?;
         let data = staging.get_mapped_range(..bytes).map_err(gpu_error)?.to_vec();
-        staging.unmap();
         Ok(data)
     }
+}
+
+/// A result on its way back from the device (`Gpu::read_later`). Its staging buffer goes
+/// back to the pool when it is dropped, read or not.
+pub struct Readback {
+    staging: Option<wgpu::Buffer>,
+    bytes: u64,
+    #[cfg(not(target_arch = "wasm32"))]
+    submission: Option<wgpu::SubmissionIndex>,
+    mapped: Mapped,
+    pool: Arc<Mutex<Vec<wgpu::Buffer>>>,
+}
+
+impl Drop for Readback {
+    fn drop(&mut self) {
+        let Some(staging) = self.staging.take() else { return };
+        // Mapped or still waiting to be: unmapping frees it for the next read. A mapping
+        // that failed leaves nothing to unmap (and the buffer is not reused).
+        let failed = self.mapped.0.lock().map_or(true, |s| matches!(s.0, Some(Err(_))));
+        if !failed {
+            staging.unmap();
+            if let Ok(mut pool) = self.pool.lock() {
+                pool.push(staging);
+            }
+        }
+    }
+}
+
+/// Turns of a browser's event loop to wait for the device-lost notice after a failed
+/// mapping (each a `setTimeout(0)`, a few milliseconds; only on that error path).
+#[cfg(target_arch = "wasm32")]
+const LOST_NOTICE_TURNS: usize = 20;
+
+/// Resolves after the browser ran the tasks queued before it (a `setTimeout(0)`, through
+/// the global object, so it works in pages and workers alike).
+#[cfg(target_arch = "wasm32")]
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()).and_then(wasm_bindgen::JsCast::dyn_into::<js_sys::Function>) {
+            let _ = set_timeout.call2(&global, &resolve, &0.into());
+        } else {
+            let _ = resolve.call0(&global);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// The outcome of a `map_async` once its callback fired, and who to wake then.

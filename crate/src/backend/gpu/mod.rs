@@ -5,7 +5,7 @@ mod context;
 mod model;
 
 pub use context::{Gpu, GpuCounts};
-pub use model::{GpuModel, GpuRows, GpuState, Top2};
+pub use model::{GpuModel, GpuRows, GpuState, PendingTop2, Top2};
 
 use std::ops::Range;
 
@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 impl Backend for GpuModel {
     type Rows = GpuRows;
     type State = GpuState;
+    /// The top-2 rows' readback, and the measure to apply to them.
+    type Pending = (PendingTop2, Option<ConfidenceMeasure>);
 
     fn config(&self) -> &T5Config {
         GpuModel::config(self)
@@ -31,6 +33,10 @@ impl Backend for GpuModel {
 
     fn embed(&self, state: &mut GpuState, id: u32) -> Result<GpuRows> {
         GpuModel::embed(self, state, id)
+    }
+
+    fn embed_decided(&self, state: &mut GpuState, (pending, _): &Self::Pending) -> Result<GpuRows> {
+        GpuModel::embed_decided(self, state, pending)
     }
 
     fn decode_blocks(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<GpuRows> {
@@ -57,9 +63,17 @@ impl Backend for GpuModel {
         rows.count
     }
 
-    async fn decide(&self, state: &GpuState, rows: &GpuRows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
-        let rows = self.top2(state, *rows).await?;
+    fn decide_later(&self, state: &mut GpuState, rows: &GpuRows, measure: Option<ConfidenceMeasure>) -> Result<Self::Pending> {
+        Ok((self.top2_later(state, *rows), measure))
+    }
+
+    async fn collect(&self, (pending, measure): Self::Pending) -> Result<Vec<Decision>> {
+        let rows = GpuModel::collect(self, pending).await?;
         Ok(rows.iter().map(|r| (r.token, measure.map(|m| r.confidence(m)))).collect())
+    }
+
+    fn waits_for_decisions(&self) -> bool {
+        true
     }
 
     fn truncate(&self, state: &mut GpuState, len: usize) -> Result<()> {

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use wgpu::Buffer;
 
-use super::context::{Gpu, Kernel};
+use super::context::{Gpu, Kernel, Readback};
 use crate::config::{Activation, ConfidenceMeasure, T5Config};
 use crate::decode::confidence_of;
 use crate::error::{Error, Result};
@@ -105,6 +105,11 @@ pub struct GpuState {
     lens: Vec<usize>,
     /// Decoder input ids by position.
     ids: Buffer,
+    /// Per position, which `top2_later` (numbered from 1) last wrote its input id into
+    /// `ids` on the device: the argmax of the row before it.
+    decided_by: Vec<u64>,
+    /// `top2_later`s so far.
+    decisions: u64,
     /// The latest hidden row of every position, (max_len + 1, d_model).
     stash: Buffer,
 }
@@ -114,6 +119,13 @@ pub struct GpuState {
 pub struct GpuRows {
     pub start: usize,
     pub count: usize,
+}
+
+/// A `top2_later` on its way back, and the input id it left on the device, if any:
+/// (position, the `top2_later`'s number).
+pub struct PendingTop2 {
+    readback: Readback,
+    next_id: Option<(usize, u64)>,
 }
 
 /// What a row's logits decide: argmax and the numbers its confidence needs.
@@ -407,6 +419,8 @@ impl GpuModel {
             lens: vec![0; caches.len()],
             caches,
             ids: self.gpu.buffer("decoder ids", (self.max_len * 4) as u64),
+            decided_by: vec![0; self.max_len],
+            decisions: 0,
             stash: self.gpu.buffer("stash", (self.max_len * d * 4) as u64),
         })
     }
@@ -414,16 +428,38 @@ impl GpuModel {
     /// The embedding of the decoder input at the next position of block 0.
     pub fn embed(&self, state: &mut GpuState, id: u32) -> Result<GpuRows> {
         self.check_ids(&[id])?;
+        let pos = self.next_position(state)?;
+        self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
+        Ok(self.gather(state, pos))
+    }
+
+    /// The embedding at the next position of the token `pending` chose for the row before
+    /// it, without the CPU knowing it yet.
+    pub fn embed_decided(&self, state: &mut GpuState, pending: &PendingTop2) -> Result<GpuRows> {
+        let pos = self.next_position(state)?;
+        match pending.next_id {
+            Some((p, n)) if p == pos && state.decided_by[p] == n => Ok(self.gather(state, pos)),
+            _ => Err(Error::Compute(format!(
+                "that decision left no input id for position {pos} on the device (it was for another row, or a later one replaced it); embed a known token instead"
+            ))),
+        }
+    }
+
+    fn next_position(&self, state: &GpuState) -> Result<usize> {
         let pos = state.lens[0];
         if pos >= self.max_len {
             return Err(Error::InvalidInput(format!("the output reached the model's {} positions", self.max_len - 1)));
         }
+        Ok(pos)
+    }
+
+    /// Records the gather of the input id at `pos` into the stash.
+    fn gather(&self, state: &GpuState, pos: usize) -> GpuRows {
         let d = self.config.d_model;
-        self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
         let params = [1, d as u32, (pos * d) as u32, pos as u32];
         let gather = Kernel::Gather { half: self.embedding.half };
         self.gpu.launch(gather, &params, &[&state.ids, &self.embedding.buf, &state.stash], groups(d.div_ceil(64)));
-        Ok(GpuRows { start: pos, count: 1 })
+        GpuRows { start: pos, count: 1 }
     }
 
     fn check_range(&self, state: &GpuState, blocks: &Range<usize>, rows: GpuRows) -> Result<()> {
@@ -488,8 +524,10 @@ impl GpuModel {
     }
 
     /// The LM head over `rows` (final norm, scale, head, softmax statistics), submitted
-    /// with everything recorded before it, and read back.
-    pub async fn top2(&self, state: &GpuState, rows: GpuRows) -> Result<Vec<Top2>> {
+    /// with everything recorded before it, its readback started but not waited for
+    /// (`collect`). The last row's argmax also stays on the device as the next position's
+    /// input id, so the next step can be recorded (`embed_decided`) before the CPU sees it.
+    pub fn top2_later(&self, state: &mut GpuState, rows: GpuRows) -> PendingTop2 {
         let s = &self.scratch;
         let vocab = self.config.vocab_size;
         self.rms_norm(&state.stash, rows.start, &self.decoder_norm, &s.x, rows.count, self.head_scale);
@@ -498,7 +536,21 @@ impl GpuModel {
             self.head(first, n);
             self.gpu.launch(Kernel::Top2, &[n as u32, vocab as u32, first as u32, 0], &[&s.logits, &s.top2], (n as u32, 1));
         }
-        let bytes = self.gpu.read(&s.top2, (rows.count * 16) as u64).await?;
+        let next = rows.start + rows.count;
+        let mut next_id = None;
+        if rows.count > 0 && next < self.max_len {
+            // The argmax is the second word of the last row's 16 bytes.
+            self.gpu.copy(&s.top2, ((rows.count - 1) * 16 + 4) as u64, &state.ids, (next * 4) as u64, 4);
+            state.decisions += 1;
+            state.decided_by[next] = state.decisions;
+            next_id = Some((next, state.decisions));
+        }
+        PendingTop2 { readback: self.gpu.read_later(&s.top2, (rows.count * 16) as u64), next_id }
+    }
+
+    /// What a `top2_later` decided, row by row.
+    pub async fn collect(&self, pending: PendingTop2) -> Result<Vec<Top2>> {
+        let bytes = self.gpu.wait(pending.readback).await?;
         Ok(bytes
             .chunks_exact(16)
             .map(|b| {
