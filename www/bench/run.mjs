@@ -7,6 +7,8 @@
 //
 //   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
 //       [--only free-adaptive,free-budget,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
+// (contenders: full, free-fixed, free-adaptive, free-budget, free-exact, free-exact-adaptive,
+// and full-waiting / free-adaptive-waiting: WebGPU without run-ahead)
 //       [--onnx EXPORT_DIR [--assert-agree]]
 //
 // --onnx: the same checkpoint exported by tools/export_onnx.py; adds transformers.js (greedy,
@@ -61,6 +63,8 @@ const all = [
   // The error-budget reading of the same estimator (its data does not depend on the rule).
   { name: "free-budget", options: { strategy: "free", threshold: "adaptive", maxDisagreement: 0.05, maxNewTokens } },
   { name: "free-exact", options: { strategy: "free-exact", threshold: Number(opt.threshold), maxNewTokens } },
+  // Lossless FREE with the adaptive threshold: the threshold decides how much is stacked, not quality.
+  { name: "free-exact-adaptive", options: { strategy: "free-exact", threshold: "adaptive", maxNewTokens } },
   // Waiting for every token instead of recording the next step first (WebGPU's default).
   { name: "full-waiting", options: { strategy: "full", runAhead: false, maxNewTokens } },
   { name: "free-adaptive-waiting", options: { strategy: "free", threshold: "adaptive", runAhead: false, maxNewTokens } },
