@@ -430,6 +430,8 @@ impl GpuModel {
         self.check_ids(&[id])?;
         let pos = self.next_position(state)?;
         self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
+        // The id there is the CPU's now, whatever a decision left before.
+        state.decided_by[pos] = 0;
         Ok(self.gather(state, pos))
     }
 
