@@ -128,7 +128,9 @@ try {
   });
 
   await check("Stop ends a generation mid-way and keeps the tokens decided so far", async () => {
-    await p.configure({ task: "translate", example: 3, strategy: "free", threshold: 0.1, maxTokens: 128 });
+    // free-exact gives the full model's output, which the check above found long here; plain
+    // free may stop early on a shallow exit's EOS (snapshot 7: after 12 tokens, before the click).
+    await p.configure({ task: "translate", example: 3, strategy: "free-exact", threshold: 0.1, maxTokens: 128 });
     const before = await p.runs();
     await p.page.click("#run");
     await p.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 4, null, { polling: "raf" });
@@ -145,7 +147,8 @@ try {
   });
 
   await check("switching strategy changes the trace: static exits every token early, full none", async () => {
-    await p.configure({ strategy: "static" });
+    // The whole configuration, so a failed check before this one cannot change what it runs.
+    await p.configure({ task: "summarize", example: 0, strategy: "static", maxTokens: 48 });
     await p.generate();
     const stat = await p.tokens();
     assert.ok(stat.length > 0 && stat.every((t) => t.kind === "shallow" && t.exit === 2), "static: every token from the shallow exit");
