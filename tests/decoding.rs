@@ -86,11 +86,11 @@ fn deep_caches_equal_the_full_models_after_every_synchronisation() {
                 let mut full = m.start_decoder(m.encode(ids).unwrap());
                 m.decode_blocks(&mut full, 0..blocks, m.embed(&inputs).unwrap()).unwrap();
                 for b in 0..blocks {
-                    let (k, v) = s.decoder_state().blocks[b].self_kv().unwrap();
+                    let (k, v) = s.decoder_state().blocks[b].self_kv().unwrap().unwrap();
                     let (k, v) = (k.narrow(1, 0, synced).unwrap(), v.narrow(1, 0, synced).unwrap());
-                    let (fk, fv) = full.blocks[b].self_kv().unwrap();
+                    let (fk, fv) = full.blocks[b].self_kv().unwrap().unwrap();
                     for (a, f) in [(k, fk), (v, fv)] {
-                        let d = max_abs_diff(&flat(&a), &flat(f));
+                        let d = max_abs_diff(&flat(&a), &flat(&f));
                         assert!(d <= 1e-5, "{} block {b} after {synced} positions: caches differ by {d}", fx.name);
                     }
                 }
@@ -234,7 +234,7 @@ fn run_ahead_or_not(m: &T5Model, ids: &[u32], strategy: Strategy, threshold: Thr
     let state = m.start_decoder(m.encode(ids).unwrap());
     let mut s = Session::new(m, state, settings(strategy, MAX_NEW), threshold).unwrap().with_run_ahead(Some(ahead));
     s.run().unwrap();
-    let caches = s.decoder_state().blocks.iter().map(|b| (b.len(), b.self_kv().map_or(Vec::new(), |(k, v)| [flat(k), flat(v)].concat()))).collect();
+    let caches = s.decoder_state().blocks.iter().map(|b| (b.len(), b.self_kv().unwrap().map_or(Vec::new(), |(k, v)| [flat(&k), flat(&v)].concat()))).collect();
     let (tokens, finished) = (s.tokens().to_vec(), s.finished() == Some(true));
     let (trace, counters) = s.into_parts();
     (Generation { tokens, finished, trace, counters }, caches)

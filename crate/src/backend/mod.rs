@@ -133,7 +133,8 @@ impl Backend for T5Model {
     }
 
     fn truncate(&self, state: &mut DecoderState, len: usize) -> Result<()> {
-        state.truncate(len)
+        state.truncate(len);
+        Ok(())
     }
 }
 
