@@ -13,7 +13,7 @@ const types = {
   ".safetensors": "application/octet-stream", ".png": "image/png", ".svg": "image/svg+xml",
 };
 
-createServer((req, res) => {
+const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
   const file = join(root, normalize(path).replace(/^(\.\.[/\\])+/, ""), path.endsWith("/") ? "index.html" : "");
   let size;
@@ -31,6 +31,12 @@ createServer((req, res) => {
     "cache-control": "no-cache",
   });
   createReadStream(file).pipe(res);
-}).listen(port, "127.0.0.1", () => {
-  console.log(`free-wasm demo: http://127.0.0.1:${port}/`);
+});
+// PORT=0 lets the system pick a free port; the line below says which (scripts/serve-child.mjs reads it).
+server.on("error", (e) => {
+  console.error(`cannot serve on 127.0.0.1:${port}: ${e.message}${e.code === "EADDRINUSE" ? "; choose another with PORT=N" : ""}`);
+  process.exit(1);
+});
+server.listen(port, "127.0.0.1", () => {
+  console.log(`free-wasm demo: http://127.0.0.1:${server.address().port}/`);
 });

@@ -19,10 +19,10 @@
 // Every file comes from the local server: requests elsewhere are refused and fail the run.
 // WebGPU runs on SwiftShader (Chromium's software adapter), as in ../../webdriver.json.
 import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
-import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { serve } from "../../scripts/serve-child.mjs";
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -95,8 +95,8 @@ if (opt.onnx) {
     maxInputTokens: config.n_positions ?? 512,
   };
 }
-const port = 20000 + Math.floor(Math.random() * 20000);
-const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
+const server = await serve(dist);
+const port = server.port;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -124,7 +124,7 @@ try {
   }
 } finally {
   await browser.close();
-  server.kill();
+  server.stop();
 }
 if (remote.length) throw new Error(`the page asked for files off the local server (refused): ${[...new Set(remote)].join(", ")}`);
 

@@ -6,11 +6,12 @@
 // a full Cache Storage quota leaves a loaded model and a warning.
 // Usage: node run.mjs DIST MODEL_DIR FREE_CLI   (prints "N passed, M failed")
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cpSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
+import { serve } from "../../../scripts/serve-child.mjs";
 
 const [dist, modelDir, cli] = process.argv.slice(2).map((p) => resolve(p));
 if (!cli) throw new Error("usage: node run.mjs DIST MODEL_DIR FREE_CLI");
@@ -63,8 +64,8 @@ const flakyServer = createServer((req, res) => {
 await new Promise((resolve) => flakyServer.listen(0, "127.0.0.1", resolve));
 const flakyUrl = `http://127.0.0.1:${flakyServer.address().port}/model/`;
 
-const port = 20000 + Math.floor(Math.random() * 20000);
-const server = spawn(process.execPath, [resolve(import.meta.dirname, "../../../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
+const server = await serve(dist);
+const port = server.port;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   // WebGPU through SwiftShader (a software adapter), as in ../../../webdriver.json.
@@ -198,7 +199,7 @@ try {
   await check("no uncaught errors on the page", async () => assert.deepEqual(errors, []));
 } finally {
   await browser.close();
-  server.kill();
+  server.stop();
   flakyServer.close();
 }
 console.log(`npm-install-test: ${passed} passed, ${failed} failed`);

@@ -6,10 +6,10 @@
 //   MODEL_DIR default ../models/free-t5-mini; SHOTS default ../target/demo-e2e.
 // Prints "N passed, M failed"; exits 1 on any failure.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { resolve } from "node:path";
 import { chromium } from "playwright-core";
+import { serve } from "../../../scripts/serve-child.mjs";
 import { Page } from "./page.mjs";
 
 const www = resolve(import.meta.dirname, "../..");
@@ -32,9 +32,8 @@ const longText =
   "from scripts or from the shell. This package also contains the development headers and the static library.";
 const weightsMB = (statSync(resolve(modelDir, "model.safetensors")).size / 1e6).toFixed(1);
 
-const port = 20000 + Math.floor(Math.random() * 20000);
-const server = spawn(process.execPath, [resolve(www, "../scripts/serve.mjs"), dist], { env: { ...process.env, PORT: String(port) }, stdio: "ignore" });
-const url = `http://127.0.0.1:${port}/`;
+const server = await serve(dist);
+const url = server.url;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: [
@@ -407,7 +406,7 @@ try {
   await check("no uncaught errors on the page", async () => assert.deepEqual(p.errors, []));
 } finally {
   await browser.close();
-  server.kill();
+  server.stop();
 }
 console.log(`page e2e: ${passed} passed, ${failed} failed; screenshots in ${shots}`);
 process.exit(failed === 0 ? 0 : 1);
