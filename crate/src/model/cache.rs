@@ -20,7 +20,8 @@ pub struct BlockCache {
     pub cross_kv: Option<(Tensor, Tensor)>,
 }
 
-/// Positions a cache holds before its first doubling: most outputs of the demo tasks fit.
+/// Positions a cache holds before its first doubling: a generation within the default cap of
+/// 64 new tokens (the start token and the 63 fed back) never grows it.
 const FIRST_CAPACITY: usize = 64;
 
 impl BlockCache {
