@@ -93,7 +93,7 @@ impl Rows for [f32] {
     }
 }
 
-/// Dot products of weight rows with input rows: portable code, or AVX2 + FMA.
+/// Dot products of weight rows with input rows: portable code, or a `simd::Simd` kernel.
 trait Dots {
     /// The dots of 4 consecutive rows of `x` (each `w0.len()` long) with `w0` and with `w1`.
     fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2];
@@ -220,7 +220,8 @@ mod x86 {
 
     use half::f16;
 
-    use super::{mul_t_rows, Dots, Rows};
+    use super::simd::{self, Simd, Weight};
+    use super::{mul_t_rows, Rows};
 
     #[target_feature(enable = "avx2,fma")]
     pub fn mul_t_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
@@ -245,33 +246,17 @@ mod x86 {
     #[inline(always)]
     fn rows_f16<const R: usize>(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
         for j in 0..rows {
-            let d = dots::<f16, R>(x, &w[j * cols..(j + 1) * cols]);
+            let d = simd::dots::<Avx2, f16, R>(x, &w[j * cols..(j + 1) * cols]);
             for (r, v) in d.into_iter().enumerate() {
                 out[r * rows + j] = v;
             }
         }
     }
 
-    /// What a weight row holds: f32, or f16 widened as it is loaded (F16C).
-    trait Lane: Copy {
-        /// Eight values from `p` as f32.
-        unsafe fn load8(p: *const Self) -> __m256;
-        fn widen(self) -> f32;
-    }
-
-    impl Lane for f32 {
+    /// f16 weights widened as they are loaded (F16C).
+    impl Weight<Avx2> for f16 {
         #[inline(always)]
-        unsafe fn load8(p: *const f32) -> __m256 {
-            _mm256_loadu_ps(p)
-        }
-        fn widen(self) -> f32 {
-            self
-        }
-    }
-
-    impl Lane for f16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const f16) -> __m256 {
+        unsafe fn load(p: *const f16) -> __m256 {
             _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
         }
         fn widen(self) -> f32 {
@@ -279,82 +264,40 @@ mod x86 {
         }
     }
 
-    /// `Dots::dots` for either kind of weight row: four accumulators per input row hide the
-    /// FMA latency; R <= 3 keeps the 4R accumulators and the widened weights within the 16
-    /// vector registers. Only used inlined into functions with AVX2, FMA and F16C.
-    #[inline(always)]
-    fn dots<T: Lane, const R: usize>(x: &[f32], w: &[T]) -> [f32; R] {
-        let cols = w.len();
-        assert!(x.len() >= R * cols);
-        let body = cols / 32 * 32;
-        // SAFETY: r * cols + k + 8 <= (r + 1) * cols <= x.len() and k + 8 <= body <= cols
-        // (checked above); the callers have the CPU features.
-        unsafe {
-            let (xp, wp) = (x.as_ptr(), w.as_ptr());
-            let mut acc = [[_mm256_setzero_ps(); 4]; R];
-            for c in (0..body).step_by(32) {
-                for u in 0..4 {
-                    let k = c + 8 * u;
-                    let wv = T::load8(wp.add(k));
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(r * cols + k)), wv, a[u]);
-                    }
-                }
-            }
-            let mut out = [0f32; R];
-            for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
-                let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k].widen()).sum::<f32>();
-            }
-            out
-        }
-    }
-
-    /// Only used inlined into the functions above, which have AVX2, FMA and F16C.
+    /// Eight f32 lanes. Only used inlined into the functions above, which have AVX2, FMA and
+    /// F16C: with 16 vector registers, `simd::dots`' 4R accumulators (R <= 3) and `dot4x2`'s
+    /// 8 fit beside their operands.
     struct Avx2;
 
-    /// The sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
-    }
+    impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
 
-    impl Dots for Avx2 {
         #[inline(always)]
-        fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
-            let cols = w0.len();
-            assert!(x.len() >= 4 * cols && w1.len() == cols);
-            let body = cols / 8 * 8;
-            // SAFETY: every load is within x[..4 * cols], w0 or w1 (checked above); the
-            // CPU has AVX2 and FMA (see the struct). 8 accumulators + 3 operands fit the 16
-            // vector registers.
-            unsafe {
-                let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
-                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-                for c in (0..body).step_by(8) {
-                    let (v0, v1) = (_mm256_loadu_ps(p0.add(c)), _mm256_loadu_ps(p1.add(c)));
-                    let [a0, a1] = &mut acc;
-                    for (r, (s0, s1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
-                        let xv = _mm256_loadu_ps(xp.add(r * cols + c));
-                        *s0 = _mm256_fmadd_ps(xv, v0, *s0);
-                        *s1 = _mm256_fmadd_ps(xv, v1, *s1);
-                    }
-                }
-                let mut out = [[0f32; 4]; 2];
-                for (k, wk) in [w0, w1].into_iter().enumerate() {
-                    for r in 0..4 {
-                        out[k][r] = hsum(acc[k][r]) + (body..cols).map(|c| x[r * cols + c] * wk[c]).sum::<f32>();
-                    }
-                }
-                out
-            }
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
         }
 
         #[inline(always)]
-        fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
-            dots::<f32, R>(x, w)
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(a: __m256, b: __m256, acc: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, acc)
+        }
+
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+
+        #[inline(always)]
+        unsafe fn hsum(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
         }
     }
 
@@ -389,79 +332,145 @@ mod x86 {
 mod wasm {
     use std::arch::wasm32::*;
 
-    use super::Dots;
+    use super::simd::Simd;
 
+    /// Four f32 lanes; engines map simd128 onto the 16 vector registers of x86-64 and arm64,
+    /// which hold `simd::dots`' 4R accumulators (R <= 3) and `dot4x2`'s 8 beside their
+    /// operands. No fused multiply-add (that is relaxed SIMD's).
     pub struct Simd128;
 
-    #[inline(always)]
-    fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    impl Simd for Simd128 {
+        type V = v128;
+        const LANES: usize = 4;
+
+        #[inline(always)]
+        unsafe fn zero() -> v128 {
+            f32x4_splat(0.0)
+        }
+
+        /// v128_load needs no alignment.
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> v128 {
+            v128_load(p as *const v128)
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(a: v128, b: v128, acc: v128) -> v128 {
+            f32x4_add(acc, f32x4_mul(a, b))
+        }
+
+        #[inline(always)]
+        unsafe fn add(a: v128, b: v128) -> v128 {
+            f32x4_add(a, b)
+        }
+
+        #[inline(always)]
+        unsafe fn hsum(v: v128) -> f32 {
+            (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+        }
+    }
+}
+
+/// The dot products written once for every instruction set with a kernel of its own
+/// (`x86::Avx2`, `wasm::Simd128`), from a vector type and five operations.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+mod simd {
+    use super::Dots;
+
+    /// A vector of `LANES` f32 and the operations the products are made of. The functions
+    /// are unsafe because they use the instruction set: they are only called inlined into
+    /// code compiled for it, and `load` reads `LANES` values from `p`.
+    pub trait Simd {
+        type V: Copy;
+        const LANES: usize;
+        unsafe fn zero() -> Self::V;
+        unsafe fn load(p: *const f32) -> Self::V;
+        /// acc + a * b, fused where the instruction set can.
+        unsafe fn mul_add(a: Self::V, b: Self::V, acc: Self::V) -> Self::V;
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+        /// The sum of the lanes.
+        unsafe fn hsum(v: Self::V) -> f32;
     }
 
-    /// Four f32 from `p`, which the caller has checked lie within a slice.
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> v128 {
-        v128_load(p as *const v128)
+    /// What a weight row holds, loaded as a vector: f32, or (x86) f16 widened on the way.
+    pub trait Weight<S: Simd>: Copy {
+        /// `S::LANES` values from `p`, as f32.
+        unsafe fn load(p: *const Self) -> S::V;
+        fn widen(self) -> f32;
     }
 
-    impl Dots for Simd128 {
+    impl<S: Simd> Weight<S> for f32 {
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> S::V {
+            S::load(p)
+        }
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    impl<S: Simd> Dots for S {
         #[inline(always)]
         fn dot4x2(x: &[f32], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
             let cols = w0.len();
             assert!(x.len() >= 4 * cols && w1.len() == cols);
-            let body = cols / 4 * 4;
-            // 8 accumulators + 2 weight vectors + the input vector in use fit the 16 vector
-            // registers engines map simd128 onto on x86-64 and arm64.
-            let mut acc = [[f32x4_splat(0.0); 4]; 2];
-            let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
-            for c in (0..body).step_by(4) {
-                // SAFETY: c + 4 <= cols, so every load is within w0, w1 or x[..4 * cols]
-                // (checked above); v128_load needs no alignment.
-                unsafe {
-                    let (v0, v1) = (load(p0.add(c)), load(p1.add(c)));
+            let body = cols / S::LANES * S::LANES;
+            // SAFETY: c + LANES <= body <= cols, so every load is within w0, w1 or
+            // x[..4 * cols] (checked above); the callers have the instruction set.
+            unsafe {
+                let (xp, p0, p1) = (x.as_ptr(), w0.as_ptr(), w1.as_ptr());
+                let mut acc = [[S::zero(); 4]; 2];
+                for c in (0..body).step_by(S::LANES) {
+                    let (v0, v1) = (S::load(p0.add(c)), S::load(p1.add(c)));
                     let [a0, a1] = &mut acc;
                     for (r, (s0, s1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
-                        let xv = load(xp.add(r * cols + c));
-                        *s0 = f32x4_add(*s0, f32x4_mul(xv, v0));
-                        *s1 = f32x4_add(*s1, f32x4_mul(xv, v1));
+                        let xv = S::load(xp.add(r * cols + c));
+                        *s0 = S::mul_add(xv, v0, *s0);
+                        *s1 = S::mul_add(xv, v1, *s1);
                     }
                 }
-            }
-            let mut out = [[0f32; 4]; 2];
-            for (k, wk) in [w0, w1].into_iter().enumerate() {
-                for r in 0..4 {
-                    out[k][r] = hsum(acc[k][r]) + (body..cols).map(|c| x[r * cols + c] * wk[c]).sum::<f32>();
+                let mut out = [[0f32; 4]; 2];
+                for (k, wk) in [w0, w1].into_iter().enumerate() {
+                    for r in 0..4 {
+                        out[k][r] = S::hsum(acc[k][r]) + (body..cols).map(|c| x[r * cols + c] * wk[c]).sum::<f32>();
+                    }
                 }
+                out
             }
-            out
         }
 
         #[inline(always)]
         fn dots<const R: usize>(x: &[f32], w: &[f32]) -> [f32; R] {
-            let cols = w.len();
-            assert!(x.len() >= R * cols);
-            let body = cols / 16 * 16;
-            // Four accumulators per input row hide the add latency; R <= 3 keeps them and
-            // the weight vector within 16 registers.
-            let mut acc = [[f32x4_splat(0.0); 4]; R];
+            dots::<S, f32, R>(x, w)
+        }
+    }
+
+    /// `Dots::dots` for either kind of weight row: four accumulators per input row hide the
+    /// latency of the multiply-adds.
+    #[inline(always)]
+    pub fn dots<S: Simd, T: Weight<S>, const R: usize>(x: &[f32], w: &[T]) -> [f32; R] {
+        let cols = w.len();
+        assert!(x.len() >= R * cols);
+        let step = 4 * S::LANES;
+        let body = cols / step * step;
+        // SAFETY: r * cols + k + LANES <= (r + 1) * cols <= x.len() and k + LANES <= body <=
+        // cols (checked above); the callers have the instruction set.
+        unsafe {
             let (xp, wp) = (x.as_ptr(), w.as_ptr());
-            for c in (0..body).step_by(16) {
+            let mut acc = [[S::zero(); 4]; R];
+            for c in (0..body).step_by(step) {
                 for u in 0..4 {
-                    let k = c + 4 * u;
-                    // SAFETY: r * cols + k + 4 <= (r + 1) * cols <= x.len() and
-                    // k + 4 <= cols (checked above).
-                    unsafe {
-                        let wv = load(wp.add(k));
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            a[u] = f32x4_add(a[u], f32x4_mul(load(xp.add(r * cols + k)), wv));
-                        }
+                    let k = c + S::LANES * u;
+                    let wv = T::load(wp.add(k));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        a[u] = S::mul_add(S::load(xp.add(r * cols + k)), wv, a[u]);
                     }
                 }
             }
             let mut out = [0f32; R];
             for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
-                let v = f32x4_add(f32x4_add(a[0], a[1]), f32x4_add(a[2], a[3]));
-                *o = hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k]).sum::<f32>();
+                let v = S::add(S::add(a[0], a[1]), S::add(a[2], a[3]));
+                *o = S::hsum(v) + (body..cols).map(|k| x[r * cols + k] * w[k].widen()).sum::<f32>();
             }
             out
         }
