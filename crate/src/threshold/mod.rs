@@ -144,8 +144,13 @@ impl AdaptiveThreshold {
     }
 
     /// One calibration point: the shallow confidence of a token and whether the deep model
-    /// chose the same token.
+    /// chose the same token. A confidence that is not a number (NaN logits, say an f16
+    /// overflow on a GPU) is not data: kept, it would make every later fit of its class
+    /// NaN and freeze the threshold for good.
     pub fn observe(&mut self, confidence: f64, consistent: bool) {
+        if !confidence.is_finite() {
+            return;
+        }
         self.points.push_back((confidence, consistent));
         if let Some(w) = self.settings.window {
             while self.points.len() > w {
@@ -397,6 +402,23 @@ mod tests {
         est.start_sequence();
         assert_eq!((est.threshold(), est.state().fits), (0.9, 0));
         assert_eq!(est.state().inconsistent_points, 5);
+    }
+
+    #[test]
+    fn a_confidence_that_is_not_a_number_is_ignored() {
+        let case = &vectors().cases[0];
+        let clean = fitted(case, BmmSettings::default().rule);
+        let mut est = AdaptiveThreshold::new(BmmSettings::default());
+        est.observe(f64::NAN, true);
+        est.observe(f64::INFINITY, false);
+        for &c in &case.consistent {
+            est.observe(c, true);
+        }
+        for &c in &case.inconsistent {
+            est.observe(c, false);
+        }
+        est.start_sequence();
+        assert_eq!(est.state(), clean.state());
     }
 
     #[test]
