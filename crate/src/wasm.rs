@@ -171,7 +171,9 @@ impl FreeModel {
 
     /// Loads a model onto a WebGPU device; rejects when the browser has no adapter, when
     /// the adapter is a software renderer and `allowSoftware` is false (it would be slower
-    /// than the CPU backend), or when the model does not fit the adapter's limits.
+    /// than the CPU backend), or when the model does not fit the adapter's limits. Those
+    /// failures of the device are named "NotSupportedError", so the package can tell them
+    /// from bad model files (which fail on any device).
     #[wasm_bindgen(js_name = loadGpu)]
     pub async fn load_gpu(
         config: Vec<u8>,
@@ -179,18 +181,27 @@ impl FreeModel {
         tokenizer: Vec<u8>,
         free: Option<Vec<u8>>,
         allow_software: bool,
-    ) -> Result<FreeModel, JsError> {
-        let gpu = Gpu::new().await?;
+    ) -> Result<FreeModel, JsValue> {
+        let unsupported = |message: &str| {
+            let err = js_sys::Error::new(message);
+            err.set_name("NotSupportedError");
+            JsValue::from(err)
+        };
+        let device_error = |e: Error| match e {
+            Error::Gpu(_) => unsupported(&e.to_string()),
+            e => js_error(e),
+        };
+        let gpu = Gpu::new().await.map_err(device_error)?;
         if gpu.is_software() && !allow_software {
             // Browsers may hide the adapter's name (SwiftShader's is empty in Chromium).
             let name = gpu.adapter_name();
             let which = if name.is_empty() { String::new() } else { format!(" ({name})") };
-            return Err(JsError::new(&format!(
+            return Err(unsupported(&format!(
                 "the only WebGPU adapter is a software renderer{which}, slower than the CPU backend"
             )));
         }
         let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
-        Ok(FreeModel::new(Engine::Gpu(Pipeline::from_files_gpu(&files, gpu)?)))
+        Ok(FreeModel::new(Engine::Gpu(Pipeline::from_files_gpu(&files, gpu).map_err(device_error)?)))
     }
 
     /// Where the model runs: "cpu" or "webgpu".

@@ -37,6 +37,7 @@ const pkg = {
     "index.d.ts",
     "types.d.ts",
     "files.js",
+    "abort.js",
     "worker-client.js",
     "worker-client.d.ts",
     "worker.js",

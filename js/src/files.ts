@@ -109,11 +109,17 @@ async function fetchRest(url: URL, from: number, total: number, signal: AbortSig
   const partial = await fetch(url, { headers: { range: `bytes=${from}-` }, cache: "no-store", signal });
   const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(partial.headers.get("content-range") ?? "");
   if (partial.status === 206 && range && Number(range[1]) === from && Number(range[2]) === total) return { response: partial, from };
+  // A 200 is the whole file, to be read; any other answer is dropped and the file asked for again.
+  if (partial.status === 200) return { response: checkedWhole(partial, total), from: 0 };
   await partial.body?.cancel();
-  const whole = partial.status === 200 ? partial : await fetch(url, { cache: "no-store", signal });
+  return { response: checkedWhole(await fetch(url, { cache: "no-store", signal }), total), from: 0 };
+}
+
+/** `whole`, a response with the entire file, if it is a success of the size first stated. */
+function checkedWhole(whole: Response, total: number): Response {
   if (!whole.ok) throw new Error(`HTTP ${whole.status} ${whole.statusText}`);
   if (declaredSize(whole) !== total) throw new Error("the file changed on the server during the download");
-  return { response: whole, from: 0 };
+  return whole;
 }
 
 /**
@@ -173,12 +179,15 @@ export function warn(options: Pick<LoadOptions, "onWarning">, message: string): 
   else console.warn(`free-wasm: ${message}`);
 }
 
-async function openCache(name: string): Promise<Cache> {
+/** The cache to keep the files in; without Cache Storage the load goes on without one and says so. */
+async function openCache(name: string, options: LoadOptions): Promise<Cache | null> {
   if (typeof caches === "undefined") {
-    throw new Error(
-      "cache: true needs the Cache Storage API, which browsers offer only in secure contexts " +
-        "(https:// or http://localhost); serve the page that way or load with cache: false",
+    warn(
+      options,
+      "cache: true needs the Cache Storage API, which browsers offer only in secure contexts (https:// or http://localhost), " +
+        "so the files were downloaded without keeping a copy; serve the page that way for offline loads, or load with cache: false",
     );
+    return null;
   }
   return caches.open(name);
 }
@@ -230,13 +239,30 @@ export async function loadFiles(source: ModelSource, options: LoadOptions): Prom
   // the folder the base for the file names.
   const base = new URL(String(source.baseUrl), globalThis.location?.href);
   if (!base.pathname.endsWith("/")) base.pathname += "/";
-  const cache = options.cache ? await openCache(options.cacheName ?? DEFAULT_CACHE) : null;
+  const cache = options.cache ? await openCache(options.cacheName ?? DEFAULT_CACHE, options) : null;
   const url = (file: ModelFileName) => new URL(file, base);
-  const [config, weights, tokenizer, free] = await Promise.all([
-    download(url("config.json"), "config.json", options, cache),
-    download(url("model.safetensors"), "model.safetensors", options, cache),
-    download(url("tokenizer.json"), "tokenizer.json", options, cache),
-    download(url("free.json"), "free.json", options, cache),
-  ]);
-  return { config, weights, tokenizer, free };
+  // The first file that fails stops the others: no download goes on (or lands in the cache)
+  // for a load that has already rejected.
+  const stop = new AbortController();
+  const outer = options.signal;
+  const forward = () => stop.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  outer?.addEventListener("abort", forward, { once: true });
+  const inner: LoadOptions = { ...options, signal: stop.signal };
+  const failFast = <T>(p: Promise<T>) =>
+    p.catch((e: unknown) => {
+      stop.abort(e);
+      throw e;
+    });
+  try {
+    const [config, weights, tokenizer, free] = await Promise.all([
+      failFast(download(url("config.json"), "config.json", inner, cache)),
+      failFast(download(url("model.safetensors"), "model.safetensors", inner, cache)),
+      failFast(download(url("tokenizer.json"), "tokenizer.json", inner, cache)),
+      failFast(download(url("free.json"), "free.json", inner, cache)),
+    ]);
+    return { config, weights, tokenizer, free };
+  } finally {
+    outer?.removeEventListener("abort", forward);
+  }
 }

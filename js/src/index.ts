@@ -5,6 +5,7 @@
 // tokens stream and an AbortSignal cancels), and one generation at a time per model.
 
 import init, { FreeModel as RawModel } from "./free_wasm.js";
+import { untilAborted } from "./abort.js";
 import { loadFiles, type LoadedFiles } from "./files.js";
 import type {
   AdaptiveState,
@@ -58,7 +59,10 @@ async function build(files: LoadedFiles, device: Device | undefined): Promise<[R
   try {
     return [await RawModel.loadGpu(files.config, files.weights, files.tokenizer, files.free, want === "webgpu"), null];
   } catch (e) {
-    if (want === "webgpu") throw new DOMException(`device "webgpu": ${errorText(e)}`, "NotSupportedError");
+    // The wasm layer names the device's failures (no adapter, limits, a software adapter
+    // refused) NotSupportedError; bad model files are the caller's to fix whatever the device.
+    const device = e instanceof Error && e.name === "NotSupportedError";
+    if (want === "webgpu") throw device ? new DOMException(`device "webgpu": ${errorText(e)}`, "NotSupportedError") : e;
     return [cpu(), errorText(e)];
   }
 }
@@ -164,21 +168,33 @@ export class FreeModel {
    * hears about every decoder step as it happens. If `signal` aborts (or the model is
    * disposed) it rejects with the abort reason, a DOMException named "AbortError" unless
    * you gave another; what the adaptive threshold learned until then stays. Calls made
-   * while another generation runs wait for it. If the WebGPU device is lost (a driver
+   * while another generation runs wait for it (an abort meanwhile rejects at once). If the WebGPU device is lost (a driver
    * reset, say) it rejects with an Error named "DeviceLostError", as does every later
    * call: load the model again (`device: "cpu"` always works).
    */
   generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
-    const run = () => this.#generate(text, options);
-    const result = this.#queue.then(run, run);
+    // Bad arguments are refused now, not when the generations queued before this one end.
+    let raw: WasmOptions;
+    try {
+      if (typeof text !== "string") throw new TypeError(`the text to generate from must be a string, not ${typeof text}`);
+      raw = wasmOptions(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // An abort while queued rejects at once; the queued run then sees the aborted signal and skips.
+    return untilAborted(this.#enqueue(() => this.#generate(text, raw, options)), options.signal);
+  }
+
+  /** Runs `task` after every call queued before it has settled. */
+  #enqueue<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(task, task);
     this.#queue = result.catch(() => undefined);
     return result;
   }
 
-  async #generate(text: string, options: GenerateOptions): Promise<Generation> {
+  async #generate(text: string, raw: WasmOptions, options: GenerateOptions): Promise<Generation> {
     const { onToken, signal } = options;
     const disposing = this.#disposing.signal;
-    const raw = wasmOptions(options);
     signal?.throwIfAborted();
     if (!this.#disposed) disposing.throwIfAborted();
     const onStep = async (from: number, entries: TraceEntry[]) => {
@@ -192,14 +208,17 @@ export class FreeModel {
     return (await this.#raw.generateStreaming(text, raw, onStep)) as Generation;
   }
 
-  /** The adaptive threshold's state: current threshold, fitted Beta mixture, data counts. */
-  adaptiveState(): AdaptiveState {
-    return this.#raw.adaptiveState() as AdaptiveState;
+  /**
+   * The adaptive threshold's state (current threshold, fitted Beta mixture, data counts)
+   * once the generations called before it are done: a running generation holds it.
+   */
+  adaptiveState(): Promise<AdaptiveState> {
+    return this.#enqueue(async () => this.#raw.adaptiveState() as AdaptiveState);
   }
 
-  /** Forgets what the adaptive threshold learned (back to free.json's threshold). */
-  resetAdaptive(): void {
-    this.#raw.resetAdaptive();
+  /** Forgets what the adaptive threshold learned (back to free.json's threshold), after the generations called before it. */
+  resetAdaptive(): Promise<void> {
+    return this.#enqueue(async () => this.#raw.resetAdaptive());
   }
 
   /**

@@ -2,6 +2,7 @@
 // generations never block the page. Everything crosses as messages (messages.ts); token
 // events, progress and aborts included.
 
+import { untilAborted } from "./abort.js";
 import { warn } from "./files.js";
 import type { Results, SentError, WorkerRequest, WorkerResponse } from "./messages.js";
 import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, ModelInfo, ModelSource } from "./types.js";
@@ -33,36 +34,56 @@ interface Pending {
   onMessage: (message: WorkerResponse) => void;
 }
 
+/** Request ids, unique across connections: a caller's worker may serve one load after another. */
+let nextId = 0;
+
 /** Requests to the worker and their answers, matched by id. */
 class Connection {
   readonly worker: Worker;
   #pending = new Map<number, Pending>();
-  #nextId = 0;
 
   constructor(worker: Worker) {
     this.worker = worker;
-    worker.onmessage = (event: MessageEvent<WorkerResponse>) => {
-      const message = event.data;
-      const pending = this.#pending.get(message.id);
-      if (!pending) return;
-      if (message.type === "done") {
-        this.#pending.delete(message.id);
-        pending.resolve(message.value);
-      } else if (message.type === "error") {
-        this.#pending.delete(message.id);
-        pending.reject(rebuild(message.error));
-      } else {
-        pending.onMessage(message);
-      }
-    };
-    worker.onerror = (event: ErrorEvent) => {
-      const error = new Error(
-        `the free-wasm worker failed: ${event.message}; check that worker.js and free_wasm_bg.wasm are served beside the module`,
-      );
-      for (const pending of this.#pending.values()) pending.reject(error);
-      this.#pending.clear();
-    };
+    worker.addEventListener("message", this.#onMessage);
+    worker.addEventListener("error", this.#onError);
   }
+
+  /** Stops listening to the worker (which goes on, for a worker of the caller's). */
+  close(): void {
+    this.worker.removeEventListener("message", this.#onMessage);
+    this.worker.removeEventListener("error", this.#onError);
+  }
+
+  #onMessage = (event: MessageEvent<WorkerResponse>) => {
+    const message = event.data;
+    const pending = this.#pending.get(message.id);
+    if (!pending) return;
+    if (message.type === "done") {
+      this.#pending.delete(message.id);
+      pending.resolve(message.value);
+    } else if (message.type === "error") {
+      this.#pending.delete(message.id);
+      pending.reject(rebuild(message.error));
+    } else {
+      try {
+        pending.onMessage(message);
+      } catch (e) {
+        // A throwing onToken or onProgress ends its call with that error, as on the main
+        // thread: the request rejects and the worker is told to stop it.
+        this.#pending.delete(message.id);
+        pending.reject(e);
+        this.worker.postMessage({ id: nextId++, type: "abort", target: message.id } satisfies WorkerRequest);
+      }
+    }
+  };
+
+  #onError = (event: ErrorEvent) => {
+    const error = new Error(
+      `the free-wasm worker failed: ${event.message}; check that worker.js and free_wasm_bg.wasm are served beside the module`,
+    );
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+  };
 
   /** Sends a request; `signal` sends an abort for it. The answer's type follows worker.ts `handle`. */
   request<K extends keyof Results>(
@@ -70,16 +91,13 @@ class Connection {
     onMessage: (message: WorkerResponse) => void = () => {},
     signal?: AbortSignal,
   ): Promise<Results[K]> {
-    const id = this.#nextId++;
+    const id = nextId++;
+    const abort = () => this.worker.postMessage({ id: nextId++, type: "abort", target: id } satisfies WorkerRequest);
+    signal?.addEventListener("abort", abort, { once: true });
     return new Promise<Results[K]>((resolve, reject) => {
       this.#pending.set(id, { resolve: (v) => resolve(v as Results[K]), reject, onMessage });
       this.worker.postMessage({ ...request, id });
-      signal?.addEventListener(
-        "abort",
-        () => this.worker.postMessage({ id: this.#nextId++, type: "abort", target: id } satisfies WorkerRequest),
-        { once: true },
-      );
-    });
+    }).finally(() => signal?.removeEventListener("abort", abort));
   }
 }
 
@@ -104,21 +122,23 @@ export class FreeWorkerModel {
     const connection = new Connection(worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
     // Relative URLs mean the page's folder, not the worker script's.
     const sent = "baseUrl" in source ? { baseUrl: new URL(String(source.baseUrl), globalThis.location?.href).href } : source;
-    // A load cannot be stopped halfway inside the worker; ending the worker stops it.
-    const stop = () => connection.worker.terminate();
-    signal?.addEventListener("abort", stop);
+    const loading = connection.request<"load">({ type: "load", source: sent, options: rest }, (m) => {
+      if (m.type === "progress") onProgress?.(m.progress);
+      else if (m.type === "warning") warn({ onWarning }, m.message);
+    });
     try {
-      const info = await connection.request<"load">({ type: "load", source: sent, options: rest }, (m) => {
-        if (m.type === "progress") onProgress?.(m.progress);
-        else if (m.type === "warning") warn({ onWarning }, m.message);
-      });
-      signal?.throwIfAborted();
-      return new FreeWorkerModel(connection, owns, info);
+      return new FreeWorkerModel(connection, owns, await untilAborted(loading, signal));
     } catch (e) {
+      // A load cannot be stopped halfway inside the worker. A worker started here is ended;
+      // a worker of the caller's is told to free what it loads (the worker runs loads and
+      // disposes in turn), so it can load again.
       if (owns) connection.worker.terminate();
-      throw signal?.aborted ? signal.reason : e;
-    } finally {
-      signal?.removeEventListener("abort", stop);
+      else
+        connection
+          .request<"dispose">({ type: "dispose" })
+          .catch(() => undefined)
+          .finally(() => connection.close());
+      throw e;
     }
   }
 
@@ -160,6 +180,7 @@ export class FreeWorkerModel {
     this.#disposed = true;
     await this.#connection.request<"dispose">({ type: "dispose" });
     if (this.#ownsWorker) this.#connection.worker.terminate();
+    else this.#connection.close();
   }
 
   // After dispose the worker may be gone, so the page answers for it.

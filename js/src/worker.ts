@@ -14,6 +14,18 @@ const scope = globalThis as unknown as WorkerScope;
 let model: FreeModel | undefined;
 const generations = new Map<number, AbortController>();
 
+/**
+ * Loads and disposes run one after another, so a dispose sent while a load runs (the page
+ * stopped waiting for it) frees the model that load makes, and a load sent after it starts
+ * from an empty worker.
+ */
+let lifecycle: Promise<unknown> = Promise.resolve();
+function inTurn<T>(task: () => Promise<T>): Promise<T> {
+  const result = lifecycle.then(task, task);
+  lifecycle = result.catch(() => undefined);
+  return result;
+}
+
 function loaded(): FreeModel {
   if (!model) throw new Error("no model is loaded in this worker; call FreeWorkerModel.load first");
   return model;
@@ -23,13 +35,15 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
   const { id } = request;
   switch (request.type) {
     case "load":
-      if (model) throw new Error("this worker already holds a model; dispose it first or use another FreeWorkerModel");
-      model = await FreeModel.load(request.source, {
-        ...request.options,
-        onProgress: (progress) => scope.postMessage({ id, type: "progress", progress }),
-        onWarning: (message) => scope.postMessage({ id, type: "warning", message }),
+      return inTurn(async () => {
+        if (model) throw new Error("this worker already holds a model; dispose it first or use another FreeWorkerModel");
+        model = await FreeModel.load(request.source, {
+          ...request.options,
+          onProgress: (progress) => scope.postMessage({ id, type: "progress", progress }),
+          onWarning: (message) => scope.postMessage({ id, type: "warning", message }),
+        });
+        return model.info;
       });
-      return model.info;
     case "generate": {
       const controller = new AbortController();
       generations.set(id, controller);
@@ -49,12 +63,14 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
     case "adaptiveState":
       return loaded().adaptiveState();
     case "resetAdaptive":
-      loaded().resetAdaptive();
+      await loaded().resetAdaptive();
       return null;
     case "dispose":
-      await model?.dispose();
-      model = undefined;
-      return null;
+      return inTurn(async () => {
+        await model?.dispose();
+        model = undefined;
+        return null;
+      });
   }
 }
 

@@ -196,7 +196,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
     // Not counted: the first generate compiles the GPU pipelines and warms the JIT.
     await model.generate(examples[0].source, { task: examples[0].task, strategy: "full", maxNewTokens: 4 });
     await tjs?.generate(examples[0].source, examples[0].task, 4);
-    model.resetAdaptive();
+    await model.resetAdaptive();
     const blocks = model.info.decoderBlocks;
     const tallies: Tally[] = [];
     const tallyOf = (task: string, name: string): Tally => {

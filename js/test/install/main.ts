@@ -115,7 +115,7 @@ const api = {
   async mainThread(baseUrl: string, cases: Case[]): Promise<Report> {
     const progress: LoadProgress[] = [];
     const model = await FreeModel.load({ baseUrl }, { cache: true, onProgress: (p) => progress.push(p) });
-    return scenario(model, progress, cases, async () => model.adaptiveState().threshold);
+    return scenario(model, progress, cases, async () => (await model.adaptiveState()).threshold);
   },
   async worker(baseUrl: string, cases: Case[]): Promise<Report> {
     const progress: LoadProgress[] = [];
@@ -160,6 +160,51 @@ const api = {
     } catch (e) {
       return describe(e);
     }
+  },
+  /**
+   * Calls made while a generation runs: bad options and an abort reject before it ends,
+   * adaptiveState() asked for mid-generation answers after it (no "busy" error), and a
+   * throwing onToken ends its generation with that error and leaves the model usable.
+   */
+  async whileGenerating(baseUrl: string, where: "main" | "worker", long: Case, short: Case): Promise<Record<string, unknown>> {
+    const model = where === "main" ? await FreeModel.load({ baseUrl }) : await FreeWorkerModel.load({ baseUrl });
+    let running = true;
+    let state: Promise<number> | undefined;
+    const first = model
+      .generate(long.text, {
+        ...long.options,
+        onToken: () => void (state ??= model.adaptiveState().then((s) => s.threshold)),
+      })
+      .finally(() => (running = false));
+    const badOption = await model.generate(short.text, { maxTokens: 4 } as GenerateOptions).then(() => "resolved", describe);
+    const badOptionWhileRunning = running;
+    const controller = new AbortController();
+    const queued = model.generate(short.text, { ...short.options, signal: controller.signal });
+    const reason = new DOMException("stopped while queued", "AbortError");
+    controller.abort(reason);
+    const queuedResult = await queued.then(() => "resolved", (e) => (e === reason || describe(e) === describe(reason) ? "the abort reason" : describe(e)));
+    const abortedWhileRunning = running;
+    const tokens = (await first).tokens;
+    const threshold = state ? await state : null;
+    const thrown = await model
+      .generate(short.text, { ...short.options, onToken: () => { throw new Error("from onToken"); } })
+      .then(() => "resolved", describe);
+    const after = (await model.generate(short.text, short.options)).tokens;
+    await model.dispose();
+    return { badOption, badOptionWhileRunning, queuedResult, abortedWhileRunning, tokens, threshold, thrown, after };
+  },
+  /** A worker load aborted at its first progress report: what it rejected with. */
+  async abortedWorkerLoad(baseUrl: string): Promise<string> {
+    const controller = new AbortController();
+    const reason = new DOMException("stopped during the load", "AbortError");
+    const onProgress = () => controller.abort(reason);
+    const load = FreeWorkerModel.load({ baseUrl }, { signal: controller.signal, onProgress }).then(
+      (m) => m.dispose().then(() => "loaded"),
+      (e) => (e === reason ? "the abort reason" : describe(e)),
+    );
+    // A promise that never settles would hang the test run; say so instead.
+    const hang = new Promise<string>((resolve) => setTimeout(() => resolve("no answer 20 s after the abort"), 20_000));
+    return Promise.race([load, hang]);
   },
   /** Where "auto" put the model, and why. */
   async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {

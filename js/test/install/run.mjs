@@ -30,6 +30,14 @@ function cliTokens({ text, options }) {
   return JSON.parse(execFileSync(cli, [...args, text], { encoding: "utf8" })).tokens;
 }
 const expected = cases.map(cliTokens);
+// A generation long enough for calls made meanwhile to land while it runs: snapshot 7's full
+// model loops to the 96-token cap on it, and a faithful translation would still take dozens
+// of decoder steps.
+const longCase = {
+  text: "This package provides a library and command line tools to read, write, compress and convert archives in many formats, with support for encryption, streaming and large files.",
+  options: { task: "translate", strategy: "full", maxNewTokens: 96 },
+};
+const expectedLong = cliTokens(longCase);
 console.log(`free generate: ${expected.map((t, i) => `${cases[i].options.strategy} ${t.length} tokens`).join(", ")}`);
 
 // The model is served from dist/model/ beside the page.
@@ -38,11 +46,11 @@ const weightsSize = statSync(join(modelDir, "model.safetensors")).size;
 
 /**
  * A second model server, on another origin, with faults on demand: it answers Range
- * requests (exposing Content-Range, as a CDN would), and on the next `flaky.cuts` requests
- * for model.safetensors it sends `flaky.cutAt` bytes of the body and then drops the
- * connection.
+ * requests (exposing Content-Range, as a CDN would) unless `flaky.ranges` is false, and on
+ * the next `flaky.cuts` requests for model.safetensors it sends `flaky.cutAt` bytes of the
+ * body and then drops the connection. `weightRequests`: the byte each weights answer began at.
  */
-const flaky = { cuts: 0, cutAt: 0, weightRequests: [] };
+const flaky = { cuts: 0, cutAt: 0, ranges: true, weightRequests: [] };
 const served = Object.fromEntries(["config.json", "model.safetensors", "tokenizer.json", "free.json"].map((f) => [f, readFileSync(join(modelDir, f))]));
 const flakyServer = createServer((req, res) => {
   const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range", "accept-ranges": "bytes", "cache-control": "no-store" };
@@ -50,7 +58,7 @@ const flakyServer = createServer((req, res) => {
   const name = new URL(req.url, "http://x").pathname.split("/").pop();
   const data = served[name];
   if (!data) return void res.writeHead(404, headers).end();
-  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+  const range = flaky.ranges ? /^bytes=(\d+)-$/.exec(req.headers.range ?? "") : null;
   const from = range ? Number(range[1]) : 0;
   const body = data.subarray(from);
   if (range) headers["content-range"] = `bytes ${from}-${data.length - 1}/${data.length}`;
@@ -149,6 +157,34 @@ try {
     assert.match(String(result), /^Error: the download of http:\/\/127\.0\.0\.1:\d+\/model\/model\.safetensors broke off at [\d.]+ MB of [\d.]+ MB \(.+\) and 3 attempts to resume it failed; check the connection and load again$/);
     assert.equal(flaky.weightRequests.length, 4);
   });
+  await check("a download that breaks off from a server without Range support is fetched whole again", async () => {
+    Object.assign(flaky, { cuts: 1, cutAt: Math.floor(weightsSize * 0.4), ranges: false, weightRequests: [] });
+    try {
+      const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
+      assert.equal(typeof result, "object", `the load failed: ${result}`);
+      assert.deepEqual(result.tokens, expected[2]);
+      assert.deepEqual(flaky.weightRequests, [0, 0]);
+      assert.deepEqual(result.weights, { file: "model.safetensors", loaded: weightsSize, total: weightsSize, fromCache: false });
+    } finally {
+      flaky.ranges = true;
+    }
+  });
+  await check("a worker load aborted midway rejects with the abort reason", async () => {
+    assert.equal(await page.evaluate((b) => window.freeTest.abortedWorkerLoad(b), flakyUrl), "the abort reason");
+  });
+  for (const where of ["main", "worker"]) {
+    await check(`${where}: while a generation runs, bad options and an abort reject at once, adaptiveState() waits, a throwing onToken ends only its own call`, async () => {
+      const r = await page.evaluate(([b, w, l, s]) => window.freeTest.whileGenerating(b, w, l, s), [baseUrl, where, longCase, cases[2]]);
+      assert.match(r.badOption, /^TypeError: invalid generate options: unknown field "maxTokens"/);
+      assert.equal(r.badOptionWhileRunning, true, "bad options should reject before the running generation ends");
+      assert.equal(r.queuedResult, "the abort reason");
+      assert.equal(r.abortedWhileRunning, true, "an abort of a queued call should reject before the running generation ends");
+      assert.deepEqual(r.tokens, expectedLong);
+      assert.equal(typeof r.threshold, "number", `adaptiveState() asked for mid-generation: ${r.threshold}`);
+      assert.equal(r.thrown, "Error: from onToken");
+      assert.deepEqual(r.after, expected[2]);
+    });
+  }
   await check("two loads at once (main thread and worker, one cache) both finish and give the same tokens", async () => {
     const results = await page.evaluate(
       ([b, c]) => Promise.all([window.freeTest.loadAndGenerate(b, "main", "free-wasm-twice", c), window.freeTest.loadAndGenerate(b, "worker", "free-wasm-twice", c)]),

@@ -22,11 +22,11 @@ export async function usesTheApi(weights: ArrayBuffer, config: Uint8Array, token
   });
   const deep: number = out.counters.deepPasses.reduce((a, b) => a + b, 0);
   const decodeMs: number = out.timings.decodeMs + out.timings.encodeMs;
-  const state: AdaptiveState = fromUrl.adaptiveState();
+  const state: AdaptiveState = await fromUrl.adaptiveState();
   const alpha: number | undefined = state.fit?.consistent.alpha;
   console.log(out.text, out.tokens.length, decodeMs, out.finished, out.truncatedInputTokens, deep, alpha, fromUrl.info.shallowExitLayer);
   await fromUrl.generate("x", { threshold: "adaptive" });
-  fromUrl.resetAdaptive();
+  await fromUrl.resetAdaptive();
   await fromMemory.dispose();
 
   const options: WorkerLoadOptions = { cache: false };
