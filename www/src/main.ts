@@ -97,10 +97,12 @@ function fillTasks(tasks: string[]): void {
 }
 
 function fillExamples(): void {
+  // Text of the user's own stays when the task changes; an example gives way to the new task's first.
+  const own = ui.example.value === "" && ui.text.value.trim() !== "";
   const list = examples.filter((e) => e.task === ui.task.value);
   const options = list.map((e, i) => new Option(`${i + 1}: ${e.source.slice(0, 60)}${e.source.length > 60 ? "…" : ""}`, e.id));
   ui.example.replaceChildren(...options, new Option("your own text", ""));
-  ui.example.value = list[0]?.id ?? "";
+  ui.example.value = own ? "" : (list[0]?.id ?? "");
   pickExample();
 }
 
@@ -113,6 +115,9 @@ function pickExample(): void {
 /** The share of exiting tokens the "at most 5% of exits wrong" mode lets be wrong. */
 const ERROR_BUDGET = 0.05;
 
+/** The threshold mode the user last picked, restored when a strategy allows it again. */
+let modeChosen: HTMLInputElement = ui.modeAdaptive;
+
 /** Which threshold controls apply to the chosen strategy. */
 function syncThresholdControls(): void {
   const strategy = ui.strategy.value as Strategy;
@@ -120,13 +125,15 @@ function syncThresholdControls(): void {
   const adaptiveAllowed = strategy === "free" || strategy === "free-exact";
   ui.modeAdaptive.disabled = !adaptiveAllowed;
   ui.modeBudget.disabled = !adaptiveAllowed;
-  if (!adaptiveAllowed && !ui.modeFixed.checked) ui.modeFixed.checked = true;
+  if (!adaptiveAllowed) ui.modeFixed.checked = true;
+  else modeChosen.checked = true;
   ui.threshold.disabled = !ui.modeFixed.checked;
   ui.thresholdOut.textContent = Number(ui.threshold.value).toFixed(2);
 }
 
 function chosenOptions(): GenerateOptions & { strategy: Strategy } {
   const strategy = ui.strategy.value as Strategy;
+  // The field is required (an empty one would mean 0 tokens); the form does not submit without it.
   const options: GenerateOptions & { strategy: Strategy } = { strategy, task: ui.task.value, maxNewTokens: Number(ui.maxTokens.value) };
   if (strategy !== "full" && strategy !== "static") {
     options.threshold = ui.modeFixed.checked ? Number(ui.threshold.value) : "adaptive";
@@ -158,7 +165,8 @@ function showNumbers(run: Run): void {
 
 function drawAll(run: Run): void {
   if (!loaded) return;
-  tokens.render(run.trace, shape, loaded.tokenText, run.counters !== null);
+  // After a stop (no counters) the tokens left on the stack will never be checked either.
+  tokens.render(run.trace, shape, loaded.tokenText, run.counters !== null || running === null);
   showNumbers(run);
   drawConfidence(ui.confChart, run.trace, shape);
   drawBeta(ui.betaChart, adaptive, observations(run.trace));
@@ -179,7 +187,12 @@ async function refreshAdaptive(): Promise<void> {
   if (!loaded) return;
   adaptive = await loaded.model.adaptiveState();
   ui.betaNote.textContent = describeAdaptive(adaptive);
-  ui.adaptiveNow.textContent = `, now ${adaptive.threshold.toFixed(3)}`;
+  // The threshold belongs to the rule the estimator last read its fit with; before any fit
+  // the initial threshold holds for both.
+  const now = `, now ${adaptive.threshold.toFixed(3)}`;
+  const budget = adaptive.rule.kind === "budget";
+  ui.adaptiveNow.textContent = adaptive.fit === null || !budget ? now : "";
+  ui.budgetNow.textContent = adaptive.fit === null || budget ? now : "";
   drawBeta(ui.betaChart, adaptive, last ? observations(last.trace) : []);
 }
 
@@ -285,8 +298,12 @@ async function onCompare(): Promise<void> {
     ui.comparison.hidden = false;
     ui.status.textContent = "Compared with full.";
   } catch (e) {
-    ui.status.textContent = "Comparison stopped.";
-    showError(ui.error, `The run with full failed: ${describeError(e)}`);
+    if (e === STOPPED) {
+      ui.status.textContent = "Comparison stopped by you.";
+    } else {
+      ui.status.textContent = "Comparison stopped.";
+      showError(ui.error, `The run with full failed: ${describeError(e)}`);
+    }
   }
   setState("ready");
 }
@@ -313,6 +330,9 @@ async function load(device: Device): Promise<void> {
     const previous = loaded;
     loaded = next;
     deviceAsked = device;
+    // The output shown stays, but a comparison with full must run on one device.
+    last = null;
+    ui.comparison.hidden = true;
     await previous?.model.dispose();
     const info = next.model.info;
     shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
@@ -348,7 +368,13 @@ ui.text.addEventListener("input", () => {
   ui.reference.textContent = "";
 });
 ui.strategy.addEventListener("change", syncThresholdControls);
-for (const el of [ui.modeAdaptive, ui.modeBudget, ui.modeFixed, ui.threshold]) el.addEventListener("input", syncThresholdControls);
+for (const mode of [ui.modeAdaptive, ui.modeBudget, ui.modeFixed]) {
+  mode.addEventListener("input", () => {
+    modeChosen = mode;
+    syncThresholdControls();
+  });
+}
+ui.threshold.addEventListener("input", syncThresholdControls);
 ui.form.addEventListener("submit", (e) => {
   e.preventDefault();
   void onGenerate();

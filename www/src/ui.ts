@@ -29,6 +29,7 @@ export const ui = {
   modeBudget: $<HTMLInputElement>("mode-budget"),
   modeFixed: $<HTMLInputElement>("mode-fixed"),
   adaptiveNow: $("adaptive-now"),
+  budgetNow: $("budget-now"),
   threshold: $<HTMLInputElement>("threshold"),
   thresholdOut: $<HTMLOutputElement>("threshold-out"),
   run: $<HTMLButtonElement>("run"),

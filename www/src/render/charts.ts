@@ -6,7 +6,7 @@
 
 import type { AdaptiveState, TraceEntry } from "free-wasm";
 import { densityCurves } from "../view/beta.js";
-import { exitKind, type ModelShape, type Observation } from "../view/trace.js";
+import { EXIT_WORDS, exitKind, type ModelShape, type Observation } from "../view/trace.js";
 
 const H = 220;
 const PAD = { left: 40, right: 10, top: 12, bottom: 30 };
@@ -59,10 +59,12 @@ export function drawConfidence(svg: SVGSVGElement, trace: TraceEntry[], shape: M
   if (path !== "") out += `<path class="threshold-line" d="${path}" fill="none" stroke="${COLOURS.threshold}" stroke-dasharray="5 3" stroke-width="1.5"/>`;
   trace.forEach((e, i) => {
     if (e.confidence === null) return;
-    const colour = COLOURS[exitKind(e, shape)];
+    const kind = exitKind(e, shape);
+    const colour = COLOURS[kind];
     const fill = e.rolledBack ? "none" : colour;
-    out += `<circle class="point exit-${exitKind(e, shape)}" cx="${f(x(i))}" cy="${f(y(e.confidence))}" r="4" fill="${fill}" stroke="${colour}" stroke-width="1.5"><title>${esc(
-      `${i}: "${e.text}" confidence ${e.confidence.toFixed(3)}${e.threshold === null ? "" : `, threshold ${e.threshold.toFixed(3)}`}`,
+    // The colour is not the only carrier: the title says the exit in words.
+    out += `<circle class="point exit-${kind}" cx="${f(x(i))}" cy="${f(y(e.confidence))}" r="4" fill="${fill}" stroke="${colour}" stroke-width="1.5"><title>${esc(
+      `${i}: "${e.text}", ${EXIT_WORDS[kind]}${e.rolledBack ? ", rolled back" : ""}, confidence ${e.confidence.toFixed(3)}${e.threshold === null ? "" : `, threshold ${e.threshold.toFixed(3)}`}`,
     )}</title></circle>`;
   });
   if (trace.every((e) => e.confidence === null)) {

@@ -19,6 +19,9 @@ export function applyEvent(trace: TraceEntry[], event: TokenEvent): void {
 
 export type ExitKind = "shallow" | "deep" | "mid";
 
+/** Each kind of exit in words, as the page's legend names it. */
+export const EXIT_WORDS: Record<ExitKind, string> = { shallow: "shallow exit", deep: "deep model", mid: "early exit (CALM)" };
+
 /** The shallow exit, the deep model (all L blocks), or an exit between them (CALM). */
 export function exitKind(entry: TraceEntry, shape: ModelShape): ExitKind {
   if (entry.exit >= shape.decoderBlocks) return "deep";
@@ -108,7 +111,7 @@ function fixed(x: number | null): string {
  */
 export function describeToken(entry: TraceEntry, shape: ModelShape, tokenText: (id: number) => string): string[] {
   const kind = exitKind(entry, shape);
-  const where = { shallow: "shallow exit", deep: "deep model", mid: "early exit (CALM)" }[kind];
+  const where = EXIT_WORDS[kind];
   const lines = [
     `"${entry.text}" (token ${entry.token}) at position ${entry.index}`,
     `decided by the ${where} after ${entry.exit} of ${shape.decoderBlocks} decoder blocks`,

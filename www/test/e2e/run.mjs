@@ -285,9 +285,15 @@ try {
     const inForce = [...new Set(budgetRun.filter((t) => t.threshold !== null).map((t) => t.threshold))];
     assert.equal(inForce.length, 1, `one threshold in force: ${inForce}`);
     assert.ok(Math.abs(inForce[0] - budget.threshold) < 6e-4, `${inForce[0]} vs the note's ${budget.threshold}`);
+    // The number beside each mode belongs to that mode's rule.
+    assert.equal(await p.text("#budget-now"), `, now ${budget.threshold.toFixed(3)}`);
+    assert.equal(await p.text("#adaptive-now"), "");
     await p.configure({ adaptive: true });
     await p.generate();
-    assert.match((await p.betaState()).note, /P\(consistent\) > 0\.4/);
+    const zeta = await p.betaState();
+    assert.match(zeta.note, /P\(consistent\) > 0\.4/);
+    assert.equal(await p.text("#adaptive-now"), `, now ${zeta.threshold.toFixed(3)}`);
+    assert.equal(await p.text("#budget-now"), "");
   });
 
   await check('device "webgpu": the model moves to WebGPU (SwiftShader) and gives the CPU\'s tokens', async () => {
@@ -325,9 +331,10 @@ try {
   });
 
   await check("a second visit loads every file from Cache Storage, with the network to the model cut off", async () => {
-    let blocked = 0;
+    // The package still asks whether a cached file changed (HEAD); unanswered, it uses the copy.
+    const blocked = [];
     await context.route("**/model/**", (route) => {
-      blocked++;
+      blocked.push(route.request().method());
       return route.abort("internetdisconnected");
     });
     await p.open(url);
@@ -345,7 +352,7 @@ try {
     // Token texts in tooltips come from the cached tokenizer.json too.
     await p.page.hover('#output .tok[data-pos="0"]');
     assert.match(await p.tooltip(), /deep model/);
-    assert.equal(blocked, 0, "no request should reach the network for the model");
+    assert.ok(blocked.every((m) => m === "HEAD"), `only the revalidation should have asked the network: ${blocked}`);
     await p.shot("13-from-cache");
     await context.unroute("**/model/**");
   });
@@ -386,6 +393,26 @@ try {
     await q.shot("15-no-webgpu");
     assert.deepEqual(q.errors, []);
     await bare.close();
+  });
+
+  await check("the form keeps what the user chose: their own text across a task change, the adaptive mode across a strategy without one; an empty token limit does not submit", async () => {
+    await p.configure({ task: "summarize", strategy: "free", adaptive: true });
+    const own = "A tool to resize images from the command line.";
+    await p.page.fill("#text", own);
+    await p.page.selectOption("#task", "translate");
+    assert.equal(await p.page.inputValue("#text"), own);
+    assert.equal(await p.page.inputValue("#example"), "");
+    await p.page.selectOption("#strategy", "static");
+    assert.ok(await p.page.isChecked("#mode-fixed"), "static has no adaptive threshold");
+    await p.page.selectOption("#strategy", "free");
+    assert.ok(await p.page.isChecked("#mode-adaptive"), "back on free, the adaptive mode the user chose");
+    await p.page.fill("#max-tokens", "");
+    const before = await p.runs();
+    await p.page.click("#run");
+    assert.ok(await p.page.locator("#max-tokens").evaluate((el) => el.matches(":invalid")));
+    assert.equal(await p.page.evaluate(() => document.body.dataset.state), "ready");
+    assert.equal(await p.runs(), before);
+    await p.page.fill("#max-tokens", "48");
   });
 
   await check("errors are shown in words: an empty input, an input too long, and a model folder that does not exist", async () => {
