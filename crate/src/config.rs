@@ -290,11 +290,56 @@ pub struct BmmConfig {
     /// When set, the threshold keeps the share of exited tokens the deep model would have
     /// changed within this rate (the error-budget rule) instead of using zeta.
     pub max_disagreement: Option<f64>,
+    /// The zeta rule's threshold stays within [min_threshold, max_threshold]; the budget
+    /// rule's within [0, max_threshold] (its budget sets the floor).
+    pub min_threshold: f64,
+    pub max_threshold: f64,
+    /// The zeta rule's class priors from the label counts instead of equal.
+    pub priors_from_counts: bool,
+    /// Fit only the newest this many points (a sliding window); none: every point.
+    pub window: Option<usize>,
+    /// Also refit after every this many synchronisations, not only when a generation starts.
+    pub refit_every_syncs: Option<usize>,
 }
 
 impl Default for BmmConfig {
     fn default() -> Self {
-        BmmConfig { zeta: 0.4, min_points: 50, max_disagreement: None }
+        BmmConfig {
+            zeta: 0.4,
+            min_points: 50,
+            max_disagreement: None,
+            min_threshold: 0.05,
+            max_threshold: 0.99,
+            priors_from_counts: false,
+            window: None,
+            refit_every_syncs: None,
+        }
+    }
+}
+
+impl BmmConfig {
+    /// What is wrong with these settings, if anything.
+    fn problem(&self) -> Option<String> {
+        if !(self.zeta > 0.0 && self.zeta < 1.0) {
+            return Some(format!("bmm.zeta {} must be within (0, 1)", self.zeta));
+        }
+        if let Some(rate) = self.max_disagreement.filter(|r| !(*r > 0.0 && *r < 1.0)) {
+            return Some(format!("bmm.max_disagreement {rate} must be within (0, 1), e.g. 0.05 for at most 5% of exited tokens"));
+        }
+        if !(0.0 <= self.min_threshold && self.min_threshold < self.max_threshold && self.max_threshold <= 1.0) {
+            return Some(format!(
+                "bmm.min_threshold {} and bmm.max_threshold {} must satisfy 0 <= min < max <= 1",
+                self.min_threshold, self.max_threshold
+            ));
+        }
+        // Both classes need min_points points before a fit, so a smaller window never fits.
+        if let Some(w) = self.window.filter(|&w| w < 2 * self.min_points.max(1)) {
+            return Some(format!("bmm.window {w} must hold at least 2 x bmm.min_points = {} points, or no fit can happen", 2 * self.min_points.max(1)));
+        }
+        if self.refit_every_syncs == Some(0) {
+            return Some("bmm.refit_every_syncs must be at least 1 (leave it out to refit only when a generation starts)".into());
+        }
+        None
     }
 }
 
@@ -321,17 +366,8 @@ impl FreeConfig {
                 reason: format!("threshold {} must be within [0, 1]", cfg.threshold),
             });
         }
-        if !(cfg.bmm.zeta > 0.0 && cfg.bmm.zeta < 1.0) {
-            return Err(Error::Malformed {
-                file: ModelFile::FreeSettings,
-                reason: format!("bmm.zeta {} must be within (0, 1)", cfg.bmm.zeta),
-            });
-        }
-        if let Some(rate) = cfg.bmm.max_disagreement.filter(|r| !(*r > 0.0 && *r < 1.0)) {
-            return Err(Error::Malformed {
-                file: ModelFile::FreeSettings,
-                reason: format!("bmm.max_disagreement {rate} must be within (0, 1), e.g. 0.05 for at most 5% of exited tokens"),
-            });
+        if let Some(reason) = cfg.bmm.problem() {
+            return Err(Error::Malformed { file: ModelFile::FreeSettings, reason });
         }
         Ok(cfg)
     }
@@ -392,5 +428,39 @@ mod tests {
         let err = FreeConfig::from_json(br#"{"shallow_exit_layer": 2, "shallow": 1}"#, &t5)
             .unwrap_err();
         assert!(err.to_string().contains("unknown field `shallow`"), "{err}");
+    }
+
+    #[test]
+    fn free_json_sets_every_estimator_setting_and_refuses_impossible_ones() {
+        let t5 = T5Config::from_json(br#"{"num_layers": 2, "num_decoder_layers": 6}"#).unwrap();
+        let cfg = FreeConfig::from_json(
+            br#"{"shallow_exit_layer": 2, "bmm": {"min_points": 10, "min_threshold": 0.2, "max_threshold": 0.8,
+                 "priors_from_counts": true, "window": 400, "refit_every_syncs": 16}}"#,
+            &t5,
+        )
+        .unwrap();
+        let want = BmmConfig {
+            min_points: 10,
+            min_threshold: 0.2,
+            max_threshold: 0.8,
+            priors_from_counts: true,
+            window: Some(400),
+            refit_every_syncs: Some(16),
+            ..BmmConfig::default()
+        };
+        assert_eq!(cfg.bmm, want);
+        for (bmm, says) in [
+            (r#"{"zeta": 1.0}"#, "bmm.zeta 1 must be within (0, 1)"),
+            (r#"{"max_disagreement": 0}"#, "bmm.max_disagreement 0 must be within (0, 1)"),
+            (r#"{"min_threshold": 0.9, "max_threshold": 0.5}"#, "must satisfy 0 <= min < max <= 1"),
+            (r#"{"max_threshold": 1.5}"#, "must satisfy 0 <= min < max <= 1"),
+            (r#"{"window": 60}"#, "bmm.window 60 must hold at least 2 x bmm.min_points = 100 points"),
+            (r#"{"refit_every_syncs": 0}"#, "bmm.refit_every_syncs must be at least 1"),
+        ] {
+            let json = format!(r#"{{"shallow_exit_layer": 2, "bmm": {bmm}}}"#);
+            let err = FreeConfig::from_json(json.as_bytes(), &t5).unwrap_err();
+            assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{err}");
+            assert!(err.to_string().contains(says), "{bmm}: {err}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use serde::Deserialize;
 
-use crate::config::{default_tasks, FreeConfig, T5Config};
+use crate::config::{default_tasks, BmmConfig, FreeConfig, T5Config};
 use crate::decode::{DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
 use crate::backend::Backend;
@@ -186,15 +186,15 @@ impl<B: Backend> Pipeline<B> {
             });
         }
         let model = load(config, Weights::from_bytes(files.weights, &Device::Cpu)?)?;
-        let adaptive = AdaptiveThreshold::new(match &free {
-            Some(f) => BmmSettings {
-                zeta: f.bmm.zeta,
-                min_points: f.bmm.min_points,
-                initial_threshold: f.threshold,
-                rule: model_rule(Some(f)),
-                ..BmmSettings::default()
-            },
-            None => BmmSettings::default(),
+        let bmm = free.as_ref().map_or_else(BmmConfig::default, |f| f.bmm.clone());
+        let adaptive = AdaptiveThreshold::new(BmmSettings {
+            zeta: bmm.zeta,
+            min_points: bmm.min_points,
+            rule: rule(&bmm, None),
+            window: bmm.window,
+            refit_every_syncs: bmm.refit_every_syncs,
+            initial_threshold: free.as_ref().map_or(BmmSettings::default().initial_threshold, |f| f.threshold),
+            ..BmmSettings::default()
         });
         let tasks = free.as_ref().map_or_else(default_tasks, |f| f.tasks.clone());
         Ok(Pipeline { model, tokenizer, free, adaptive, tasks })
@@ -263,8 +263,7 @@ impl<B: Backend> Pipeline<B> {
                 value: rate.to_string(),
                 reason: "it is the largest share of exited tokens the deep model may disagree with: give a number in (0, 1), e.g. 0.05".into(),
             }),
-            Some(rate) => Ok(ThresholdRule::budget(rate)),
-            None => Ok(model_rule(self.free.as_ref())),
+            rate => Ok(rule(self.free.as_ref().map_or(&BmmConfig::default(), |f| &f.bmm), rate)),
         }
     }
 
@@ -294,8 +293,13 @@ impl<B: Backend> Pipeline<B> {
 }
 
 /// The threshold rule a model's free.json asks for: its error budget, else FREE's zeta rule.
-fn model_rule(free: Option<&FreeConfig>) -> ThresholdRule {
-    free.and_then(|f| f.bmm.max_disagreement).map_or(BmmSettings::default().rule, ThresholdRule::budget)
+/// The rule free.json's settings give: the error budget `max_disagreement` (a generation's,
+/// else free.json's), else FREE's zeta rule; with free.json's clamps and priors.
+fn rule(bmm: &BmmConfig, max_disagreement: Option<f64>) -> ThresholdRule {
+    match max_disagreement.or(bmm.max_disagreement) {
+        Some(rate) => ThresholdRule::Budget { rate, min: 0.0, max: bmm.max_threshold },
+        None => ThresholdRule::Fine { min: bmm.min_threshold, max: bmm.max_threshold, priors_from_counts: bmm.priors_from_counts },
+    }
 }
 
 /// A generation in progress (`Pipeline::start`): a decoding session and the tokenizer that
