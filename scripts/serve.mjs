@@ -16,21 +16,23 @@ const types = {
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
   const file = join(root, normalize(path).replace(/^(\.\.[/\\])+/, ""), path.endsWith("/") ? "index.html" : "");
-  let size;
+  let st;
   try {
-    const st = statSync(file);
+    st = statSync(file);
     if (!st.isFile()) throw new Error("not a file");
-    size = st.size;
   } catch {
     res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${path}\n`);
     return;
   }
   res.writeHead(200, {
     "content-type": types[extname(file)] ?? "application/octet-stream",
-    "content-length": size,
+    "content-length": st.size,
     "cache-control": "no-cache",
+    // What free-wasm compares to tell a cached model file from a changed one.
+    "last-modified": st.mtime.toUTCString(),
   });
-  createReadStream(file).pipe(res);
+  if (req.method === "HEAD") res.end();
+  else createReadStream(file).pipe(res);
 });
 // PORT=0 lets the system pick a free port; the line below says which (scripts/serve-child.mjs reads it).
 server.on("error", (e) => {

@@ -192,13 +192,53 @@ async function openCache(name: string, options: LoadOptions): Promise<Cache | nu
   return caches.open(name);
 }
 
+/** The headers that tell one version of a file from another, strongest first. */
+const VALIDATORS = ["etag", "last-modified"] as const;
+
+/** How long a load waits to hear whether a cached file changed before it uses the copy as it is. */
+const REVALIDATE_MS = 3000;
+
+/**
+ * Whether the cached copy of `url` is still the server's file, so a model updated on the
+ * server replaces the copy: a HEAD request's ETag, else its Last-Modified, else its size,
+ * against the copy's. When the server cannot be reached (offline) or does not answer
+ * within REVALIDATE_MS, or answers with an error, the copy is used as it is.
+ */
+async function stillCurrent(url: URL, cached: Response, signal: AbortSignal | undefined): Promise<boolean> {
+  const asking = new AbortController();
+  const stop = () => asking.abort();
+  const timer = setTimeout(stop, REVALIDATE_MS);
+  signal?.addEventListener("abort", stop, { once: true });
+  let head: Response;
+  try {
+    head = await fetch(url, { method: "HEAD", cache: "no-store", signal: asking.signal });
+  } catch {
+    signal?.throwIfAborted();
+    return true;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", stop);
+  }
+  // free.json's recorded absence holds while the server still has none.
+  if (cached.status === 404) return head.status === 404;
+  if (!head.ok) return true;
+  for (const name of VALIDATORS) {
+    const now = head.headers.get(name);
+    const then = cached.headers.get(name);
+    if (now !== null && then !== null) return now === then;
+  }
+  const size = declaredSize(head);
+  return size === null || size === declaredSize(cached);
+}
+
 // Only free.json may be missing (HTTP 404): the overloads tell the caller which files come back for sure.
 async function download(url: URL, file: "free.json", options: LoadOptions, cache: Cache | null): Promise<Uint8Array | undefined>;
 async function download(url: URL, file: Exclude<ModelFileName, "free.json">, options: LoadOptions, cache: Cache | null): Promise<Uint8Array>;
 async function download(url: URL, file: ModelFileName, options: LoadOptions, cache: Cache | null): Promise<Uint8Array | undefined> {
   const optional = file === "free.json";
   const request = new Request(url);
-  const cached = cache ? await cache.match(request) : undefined;
+  let cached = cache ? await cache.match(request) : undefined;
+  if (cached && !(await stillCurrent(url, cached, options.signal))) cached = undefined;
   let response: Response;
   if (cached) {
     response = cached;
@@ -220,7 +260,12 @@ async function download(url: URL, file: ModelFileName, options: LoadOptions, cac
   }
   const body = await readBody(response, url, file, options, cached !== undefined);
   if (cache && !cached) {
-    const headers = { "content-type": response.headers.get("content-type") ?? "application/octet-stream", "content-length": String(body.byteLength) };
+    const headers: Record<string, string> = { "content-type": response.headers.get("content-type") ?? "application/octet-stream", "content-length": String(body.byteLength) };
+    // Kept for stillCurrent's comparison on the next load.
+    for (const name of VALIDATORS) {
+      const value = response.headers.get(name);
+      if (value !== null) headers[name] = value;
+    }
     try {
       await cache.put(request, new Response(body, { headers }));
     } catch (e) {

@@ -206,6 +206,14 @@ const api = {
     const hang = new Promise<string>((resolve) => setTimeout(() => resolve("no answer 20 s after the abort"), 20_000));
     return Promise.race([load, hang]);
   },
+  /** Loads with Cache Storage `cacheName`: where each file came from, and the model's initial threshold. */
+  async cachedLoad(baseUrl: string, cacheName: string): Promise<{ fromCache: Record<string, boolean>; threshold: number }> {
+    const fromCache: Record<string, boolean> = {};
+    const model = await FreeModel.load({ baseUrl }, { cache: true, cacheName, onProgress: (p) => void (fromCache[p.file] = p.fromCache) });
+    const { threshold } = await model.adaptiveState();
+    await model.dispose();
+    return { fromCache, threshold };
+  },
   /** Where "auto" put the model, and why. */
   async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {
     const model = await FreeModel.load({ baseUrl }, { device: "auto" });

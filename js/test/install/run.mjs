@@ -7,6 +7,7 @@
 // Usage: node run.mjs DIST MODEL_DIR FREE_CLI   (prints "N passed, M failed")
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, resolve } from "node:path";
@@ -49,11 +50,12 @@ const weightsSize = statSync(join(modelDir, "model.safetensors")).size;
  * requests (exposing Content-Range, as a CDN would) unless `flaky.ranges` is false, and on
  * the next `flaky.cuts` requests for model.safetensors it sends `flaky.cutAt` bytes of the
  * body and then drops the connection. `weightRequests`: the byte each weights answer began at.
+ * Each file's ETag is a hash of what `served` holds now (a test changes a file there).
  */
 const flaky = { cuts: 0, cutAt: 0, ranges: true, weightRequests: [] };
 const served = Object.fromEntries(["config.json", "model.safetensors", "tokenizer.json", "free.json"].map((f) => [f, readFileSync(join(modelDir, f))]));
 const flakyServer = createServer((req, res) => {
-  const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range", "accept-ranges": "bytes", "cache-control": "no-store" };
+  const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range, etag", "accept-ranges": "bytes", "cache-control": "no-store" };
   if (req.method === "OPTIONS") return void res.writeHead(204, headers).end();
   const name = new URL(req.url, "http://x").pathname.split("/").pop();
   const data = served[name];
@@ -62,7 +64,9 @@ const flakyServer = createServer((req, res) => {
   const from = range ? Number(range[1]) : 0;
   const body = data.subarray(from);
   if (range) headers["content-range"] = `bytes ${from}-${data.length - 1}/${data.length}`;
+  headers.etag = `"${createHash("sha256").update(data).digest("hex").slice(0, 16)}"`;
   res.writeHead(range ? 206 : 200, { ...headers, "content-type": "application/octet-stream", "content-length": body.length });
+  if (req.method === "HEAD") return void res.end();
   if (name !== "model.safetensors") return void res.end(body);
   flaky.weightRequests.push(from);
   if (flaky.cuts === 0) return void res.end(body);
@@ -216,16 +220,36 @@ try {
     }
   });
 
-  // From here on the model folder is unreachable: only Cache Storage can provide it.
-  let blocked = 0;
+  await check("a cached file that changed on the server is downloaded again, the unchanged ones come from the cache", async () => {
+    const cacheName = "free-wasm-revalidate";
+    const original = served["free.json"];
+    try {
+      const first = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(first.fromCache, { "config.json": false, "free.json": false, "model.safetensors": false, "tokenizer.json": false });
+      assert.equal(first.threshold, JSON.parse(original).threshold);
+      served["free.json"] = Buffer.from(JSON.stringify({ ...JSON.parse(original), threshold: 0.25 }));
+      const second = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(second.fromCache, { "config.json": true, "free.json": false, "model.safetensors": true, "tokenizer.json": true });
+      assert.equal(second.threshold, 0.25);
+      const third = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(third, { ...second, fromCache: { ...second.fromCache, "free.json": true } });
+    } finally {
+      served["free.json"] = original;
+      await page.evaluate((n) => caches.delete(n), cacheName);
+    }
+  });
+
+  // From here on the model folder is unreachable: only Cache Storage can provide it. Loads
+  // still ask whether a cached file changed (HEAD), and use the copy when nobody answers.
+  const blocked = [];
   await page.context().route("**/model/**", (route) => {
-    blocked++;
+    blocked.push(route.request().method());
     return route.abort("internetdisconnected");
   });
   await check("main thread, offline: the model comes from Cache Storage and generates the same tokens", async () => {
     const report = await page.evaluate(([b, c]) => window.freeTest.mainThread(b, c), [baseUrl, cases]);
     checkReport(report, true);
-    assert.equal(blocked, 0, "no request should have reached the network");
+    assert.ok(blocked.every((m) => m === "HEAD"), `only the revalidation should have asked the network: ${blocked}`);
   });
   await check("worker, offline: same API, same tokens, files from Cache Storage", async () => {
     const report = await page.evaluate(([b, c]) => window.freeTest.worker(b, c), [baseUrl, cases]);
