@@ -127,12 +127,14 @@ pub struct AdaptiveThreshold {
     fit: Option<Fit>,
     fits: usize,
     syncs_since_fit: usize,
+    /// No point has arrived since the last refit (nor has the rule changed).
+    fitted_all: bool,
 }
 
 impl AdaptiveThreshold {
     pub fn new(settings: BmmSettings) -> Self {
         let threshold = settings.initial_threshold;
-        AdaptiveThreshold { settings, points: VecDeque::new(), threshold, fit: None, fits: 0, syncs_since_fit: 0 }
+        AdaptiveThreshold { settings, points: VecDeque::new(), threshold, fit: None, fits: 0, syncs_since_fit: 0, fitted_all: false }
     }
 
     pub fn threshold(&self) -> f64 {
@@ -151,6 +153,7 @@ impl AdaptiveThreshold {
         if !confidence.is_finite() {
             return;
         }
+        self.fitted_all = false;
         self.points.push_back((confidence, consistent));
         if let Some(w) = self.settings.window {
             while self.points.len() > w {
@@ -159,9 +162,13 @@ impl AdaptiveThreshold {
         }
     }
 
-    /// Called at the start of every sequence: refit on all data so far.
+    /// Called at the start of every sequence: refit on all data so far, unless the last
+    /// fit already saw it all under the current rule (a generation that changed the rule
+    /// refitted in `set_rule` just before).
     pub fn start_sequence(&mut self) {
-        self.refit();
+        if !self.fitted_all {
+            self.refit();
+        }
     }
 
     /// Called after every synchronisation: refit when the cadence asks for it.
@@ -176,6 +183,7 @@ impl AdaptiveThreshold {
     /// has too few points or no valid Beta fit.
     pub fn refit(&mut self) {
         self.syncs_since_fit = 0;
+        self.fitted_all = true;
         let class = |want: bool| -> Vec<f64> {
             self.points.iter().filter(|(_, y)| *y == want).map(|(c, _)| *c).collect()
         };
@@ -211,9 +219,8 @@ impl AdaptiveThreshold {
         }
     }
 
-    /// Reads the threshold off the data with another rule from the next fit on (the data
-    /// does not depend on the rule, so nothing learned is lost). Refits at once when the
-    /// rule changes.
+    /// Reads the threshold off the data with another rule (the data does not depend on the
+    /// rule, so nothing learned is lost). Refits at once when the rule changes.
     pub fn set_rule(&mut self, rule: ThresholdRule) {
         if self.settings.rule != rule {
             self.settings.rule = rule;
@@ -382,6 +389,9 @@ mod tests {
         let (zeta_rule, points) = (est.threshold(), est.state().consistent_points);
         est.set_rule(ThresholdRule::budget(0.01));
         assert_eq!(est.state().consistent_points, points);
+        assert_eq!(est.state().fits, 2);
+        // A generation starting right after, with no new data, has nothing to refit.
+        est.start_sequence();
         assert_eq!(est.state().fits, 2);
         assert!(est.threshold() > zeta_rule, "a 1% budget is stricter here: {} vs {zeta_rule}", est.threshold());
     }
