@@ -3,16 +3,27 @@
 
 pub struct Args {
     rest: Vec<String>,
+    /// The options taken so far: one still left after it was taken was given twice.
+    taken: Vec<String>,
 }
 
 impl Args {
     pub fn from_env() -> Self {
-        Args { rest: std::env::args().skip(1).collect() }
+        Args { rest: std::env::args().skip(1).collect(), taken: Vec::new() }
     }
 
     #[cfg(test)]
     pub fn from(items: &[&str]) -> Self {
-        Args { rest: items.iter().map(|s| s.to_string()).collect() }
+        Args { rest: items.iter().map(|s| s.to_string()).collect(), taken: Vec::new() }
+    }
+
+    /// `--help` or `-h` anywhere.
+    pub fn wants_help(&self) -> bool {
+        self.rest.iter().any(|a| a == "--help" || a == "-h")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
     }
 
     /// Removes and returns the first argument that is not an option.
@@ -24,7 +35,7 @@ impl Args {
     pub fn flag(&mut self, name: &str) -> bool {
         match self.rest.iter().position(|a| a == name) {
             Some(i) => {
-                self.rest.remove(i);
+                self.taken.push(self.rest.remove(i));
                 true
             }
             None => false,
@@ -37,7 +48,7 @@ impl Args {
             return Err(format!("{name} needs a value"));
         }
         let value = self.rest.remove(i + 1);
-        self.rest.remove(i);
+        self.taken.push(self.rest.remove(i));
         Ok(Some(value))
     }
 
@@ -56,8 +67,16 @@ impl Args {
     pub fn finish(self) -> Result<(), String> {
         match self.rest.first() {
             None => Ok(()),
-            Some(a) if a.starts_with("--") => Err(format!("unknown option {a}")),
+            Some(a) if a.starts_with("--") => Err(self.unknown(a)),
             Some(a) => Err(format!("unexpected argument {a:?}")),
+        }
+    }
+
+    fn unknown(&self, option: &str) -> String {
+        if self.taken.iter().any(|t| t == option) {
+            format!("{option} given twice; give it once")
+        } else {
+            format!("unknown option {option}")
         }
     }
 
@@ -65,7 +84,7 @@ impl Args {
     /// nobody asked for.
     pub fn single_positional(mut self, what: &str) -> Result<String, String> {
         if let Some(unknown) = self.rest.iter().find(|a| a.starts_with("--")) {
-            return Err(format!("unknown option {unknown}"));
+            return Err(self.unknown(unknown));
         }
         match self.rest.len() {
             1 => Ok(self.rest.remove(0)),
@@ -95,5 +114,12 @@ mod tests {
         assert_eq!(Args::from(&["--model"]).required("--model").unwrap_err(), "--model needs a value");
         assert_eq!(Args::from(&["--bogus", "x"]).single_positional("TEXT").unwrap_err(), "unknown option --bogus");
         assert_eq!(Args::from(&["a", "b"]).single_positional("TEXT").unwrap_err(), "expected one TEXT, got 2: quote text that has spaces");
+        let mut twice = Args::from(&["--limit", "3", "--limit", "5"]);
+        assert_eq!(twice.parsed("--limit", 1usize).unwrap(), 3);
+        assert_eq!(twice.finish().unwrap_err(), "--limit given twice; give it once");
+        let mut flag_twice = Args::from(&["--json", "--json", "x"]);
+        assert!(flag_twice.flag("--json"));
+        assert_eq!(flag_twice.single_positional("TEXT").unwrap_err(), "--json given twice; give it once");
+        assert!(Args::from(&["eval", "--help"]).wants_help());
     }
 }

@@ -19,14 +19,17 @@ const USAGE: &str = "usage:
                 [--max-disagreement R] [--exit-layer N] [--max-new-tokens N] [--json] TEXT
       S: full | static | calm | free (default; adaptive threshold unless --threshold)
          | free-exact. Prints the text with each token coloured by the exit that emitted
-         it; --json prints the whole per-token trace. --max-disagreement R: the adaptive
+         it (to a file or pipe, or with NO_COLOR: the text alone); --json prints the
+         whole per-token trace. --max-disagreement R: the adaptive
          threshold keeps the share of exited tokens the deep model would have changed
          within R (e.g. 0.05) instead of FREE's zeta rule.
   free eval --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
             [--strategy S] [--threshold X | --adaptive [--max-disagreement R]]
             [--max-new-tokens N] [--json]
-      decodes a test set (JSONL: task, source, target) with one strategy (default full)
-      and reports ROUGE-1/2/L (summarize) or BLEU/chrF (translate) and speed.
+      decodes a test set (JSONL: task, source, target) with one strategy (default full;
+      --adaptive alone: free with its adaptive threshold) and reports ROUGE-1/2/L
+      (summarize) or BLEU/chrF (translate) and speed. --limit N: examples per task
+      (default all).
   free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
              [--threshold X] [--max-disagreement R] [--max-new-tokens N] [--only NAME,NAME]
              [--json OUT.json]
@@ -34,7 +37,7 @@ const USAGE: &str = "usage:
       free-adaptive-ref (the reference's rule), free-budget (the error-budget rule at R,
       default 0.05) and free-exact on the same examples,
       interleaved, and prints a table per task (and writes JSON); --only keeps the named
-      ones (full stays: the ratios are against it).
+      ones (full stays: the ratios are against it). --limit N: examples per task (100).
   free baselines --data FILE.jsonl [--task T] [--limit N] [--json]
       scores what a model must beat, without one: lead-N (the first N words of the
       source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
@@ -65,13 +68,19 @@ fn help() -> Result<(), String> {
 
 fn main() -> ExitCode {
     let mut args = Args::from_env();
-    let result = match args.next_positional().as_deref() {
-        Some("generate") => generate(args),
-        Some("eval") => eval(args),
-        Some("bench") => bench(args),
-        Some("baselines") => baselines(args),
-        Some("help") | Some("--help") | Some("-h") | None => help(),
-        Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
+    let result = if args.wants_help() {
+        help()
+    } else {
+        match args.next_positional().as_deref() {
+            Some("generate") => generate(args),
+            Some("eval") => eval(args),
+            Some("bench") => bench(args),
+            Some("baselines") => baselines(args),
+            Some("help") => help(),
+            None if args.is_empty() => help(),
+            None => args.finish().map_err(|e| format!("{e}; give a command first\n{USAGE}")),
+            Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
+        }
     };
     match result {
         // `free ... | head`: the reader has what it wanted.
@@ -171,7 +180,14 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
         out!("{value}");
     } else {
         let blocks = pipeline.model.num_decoder_blocks();
-        out!("{}", trace_view::render(&out.generation.trace, blocks));
+        // Escape codes only where a terminal shows them (https://no-color.org).
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        if colour {
+            out!("{}", trace_view::render(&out.generation.trace, blocks));
+        } else {
+            // To a file or a pipe: the text alone (--json has the whole trace).
+            out!("{}", out.text);
+        }
         out!("{}", trace_view::summary(&out.generation, blocks, seconds));
     }
     Ok(())
@@ -186,12 +202,17 @@ fn eval(mut args: Args) -> Result<(), String> {
     let device = device(&mut args)?;
     let data = args.required("--data")?;
     let task = args.optional("--task")?;
-    let limit = args.parsed("--limit", usize::MAX)?;
+    let limit = limit(&mut args, usize::MAX)?;
     let adaptive = args.flag("--adaptive");
-    let options = generate_options(&mut args, StrategyName::Full)?;
+    // --adaptive alone means FREE with its adaptive threshold.
+    let options = generate_options(&mut args, if adaptive { StrategyName::Free } else { StrategyName::Full })?;
     if adaptive && options.threshold.is_some() {
         return Err("give --threshold or --adaptive, not both".into());
     }
+    if adaptive && !matches!(options.strategy, StrategyName::Free | StrategyName::FreeExact) {
+        return Err(format!("--adaptive applies to free and free-exact, not {}", options.strategy.as_str()));
+    }
+    options.check_applicable().map_err(|e| e.to_string())?;
     let json = args.flag("--json");
     args.finish()?;
     on_device!(device, model_dir, eval_on(options, data, task, limit, json))
@@ -222,10 +243,18 @@ fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: St
     Ok(())
 }
 
+/// `--limit N` (examples per task): at least 1.
+fn limit(args: &mut Args, default: usize) -> Result<usize, String> {
+    match args.parsed("--limit", default)? {
+        0 => Err("--limit 0 leaves nothing to score; give at least 1 (examples per task)".into()),
+        n => Ok(n),
+    }
+}
+
 fn baselines(mut args: Args) -> Result<(), String> {
     let data = args.required("--data")?;
     let task = args.optional("--task")?;
-    let limit = args.parsed("--limit", usize::MAX)?;
+    let limit = limit(&mut args, usize::MAX)?;
     let json = args.flag("--json");
     args.finish()?;
     for report in baselines::run(&data, task.as_deref(), limit)? {
@@ -243,11 +272,18 @@ fn bench(mut args: Args) -> Result<(), String> {
     let device = device(&mut args)?;
     let data = args.required("--data")?;
     let task = args.optional("--task")?;
-    let limit = args.parsed("--limit", 100usize)?;
+    let limit = limit(&mut args, 100)?;
     let out = args.optional("--json")?;
     let only = args.optional("--only")?;
+    if args.optional("--strategy")?.is_some() {
+        return Err("bench runs every strategy; keep some with --only NAME,NAME".into());
+    }
     let options = generate_options(&mut args, StrategyName::Free)?;
     args.finish()?;
+    // Found out now, not after the whole run.
+    if let Some(path) = &out {
+        std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
     on_device!(device, model_dir, bench_on(options, data, task, limit, only, out))
 }
 
@@ -261,6 +297,8 @@ fn bench_on<B: Backend>(
     only: Option<String>,
     out: Option<String>,
 ) -> Result<(), String> {
+    // The budget is checked as generate checks it (a rate outside (0, 1) is refused).
+    pipeline.threshold_rule(&options).map_err(|e| e.to_string())?;
     let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
     let bmm = pipeline.adaptive.settings().clone();
     let budget = options.max_disagreement.unwrap_or(bench::DEFAULT_BUDGET);
@@ -279,10 +317,13 @@ fn bench_on<B: Backend>(
         let report = bench::run_task(&pipeline, &task, &examples, &mut contenders, true)?;
         out!("{}", bench::table(&report));
         reports.push(report);
+        // Rewritten after each task, so a later failure keeps what was measured.
+        if let Some(path) = &out {
+            let text = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
+            std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
     }
     if let Some(path) = out {
-        let text = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
         eprintln!("wrote {path}");
     }
     Ok(())

@@ -69,6 +69,52 @@ fn mistakes_are_reported_with_exit_status_1() {
     assert!(!ok && stderr.contains("unknown option --limits"), "{stderr}");
     let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--max-disagreement", "5", "hello"]);
     assert!(!ok && stderr.contains("max_disagreement") && stderr.contains("(0, 1)"), "{stderr}");
+    // The same budget in bench is refused before anything runs.
+    let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "1", "--max-disagreement", "5"]);
+    assert!(!ok && stderr.contains("max_disagreement") && stderr.contains("(0, 1)"), "{stderr}");
+    // Settings the strategy has no use for are refused, not ignored.
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--strategy", "full", "--threshold", "0.5", "hello"]);
+    assert!(!ok && stderr.contains("full runs every block for every token and has no threshold"), "{stderr}");
+    let (ok, _, stderr) = free(&["eval", "--model", FIXTURE, "--data", TEST_SPLIT, "--strategy", "calm", "--adaptive"]);
+    assert!(!ok && stderr.contains("--adaptive applies to free and free-exact, not calm"), "{stderr}");
+    let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--strategy", "calm"]);
+    assert!(!ok && stderr.contains("bench runs every strategy"), "{stderr}");
+    let (ok, _, stderr) = free(&["eval", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "0"]);
+    assert!(!ok && stderr.contains("--limit 0 leaves nothing to score"), "{stderr}");
+    let (ok, _, stderr) = free(&["eval", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "1", "--limit", "2"]);
+    assert!(!ok && stderr.contains("--limit given twice"), "{stderr}");
+    let (ok, _, stderr) = free(&["--version"]);
+    assert!(!ok && stderr.contains("unknown option --version; give a command first"), "{stderr}");
+    let bad_json = std::env::temp_dir().join("no-such-dir-free-wasm/out.json");
+    let (ok, stdout, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "1", "--json", bad_json.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("cannot write") && stdout.is_empty(), "the path is checked before the run: {stderr}");
+}
+
+#[test]
+fn help_anywhere_prints_the_usage() {
+    let (ok, stdout, _) = free(&["eval", "--help"]);
+    assert!(ok && stdout.starts_with("usage:"), "{stdout}");
+}
+
+/// `--adaptive` alone is FREE with the adaptive threshold (it used to run `full`, the default).
+#[test]
+fn eval_adaptive_runs_free() {
+    let (ok, stdout, stderr) = free(&["eval", "--model", DEMO_MODEL, "--data", TEST_SPLIT, "--task", "summarize", "--limit", "2", "--max-new-tokens", "8", "--adaptive", "--json"]);
+    assert!(ok, "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(row["strategy"], "free");
+    assert!(row["threshold"].is_number(), "{row}");
+}
+
+/// Output to a pipe is the text without escape codes; a terminal gets the colours.
+#[test]
+fn piped_generate_output_is_plain_text() {
+    let (ok, stdout, stderr) = free(&["generate", "--model", FIXTURE, "--strategy", "free-exact", "--threshold", "0", "--max-new-tokens", "12", "hello"]);
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    let (_, json, _) = free(&["generate", "--model", FIXTURE, "--strategy", "free-exact", "--threshold", "0", "--max-new-tokens", "12", "--json", "hello"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(stdout.lines().next().unwrap(), json["text"].as_str().unwrap());
 }
 
 /// `free generate ... | head -c 10`: the reader leaves early; the writer stops quietly.

@@ -74,6 +74,35 @@ pub struct GenerateOptions {
     pub run_ahead: Option<bool>,
 }
 
+impl GenerateOptions {
+    /// A setting the chosen strategy has no use for is an error, not silently ignored (a
+    /// threshold given to `full`, say, would suggest it changed something).
+    pub fn check_applicable(&self) -> Result<()> {
+        use StrategyName::*;
+        let refuse = |setting: &'static str, value: Option<String>, reason: &str| {
+            Err(Error::InvalidSetting { setting, value: value.unwrap_or_default(), reason: reason.to_string() })
+        };
+        let threshold = self.threshold.map(|t| t.to_string());
+        let budget = self.max_disagreement.map(|r| r.to_string());
+        match self.strategy {
+            Full if threshold.is_some() => refuse("threshold", threshold, "full runs every block for every token and has no threshold; drop it"),
+            Full if self.exit_layer.is_some() => refuse("exit_layer", self.exit_layer.map(|n| n.to_string()), "full has no early exit; drop it"),
+            Static if threshold.is_some() => {
+                refuse("threshold", threshold, "static exits every token at the shallow exit and has no threshold; drop it")
+            }
+            Full | Static | Calm if budget.is_some() => refuse(
+                "max_disagreement",
+                budget,
+                "the error budget sets the adaptive threshold of free and free-exact; drop it or use one of those strategies",
+            ),
+            Free | FreeExact if budget.is_some() && threshold.is_some() => {
+                refuse("max_disagreement", budget, "the error budget sets the adaptive threshold; drop it or the fixed threshold")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
@@ -270,6 +299,7 @@ impl<B: Backend> Pipeline<B> {
     /// Starts a generation from text, to be decided step by step (streaming callers) or
     /// run to the end (`generate`).
     pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_, B>> {
+        options.check_applicable()?;
         let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
         let rule = self.threshold_rule(options)?;

@@ -278,7 +278,7 @@ async function onCompare(): Promise<void> {
   setState("comparing");
   ui.status.textContent = "Running the same input with full…";
   try {
-    const full = await generate(run.text, { ...run.options, strategy: "full", threshold: undefined }, () => {});
+    const full = await generate(run.text, { ...run.options, strategy: "full", threshold: undefined, maxDisagreement: undefined }, () => {});
     const mine = standing(run.trace).map(displayText);
     const theirs = standing(full.trace).map(displayText);
     const decode = speedup(decodeMsPerToken(theirs.length, full.timing), decodeMsPerToken(mine.length, run.timing));
