@@ -168,9 +168,10 @@ export class FreeModel {
    * hears about every decoder step as it happens. If `signal` aborts (or the model is
    * disposed) it rejects with the abort reason, a DOMException named "AbortError" unless
    * you gave another; what the adaptive threshold learned until then stays. Calls made
-   * while another generation runs wait for it (an abort meanwhile rejects at once). If the WebGPU device is lost (a driver
-   * reset, say) it rejects with an Error named "DeviceLostError", as does every later
-   * call: load the model again (`device: "cpu"` always works).
+   * while another generation runs wait for it (an abort meanwhile rejects at once). If
+   * the WebGPU device is lost (a driver reset, say) it rejects with an Error named
+   * "DeviceLostError", as does every later call: load the model again (`device: "cpu"`
+   * always works).
    */
   generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
     // Bad arguments are refused now, not when the generations queued before this one end.
