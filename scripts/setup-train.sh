@@ -26,9 +26,9 @@ want_hash() {
 }
 
 if [[ ! -x "$VENV/bin/python" ]]; then
-    command -v "$PY" >/dev/null || { say "no $PY found: install Python >= 3.9 or set FREE_PYTHON"; exit 1; }
-    "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
-        || { say "$PY is older than 3.9: set FREE_PYTHON to a newer interpreter"; exit 1; }
+    command -v "$PY" >/dev/null || { say "no $PY found: install Python >= 3.11 (the pinned torch and transformers need it) or set FREE_PYTHON"; exit 1; }
+    "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+        || { say "$PY is older than 3.11 (the pinned torch and transformers need it): set FREE_PYTHON to a newer interpreter"; exit 1; }
     say "creating venv at $VENV"
     mkdir -p "$(dirname "$VENV")"
     "$PY" -m venv "$VENV" || { say "python venv failed (Debian: apt-get install python3-venv)"; exit 1; }

@@ -35,6 +35,7 @@ from .free import FreeObjective
 
 CKPT = "checkpoint"
 BEST = "best"
+BEST_VAL = "val.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +104,10 @@ def parse_args(argv=None):
         known = {a.dest for a in ap._actions}
         ap.set_defaults(**{k: v for k, v in saved.items() if k in known and k not in ("resume", "run_dir")})
         args = ap.parse_args(argv)
+    if args.schedule in ("cosine", "linear") and args.total_steps <= args.warmup:
+        # Otherwise the decay would end one step after warm-up: a whole run at the floor.
+        ap.error(f"--schedule {args.schedule} decays over --total-steps, which must exceed --warmup "
+                 f"({args.warmup}); give the run's length in steps")
     return args
 
 
@@ -298,11 +303,15 @@ def save_checkpoint(run_dir, model, tok, opt, state, log):
     log(f"checkpoint saved: step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens -> {final}")
 
 
-def save_best(run_dir, model, tok):
+def save_best(run_dir, model, tok, val, step):
     tmp = os.path.join(run_dir, BEST + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save(os.path.join(tmp, "tokenizer.json"))
+    # Beside the weights, so a resume after a crash compares against this model's loss,
+    # not against an older one in a checkpoint saved before it.
+    with open(os.path.join(tmp, BEST_VAL), "w") as f:
+        json.dump({"ce_deep": val, "step": step}, f)
     final = os.path.join(run_dir, BEST)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -324,9 +333,11 @@ def main(argv=None):
     ckpt_dir = os.path.join(args.run_dir, CKPT)
     resuming = args.resume and os.path.exists(os.path.join(ckpt_dir, "trainer_state.pt"))
     if args.resume and not resuming:
+        if any(os.path.exists(ckpt_dir + s) for s in (".old", ".tmp")):
+            # A stop between save_checkpoint's two renames: starting over would overwrite the run.
+            raise SystemExit(f"--resume: {ckpt_dir} is missing but {CKPT}.old or {CKPT}.tmp is there (a save was "
+                             f"interrupted); rename the complete one to {CKPT} and resume again")
         log(f"--resume: no checkpoint in {ckpt_dir}, starting a new run")
-    with open(os.path.join(args.run_dir, "args.json"), "w") as f:
-        json.dump({k: v for k, v in vars(args).items() if k != "resume"}, f, indent=2)
     log("args: " + " ".join(sys.argv[1:] if argv is None else argv))
 
     # tokenizer
@@ -392,7 +403,22 @@ def main(argv=None):
         opt.load_state_dict(ts["optimizer"])
         state.update(ts["state"])
         torch.set_rng_state(ts["torch_rng"])
+        best_val_path = os.path.join(args.run_dir, BEST, BEST_VAL)
+        if os.path.exists(best_val_path):
+            with open(best_val_path) as f:
+                state["best_val"] = min(state["best_val"], json.load(f)["ce_deep"])
         log(f"resumed at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, epoch {state['epoch']}")
+    # What decides the batches: a resume with other values would index another batch list.
+    fingerprint = {"data": os.path.abspath(args.data), "examples": len(enc.source), "batch_tokens": args.batch_tokens,
+                   "seed": args.seed, "max_source_len": args.max_source_len, "max_target_len": args.max_target_len}
+    if resuming and state.get("batches_from", fingerprint) != fingerprint:
+        changed = {k: (state["batches_from"].get(k), v) for k, v in fingerprint.items() if state["batches_from"].get(k) != v}
+        raise SystemExit(f"--resume: the batches would differ from the run's ({changed}, as (then, now)); "
+                         "resume with the run's data and settings, or start a new run with --init")
+    state["batches_from"] = fingerprint
+    # Written once the resume is known to be consistent: a refused one leaves the run's as it was.
+    with open(os.path.join(args.run_dir, "args.json"), "w") as f:
+        json.dump({k: v for k, v in vars(args).items() if k != "resume"}, f, indent=2)
 
     stop = {"flag": False}
 
@@ -433,7 +459,7 @@ def main(argv=None):
             f"{k}_{m}": v[m] for k, v in res.items() for m in ("ce_shallow", "ce_deep")})
         if a["ce_deep"] < state["best_val"]:
             state["best_val"] = a["ce_deep"]
-            save_best(args.run_dir, model, tok)
+            save_best(args.run_dir, model, tok, a["ce_deep"], state["step"])
         return res
 
     while True:

@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -72,6 +73,24 @@ def test_resume_continues(trained, workspace):
     assert recs[-1]["step"] == 85 and recs[80]["step"] == 81
     st = torch.load(trained / "checkpoint" / "trainer_state.pt", weights_only=False)["state"]
     assert st["step"] == 85
+
+
+def test_resume_refuses_settings_that_change_the_batches(trained, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    before = (run / "args.json").read_text()
+    with pytest.raises(SystemExit, match=r"the batches would differ from the run's \(\{'batch_tokens': \(\d+, 2048\)\}"):
+        train_main(["--run-dir", str(run), "--resume", "--batch-tokens", "2048", "--max-steps", "90"])
+    assert (run / "args.json").read_text() == before, "a refused resume must leave args.json as it was"
+    # The best model's loss travels with it: a resume compares against it.
+    assert json.loads((run / "best" / "val.json").read_text())["ce_deep"] == min(r["all_ce_deep"] for r in read_metrics(run, "val"))
+
+
+def test_a_decaying_schedule_needs_its_length(workspace, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--run-dir", str(tmp_path / "r"), "--data", str(workspace / "data"), "--schedule", "cosine",
+                    "--warmup", "10", "--max-steps", "3", *TINY])
+    assert "decays over --total-steps, which must exceed --warmup (10)" in capsys.readouterr().err
 
 
 def test_init_from_checkpoint(trained, workspace, tmp_path):
