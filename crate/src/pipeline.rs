@@ -322,7 +322,6 @@ impl<B: Backend> Pipeline<B> {
     }
 }
 
-/// The threshold rule a model's free.json asks for: its error budget, else FREE's zeta rule.
 /// The rule free.json's settings give: the error budget `max_disagreement` (a generation's,
 /// else free.json's), else FREE's zeta rule; with free.json's clamps and priors.
 fn rule(bmm: &BmmConfig, max_disagreement: Option<f64>) -> ThresholdRule {
