@@ -38,6 +38,7 @@ const pkg = {
     "types.d.ts",
     "files.js",
     "abort.js",
+    "turns.js",
     "worker-client.js",
     "worker-client.d.ts",
     "worker.js",

@@ -1,4 +1,4 @@
-// Waiting that an AbortSignal can cut short.
+// Waiting that an AbortSignal can cut short, and work that stops when another signal does.
 
 /**
  * Settles as `promise` does, or rejects with the signal's reason as soon as it aborts,
@@ -13,4 +13,16 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undef
     signal.addEventListener("abort", stop, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", stop));
   });
+}
+
+/**
+ * A controller that also aborts, with the same reason, when `outer` does; `release()`
+ * stops following `outer` (once the work is over, so a long-lived signal keeps no listener).
+ */
+export function following(outer: AbortSignal | undefined): { controller: AbortController; release: () => void } {
+  const controller = new AbortController();
+  const forward = () => controller.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  else outer?.addEventListener("abort", forward, { once: true });
+  return { controller, release: () => outer?.removeEventListener("abort", forward) };
 }

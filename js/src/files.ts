@@ -2,6 +2,7 @@
 // large weights report as they arrive), and an optional Cache Storage copy so a page can
 // load the same model again offline.
 
+import { following } from "./abort.js";
 import type { Bytes, LoadOptions, ModelFileName, ModelFiles, ModelSource } from "./types.js";
 
 /** The bytes `FreeModel.load` of the wasm layer takes. */
@@ -205,19 +206,17 @@ const REVALIDATE_MS = 3000;
  * within REVALIDATE_MS, or answers with an error, the copy is used as it is.
  */
 async function stillCurrent(url: URL, cached: Response, signal: AbortSignal | undefined): Promise<boolean> {
-  const asking = new AbortController();
-  const stop = () => asking.abort();
-  const timer = setTimeout(stop, REVALIDATE_MS);
-  signal?.addEventListener("abort", stop, { once: true });
+  const asking = following(signal);
+  const timer = setTimeout(() => asking.controller.abort(), REVALIDATE_MS);
   let head: Response;
   try {
-    head = await fetch(url, { method: "HEAD", cache: "no-store", signal: asking.signal });
+    head = await fetch(url, { method: "HEAD", cache: "no-store", signal: asking.controller.signal });
   } catch {
     signal?.throwIfAborted();
     return true;
   } finally {
     clearTimeout(timer);
-    signal?.removeEventListener("abort", stop);
+    asking.release();
   }
   // free.json's recorded absence holds while the server still has none.
   if (cached.status === 404) return head.status === 404;
@@ -288,15 +287,11 @@ export async function loadFiles(source: ModelSource, options: LoadOptions): Prom
   const url = (file: ModelFileName) => new URL(file, base);
   // The first file that fails stops the others: no download goes on (or lands in the cache)
   // for a load that has already rejected.
-  const stop = new AbortController();
-  const outer = options.signal;
-  const forward = () => stop.abort(outer?.reason);
-  if (outer?.aborted) forward();
-  outer?.addEventListener("abort", forward, { once: true });
-  const inner: LoadOptions = { ...options, signal: stop.signal };
+  const downloads = following(options.signal);
+  const inner: LoadOptions = { ...options, signal: downloads.controller.signal };
   const failFast = <T>(p: Promise<T>) =>
     p.catch((e: unknown) => {
-      stop.abort(e);
+      downloads.controller.abort(e);
       throw e;
     });
   try {
@@ -308,6 +303,6 @@ export async function loadFiles(source: ModelSource, options: LoadOptions): Prom
     ]);
     return { config, weights, tokenizer, free };
   } finally {
-    outer?.removeEventListener("abort", forward);
+    downloads.release();
   }
 }

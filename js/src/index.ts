@@ -7,6 +7,7 @@
 import init, { FreeModel as RawModel } from "./free_wasm.js";
 import { untilAborted } from "./abort.js";
 import { loadFiles, type LoadedFiles } from "./files.js";
+import { Turns } from "./turns.js";
 import type {
   AdaptiveState,
   Device,
@@ -131,8 +132,8 @@ function nextTask(): Promise<void> {
 export class FreeModel {
   readonly info: ModelInfo;
   #raw: RawModel;
-  /** Generations run one after another; this settles when the last one queued has. */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Generations, and the calls that read or reset what they learn, one after another. */
+  #turns = new Turns();
   /** Aborted by dispose(), to stop the running generation and those queued behind it. */
   #disposing = new AbortController();
   /** Set once the wasm side has freed the model; later calls get its "disposed" error. */
@@ -183,14 +184,7 @@ export class FreeModel {
       return Promise.reject(e);
     }
     // An abort while queued rejects at once; the queued run then sees the aborted signal and skips.
-    return untilAborted(this.#enqueue(() => this.#generate(text, raw, options)), options.signal);
-  }
-
-  /** Runs `task` after every call queued before it has settled. */
-  #enqueue<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.#queue.then(task, task);
-    this.#queue = result.catch(() => undefined);
-    return result;
+    return untilAborted(this.#turns.run(() => this.#generate(text, raw, options)), options.signal);
   }
 
   async #generate(text: string, raw: WasmOptions, options: GenerateOptions): Promise<Generation> {
@@ -214,12 +208,12 @@ export class FreeModel {
    * once the generations called before it are done: a running generation holds it.
    */
   adaptiveState(): Promise<AdaptiveState> {
-    return this.#enqueue(async () => this.#raw.adaptiveState() as AdaptiveState);
+    return this.#turns.run(async () => this.#raw.adaptiveState() as AdaptiveState);
   }
 
   /** Forgets what the adaptive threshold learned (back to free.json's threshold), after the generations called before it. */
   resetAdaptive(): Promise<void> {
-    return this.#enqueue(async () => this.#raw.resetAdaptive());
+    return this.#turns.run(async () => this.#raw.resetAdaptive());
   }
 
   /**
@@ -229,7 +223,7 @@ export class FreeModel {
    */
   async dispose(): Promise<void> {
     this.#disposing.abort(new DOMException("the model was disposed during generate", "AbortError"));
-    await this.#queue;
+    await this.#turns.settled();
     this.#raw.dispose();
     this.#disposed = true;
   }

@@ -72,7 +72,7 @@ class Connection {
         // thread: the request rejects and the worker is told to stop it.
         this.#pending.delete(message.id);
         pending.reject(e);
-        this.worker.postMessage({ id: nextId++, type: "abort", target: message.id } satisfies WorkerRequest);
+        this.#abort(message.id);
       }
     }
   };
@@ -85,6 +85,11 @@ class Connection {
     this.#pending.clear();
   };
 
+  /** Tells the worker to stop what request `target` started. */
+  #abort(target: number): void {
+    this.worker.postMessage({ id: nextId++, type: "abort", target } satisfies WorkerRequest);
+  }
+
   /** Sends a request; `signal` sends an abort for it. The answer's type follows worker.ts `handle`. */
   request<K extends keyof Results>(
     request: Omit<Extract<WorkerRequest, { type: K }>, "id">,
@@ -92,7 +97,7 @@ class Connection {
     signal?: AbortSignal,
   ): Promise<Results[K]> {
     const id = nextId++;
-    const abort = () => this.worker.postMessage({ id: nextId++, type: "abort", target: id } satisfies WorkerRequest);
+    const abort = () => this.#abort(id);
     signal?.addEventListener("abort", abort, { once: true });
     return new Promise<Results[K]>((resolve, reject) => {
       this.#pending.set(id, { resolve: (v) => resolve(v as Results[K]), reject, onMessage });

@@ -2,6 +2,7 @@
 // messages.ts. Generation runs here, so the page's main thread never waits on the model.
 
 import { FreeModel } from "./index.js";
+import { Turns } from "./turns.js";
 import type { Results, WorkerRequest, WorkerResponse } from "./messages.js";
 
 // The DOM typings describe a window; these are the two worker-scope members used here.
@@ -19,12 +20,7 @@ const generations = new Map<number, AbortController>();
  * stopped waiting for it) frees the model that load makes, and a load sent after it starts
  * from an empty worker.
  */
-let lifecycle: Promise<unknown> = Promise.resolve();
-function inTurn<T>(task: () => Promise<T>): Promise<T> {
-  const result = lifecycle.then(task, task);
-  lifecycle = result.catch(() => undefined);
-  return result;
-}
+const lifecycle = new Turns();
 
 function loaded(): FreeModel {
   if (!model) throw new Error("no model is loaded in this worker; call FreeWorkerModel.load first");
@@ -35,7 +31,7 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
   const { id } = request;
   switch (request.type) {
     case "load":
-      return inTurn(async () => {
+      return lifecycle.run(async () => {
         if (model) throw new Error("this worker already holds a model; dispose it first or use another FreeWorkerModel");
         model = await FreeModel.load(request.source, {
           ...request.options,
@@ -66,7 +62,7 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
       await loaded().resetAdaptive();
       return null;
     case "dispose":
-      return inTurn(async () => {
+      return lifecycle.run(async () => {
         await model?.dispose();
         model = undefined;
         return null;
