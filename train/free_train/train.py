@@ -409,7 +409,8 @@ def main(argv=None):
                 state["best_val"] = min(state["best_val"], json.load(f)["ce_deep"])
         log(f"resumed at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, epoch {state['epoch']}")
     # What decides the batches: a resume with other values would index another batch list.
-    fingerprint = {"data": os.path.abspath(args.data), "examples": len(enc.source), "batch_tokens": args.batch_tokens,
+    # The data by its size, not its path, so a run moved to another checkout still resumes.
+    fingerprint = {"examples": len(enc.source), "tokens": n_tok, "batch_tokens": args.batch_tokens,
                    "seed": args.seed, "max_source_len": args.max_source_len, "max_target_len": args.max_target_len}
     if resuming and state.get("batches_from", fingerprint) != fingerprint:
         changed = {k: (state["batches_from"].get(k), v) for k, v in fingerprint.items() if state["batches_from"].get(k) != v}
