@@ -17,12 +17,14 @@ class Encoded:
     dropped: dict
 
 
-def encode_rows(tok, rows, max_source: int, max_target: int) -> Encoded:
+def encode_rows(tok, rows, max_source: int, max_target: int, max_summarize_source: int = 0) -> Encoded:
     """Encode `prefix + source` and `target` (each ending in </s>).
 
     Summaries' sources are truncated (the synopsis comes from the start of the description,
-    the final </s> is kept); a translation whose source or target is too long, or any target
-    that is too long, is dropped rather than cut, so pairs stay aligned."""
+    the final </s> is kept), to `max_summarize_source` tokens when it is given and shorter; a
+    translation whose source or target is too long, or any target that is too long, is dropped
+    rather than cut, so pairs stay aligned."""
+    summarize_cap = min(max_source, max_summarize_source) if max_summarize_source > 0 else max_source
     srcs = tok.encode_batch([TASK_PREFIXES[r["task"]] + r["source"] for r in rows])
     tgts = tok.encode_batch([r["target"] for r in rows])
     out = Encoded([], [], [], {"target_too_long": 0, "source_too_long": 0, "source_truncated": 0})
@@ -31,12 +33,13 @@ def encode_rows(tok, rows, max_source: int, max_target: int) -> Encoded:
         if len(t) > max_target:
             out.dropped["target_too_long"] += 1
             continue
-        if len(s) > max_source:
+        cap = summarize_cap if r["task"] == "summarize" else max_source
+        if len(s) > cap:
             if r["task"] != "summarize":
                 out.dropped["source_too_long"] += 1
                 continue
             out.dropped["source_truncated"] += 1
-            s = s[: max_source - 1] + [EOS_ID]
+            s = s[: cap - 1] + [EOS_ID]
         out.source.append(s)
         out.target.append(t)
         out.task.append(r["task"])

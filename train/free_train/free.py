@@ -111,7 +111,8 @@ class FreeObjective:
         self.c = output_scale(model.config)
         self.tap = DecoderTap(model)
 
-    def __call__(self, input_ids, attention_mask, labels, keep_logits: bool = False) -> FreeOutput:
+    def __call__(self, input_ids, attention_mask, labels, keep_logits: bool = False,
+                 label_smoothing: float = 0.0) -> FreeOutput:
         m = self.model
         dec_in = m._shift_right(labels)
         tgt_mask = labels != -100
@@ -128,8 +129,10 @@ class FreeObjective:
         shallow_logits = m.lm_head(m.decoder.dropout(fln(hs[self.S - 1])) * self.c)
         V = deep_logits.size(-1)
         flat = labels.reshape(-1)
-        ce_l = F.cross_entropy(deep_logits.reshape(-1, V).float(), flat, ignore_index=-100)
-        ce_s = F.cross_entropy(shallow_logits.reshape(-1, V).float(), flat, ignore_index=-100)
+        ce_l = F.cross_entropy(deep_logits.reshape(-1, V).float(), flat, ignore_index=-100,
+                               label_smoothing=label_smoothing)
+        ce_s = F.cross_entropy(shallow_logits.reshape(-1, V).float(), flat, ignore_index=-100,
+                               label_smoothing=label_smoothing)
         loss = (self.S * ce_s + self.L * ce_l) / (self.S + self.L)
         if self.alpha > 0:
             normed = [fln(h) for h in hs]

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
+    ap.add_argument("--from-trunk", default=None, metavar="DIR",
+                    help="with --resume: continue the committed training line in DIR (train/trunk) when "
+                         "RUN_DIR has no checkpoint, or only an older one (see free_train.trunk)")
+    ap.add_argument("--new-data", action="store_true",
+                    help="with --resume: the data changed on purpose; start a new epoch over it "
+                         "instead of refusing (the batch position of the old data means nothing)")
     ap.add_argument("--data", default="data", help="folder with train/validation jsonl(.gz)")
     ap.add_argument("--init", default=None, help="start from this HF T5 checkpoint folder")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.json (default: train one, or the --init one)")
@@ -59,18 +65,38 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("FREE")
     g.add_argument("--shallow-exit-layer", type=int, default=2, help="S: the shallow model is blocks 0..S-1")
     g.add_argument("--alpha", type=float, default=0.5, help="weight of the layer-wise distillation")
+    g.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of both exits' cross-entropy in training (validation reports plain CE)")
     g = ap.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adafactor"])
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adafactor", "adafactor-relative"],
+                   help="adafactor-relative: each matrix's step is lr times its own RMS (T5's "
+                        "scale_parameter), so the N(0,1) embedding and the small projections move alike")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--min-lr-ratio", type=float, default=0.1, help="floor of cosine/linear decay")
     g.add_argument("--warmup", type=int, default=1000, help="warm-up steps")
     g.add_argument("--schedule", default="rsqrt", choices=["rsqrt", "cosine", "linear", "constant"])
     g.add_argument("--total-steps", type=int, default=0, help="length of cosine/linear decay")
+    g.add_argument("--decay-start", type=int, default=0,
+                   help="a branch's cooldown: from this step the rate falls linearly to 0 over --decay-steps "
+                        "(on top of the schedule; the trunk itself never decays)")
+    g.add_argument("--decay-steps", type=int, default=0)
+    g.add_argument("--embed-lr-scale", type=float, default=1.0,
+                   help="learning rate of the shared (tied) embedding relative to --lr")
+    g.add_argument("--rewarm", type=int, default=100,
+                   help="steps over which the learning rate ramps up again after a fresh optimizer "
+                        "replaces a lost one (a trunk resume, an optimizer change)")
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--beta2", type=float, default=0.98)
     g.add_argument("--clip", type=float, default=1.0)
     g.add_argument("--batch-tokens", type=int, default=4096, help="padded source+target tokens per batch")
     g.add_argument("--max-source-len", type=int, default=256)
+    g.add_argument("--max-summarize-source", type=int, default=0,
+                   help="training only: cut summarize sources to this many tokens (validation keeps "
+                        "--max-source-len, so runs stay comparable)")
+    g.add_argument("--balance", default="none", choices=["none", "target-tokens"],
+                   help="target-tokens: weight each batch's loss by its target tokens over the mean, so an "
+                        "update counts every target token alike (batches hold one task, and summarize "
+                        "batches hold few targets)")
     g.add_argument("--max-target-len", type=int, default=256)
     g = ap.add_argument_group("run control")
     g.add_argument("--time-budget", type=float, default=0, help="seconds of training in this process (0: none)")
@@ -79,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-train", type=int, default=0, help="use only the first N train examples")
     g.add_argument("--limit-val", type=int, default=0, help="use only the first N validation examples per task")
     g.add_argument("--eval-every", type=float, default=900, help="seconds between validations (0: never)")
+    g.add_argument("--eval-every-tokens", type=float, default=0,
+                   help="also validate each time the total of real tokens crosses a multiple of this "
+                        "(so runs compared at the same budget are measured at the same tokens)")
+    g.add_argument("--eval-first", action="store_true",
+                   help="validate the starting weights before the first step (a resumed line's "
+                        "continuity check; an A/B run's common starting point)")
     g.add_argument("--ckpt-every", type=float, default=600, help="seconds between checkpoints")
     g.add_argument("--log-every", type=float, default=30, help="seconds between progress lines")
     g.add_argument("--threads", default="auto",
@@ -98,11 +130,17 @@ def parse_args(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
     saved_path = os.path.join(args.run_dir, "args.json")
+    saved = None
     if args.resume and os.path.exists(saved_path):
         with open(saved_path) as f:
             saved = json.load(f)
+    elif args.resume and args.from_trunk:
+        from .trunk import read_manifest
+        saved = read_manifest(args.from_trunk)["args"]
+    if saved is not None:
         known = {a.dest for a in ap._actions}
-        ap.set_defaults(**{k: v for k, v in saved.items() if k in known and k not in ("resume", "run_dir")})
+        ap.set_defaults(**{k: v for k, v in saved.items()
+                           if k in known and k not in ("resume", "run_dir", "from_trunk", "new_data")})
         args = ap.parse_args(argv)
     if args.schedule in ("cosine", "linear") and args.total_steps <= args.warmup:
         # Otherwise the decay would end one step after warm-up: a whole run at the floor.
@@ -160,7 +198,19 @@ def param_count(model) -> int:
 
 # ---------------------------------------------------------------- schedule ---
 
-def lr_at(step: int, args) -> float:
+def lr_at(step: int, args, rewarm_from: int | None = None) -> float:
+    """The schedule's rate at `step`; after a fresh optimizer replaced a lost one (rewarm_from),
+    ramped up again over --rewarm steps: Adam's first steps with empty moments are sign-like and
+    full-size, which an already trained model does not need."""
+    lr = schedule_at(step, args)
+    if args.decay_steps > 0 and step >= args.decay_start:
+        lr *= max(0.0, 1 - (step - args.decay_start) / args.decay_steps)
+    if rewarm_from is not None and step < rewarm_from + args.rewarm:
+        lr *= (step - rewarm_from + 1) / max(1, args.rewarm)
+    return lr
+
+
+def schedule_at(step: int, args) -> float:
     w = max(1, args.warmup)
     if step < w:
         return args.lr * (step + 1) / w
@@ -176,20 +226,38 @@ def lr_at(step: int, args) -> float:
     return args.lr * (floor + (1 - floor) * (1 - frac))
 
 
-def make_optimizer(model, args):
-    decay, no_decay = [], []
+def param_groups(model, args) -> list[dict]:
+    """Three groups: the shared embedding (tied to the head; its own rate, --embed-lr-scale),
+    the other matrices (weight decay) and the vectors, norms and bias tables (none). Each group
+    carries `lr_scale`, its rate relative to the schedule's."""
+    emb, decay, no_decay = [], [], []
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "layer_norm" in n or "relative_attention_bias" in n else decay).append(p)
-    if args.optimizer == "adafactor":
+        if n == "shared.weight":
+            emb.append(p)
+        elif p.ndim < 2 or "layer_norm" in n or "relative_attention_bias" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": emb, "weight_decay": args.weight_decay, "lr_scale": args.embed_lr_scale},
+              {"params": decay, "weight_decay": args.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model, args):
+    groups = param_groups(model, args)
+    if args.optimizer.startswith("adafactor"):
         from transformers.optimization import Adafactor
-        return Adafactor([{"params": decay, "weight_decay": args.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}],
-                         lr=args.lr, scale_parameter=False, relative_step=False, warmup_init=False)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=args.lr, betas=(0.9, args.beta2), eps=1e-8)
+        return Adafactor(groups, lr=args.lr, scale_parameter=args.optimizer == "adafactor-relative",
+                         relative_step=False, warmup_init=False)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, args.beta2), eps=1e-8)
+
+
+def set_lr(opt, lr: float):
+    for g in opt.param_groups:
+        g["lr"] = lr * g["lr_scale"]
 
 
 # --------------------------------------------------------------- helpers ---
@@ -317,6 +385,60 @@ def save_best(run_dir, model, tok, val, step):
     os.replace(tmp, final)
 
 
+def run_args(args) -> dict:
+    """The run's settings as args.json and a trunk keep them: what a resume reads back."""
+    return {k: v for k, v in vars(args).items() if k not in ("resume", "from_trunk", "new_data")}
+
+
+def pick_start(args, ckpt_dir: str, log):
+    """Where the weights and trainer state come from: ("checkpoint", dir, saved) for the run's
+    own checkpoint, ("trunk", dir, saved) for the committed line (--from-trunk) when the run
+    has no checkpoint or an older one, else ("init", dir, None) or ("new", None, None)."""
+    from .trunk import load_trunk
+    ckpt = None
+    if args.resume and os.path.exists(os.path.join(ckpt_dir, "trainer_state.pt")):
+        ckpt = torch.load(os.path.join(ckpt_dir, "trainer_state.pt"), weights_only=False)
+    elif args.resume and any(os.path.exists(ckpt_dir + s) for s in (".old", ".tmp")):
+        # A stop between save_checkpoint's two renames: starting over would overwrite the run.
+        raise SystemExit(f"--resume: {ckpt_dir} is missing but {CKPT}.old or {CKPT}.tmp is there (a save was "
+                         f"interrupted); rename the complete one to {CKPT} and resume again")
+    trunk = load_trunk(args.from_trunk) if args.resume and args.from_trunk else None
+    if trunk and (ckpt is None or ckpt["state"]["tokens"] < trunk["state"]["tokens"]):
+        if ckpt is not None:
+            log(f"the trunk ({trunk['state']['tokens'] / 1e6:.2f}M tokens) is ahead of {ckpt_dir} "
+                f"({ckpt['state']['tokens'] / 1e6:.2f}M): continuing the trunk")
+        return "trunk", args.from_trunk, trunk
+    if ckpt is not None:
+        return "checkpoint", ckpt_dir, {"state": ckpt["state"], "optimizer": ckpt["optimizer"],
+                                        "torch_rng": ckpt["torch_rng"]}
+    if args.resume:
+        log(f"--resume: no checkpoint in {ckpt_dir}, starting a new run")
+    return ("init", args.init, None) if args.init else ("new", None, None)
+
+
+def restore_optimizer(opt, saved_state, state: dict, args, log):
+    """Load the saved optimizer state when it is there and of the same optimizer; otherwise keep
+    the fresh one and ramp the rate up again over --rewarm steps. Group settings (rate scale,
+    weight decay) are this run's, not the saved ones: the state holds moments, not choices."""
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    why = None
+    if saved_state is None:
+        why = "no optimizer state was saved"
+    elif state.get("optimizer", "adamw") != args.optimizer:
+        why = f"the optimizer changed ({state.get('optimizer', 'adamw')} -> {args.optimizer})"
+    else:
+        try:
+            opt.load_state_dict(saved_state)
+        except ValueError as e:  # another grouping of the parameters
+            why = f"the saved optimizer state does not fit ({e})"
+    if why:
+        state["rewarm_from"] = state["step"]
+        log(f"fresh optimizer: {why}; the rate ramps up again over {args.rewarm} steps")
+    for g, f in zip(opt.param_groups, fresh):
+        g["lr_scale"], g["weight_decay"] = f["lr_scale"], f["weight_decay"]
+    state["optimizer"] = args.optimizer
+
+
 # ------------------------------------------------------------------ main ---
 
 def main(argv=None):
@@ -331,14 +453,9 @@ def main(argv=None):
     os.makedirs(args.run_dir, exist_ok=True)
     log = Logger(args.run_dir)
     ckpt_dir = os.path.join(args.run_dir, CKPT)
-    resuming = args.resume and os.path.exists(os.path.join(ckpt_dir, "trainer_state.pt"))
-    if args.resume and not resuming:
-        if any(os.path.exists(ckpt_dir + s) for s in (".old", ".tmp")):
-            # A stop between save_checkpoint's two renames: starting over would overwrite the run.
-            raise SystemExit(f"--resume: {ckpt_dir} is missing but {CKPT}.old or {CKPT}.tmp is there (a save was "
-                             f"interrupted); rename the complete one to {CKPT} and resume again")
-        log(f"--resume: no checkpoint in {ckpt_dir}, starting a new run")
     log("args: " + " ".join(sys.argv[1:] if argv is None else argv))
+    start_kind, start_dir, saved = pick_start(args, ckpt_dir, log)
+    resuming = start_kind in ("checkpoint", "trunk")
 
     # tokenizer
     tok_path = os.path.join(args.run_dir, "tokenizer.json")
@@ -346,7 +463,7 @@ def main(argv=None):
     if args.limit_train:
         train_rows = train_rows[: args.limit_train]
     if resuming:
-        tok = Tokenizer.from_file(os.path.join(ckpt_dir, "tokenizer.json"))
+        tok = Tokenizer.from_file(os.path.join(start_dir, "tokenizer.json"))
     elif args.tokenizer:
         tok = Tokenizer.from_file(args.tokenizer)
     elif args.init and os.path.exists(os.path.join(args.init, "tokenizer.json")):
@@ -363,7 +480,7 @@ def main(argv=None):
     # Training runs in f32 whatever the checkpoint stores: exported models are f16, and
     # from_pretrained would otherwise keep that dtype, whose range T5's FFN overflows.
     if resuming:
-        model = T5ForConditionalGeneration.from_pretrained(ckpt_dir, dtype=torch.float32)
+        model = T5ForConditionalGeneration.from_pretrained(start_dir, dtype=torch.float32)
     elif args.init:
         model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
     else:
@@ -385,7 +502,8 @@ def main(argv=None):
 
     # data
     t0 = time.time()
-    enc = encode_rows(tok, train_rows, args.max_source_len, args.max_target_len)
+    enc = encode_rows(tok, train_rows, args.max_source_len, args.max_target_len,
+                      max_summarize_source=args.max_summarize_source)
     val_rows = read_jsonl(find_split(args.data, "validation"))
     if args.limit_val:
         val_rows = [r for t in TASK_PREFIXES for r in [x for x in val_rows if x["task"] == t][: args.limit_val]]
@@ -397,29 +515,38 @@ def main(argv=None):
     autocast = precision_context(device.type, args.precision)
     opt = make_optimizer(model, args)
     state = {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0, "train_seconds": 0.0,
-             "best_val": float("inf")}
+             "best_val": float("inf"), "optimizer": args.optimizer, "rewarm_from": None}
     if resuming:
-        ts = torch.load(os.path.join(ckpt_dir, "trainer_state.pt"), weights_only=False)
-        opt.load_state_dict(ts["optimizer"])
-        state.update(ts["state"])
-        torch.set_rng_state(ts["torch_rng"])
+        state.update(saved["state"])
+        if saved.get("torch_rng") is not None:
+            torch.set_rng_state(saved["torch_rng"])
+        restore_optimizer(opt, saved.get("optimizer"), state, args, log)
         best_val_path = os.path.join(args.run_dir, BEST, BEST_VAL)
-        if os.path.exists(best_val_path):
+        if start_kind == "checkpoint" and os.path.exists(best_val_path):
             with open(best_val_path) as f:
                 state["best_val"] = min(state["best_val"], json.load(f)["ce_deep"])
-        log(f"resumed at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, epoch {state['epoch']}")
+        log(f"resumed from the {start_kind} at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, "
+            f"epoch {state['epoch']}")
     # What decides the batches: a resume with other values would index another batch list.
     # The data by its size, not its path, so a run moved to another checkout still resumes.
     fingerprint = {"examples": len(enc.source), "tokens": n_tok, "batch_tokens": args.batch_tokens,
-                   "seed": args.seed, "max_source_len": args.max_source_len, "max_target_len": args.max_target_len}
+                   "seed": args.seed, "max_source_len": args.max_source_len, "max_target_len": args.max_target_len,
+                   "max_summarize_source": args.max_summarize_source}
     if resuming and state.get("batches_from", fingerprint) != fingerprint:
-        changed = {k: (state["batches_from"].get(k), v) for k, v in fingerprint.items() if state["batches_from"].get(k) != v}
-        raise SystemExit(f"--resume: the batches would differ from the run's ({changed}, as (then, now)); "
-                         "resume with the run's data and settings, or start a new run with --init")
+        then = {"max_summarize_source": 0, **state["batches_from"]}  # runs from before the option
+        changed = {k: (then.get(k), v) for k, v in fingerprint.items() if then.get(k) != v}
+        if changed and not args.new_data:
+            raise SystemExit(f"--resume: the batches would differ from the run's ({changed}, as (then, now)); "
+                             "resume with the run's data and settings, add --new-data to go on over the new "
+                             "data from a new epoch, or start a new run with --init")
+        if changed:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+            log(f"--new-data: the batches changed ({changed}, as (then, now)); epoch {state['epoch']} starts over them")
     state["batches_from"] = fingerprint
     # Written once the resume is known to be consistent: a refused one leaves the run's as it was.
     with open(os.path.join(args.run_dir, "args.json"), "w") as f:
-        json.dump({k: v for k, v in vars(args).items() if k != "resume"}, f, indent=2)
+        json.dump(run_args(args), f, indent=2)
 
     stop = {"flag": False}
 
@@ -434,6 +561,8 @@ def main(argv=None):
     win = {"tokens": 0, "t": start, "loss": 0.0, "ce_s": 0.0, "ce_l": 0.0, "kd": 0.0, "n": 0}
     batches = make_batches(enc, args.batch_tokens, args.seed, state["epoch"])
     reason = None
+    # --balance target-tokens: the mean target tokens of a batch, the weight's denominator
+    mean_target = (sum(map(len, enc.target)) / len(batches)) if args.balance == "target-tokens" else 0.0
 
     def budget_left():
         el = time.time() - start
@@ -463,6 +592,10 @@ def main(argv=None):
             save_best(args.run_dir, model, tok, a["ce_deep"], state["step"])
         return res
 
+    if args.eval_first:
+        run_eval()
+        win["t"] = last_eval = time.time()
+
     while True:
         if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1
@@ -475,13 +608,12 @@ def main(argv=None):
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         t_step = time.time()
-        lr = lr_at(state["step"], args)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = lr_at(state["step"], args, state["rewarm_from"])
+        set_lr(opt, lr)
         with autocast:
-            out = obj(inp, att, lab)
+            out = obj(inp, att, lab, label_smoothing=args.label_smoothing)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss * (out.n_tokens / mean_target if mean_target else 1.0)).backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip) if args.clip > 0 else torch.tensor(0.)
         if not torch.isfinite(out.loss):
             raise SystemExit(f"non-finite loss at step {state['step']}")
@@ -518,15 +650,21 @@ def main(argv=None):
                        tok_per_s=rate, elapsed=now - start + state["train_seconds"])
             win.update(tokens=0, t=time.time(), loss=0.0, ce_s=0.0, ce_l=0.0, kd=0.0, n=0)
             last_log = now
-        if args.eval_every and (now - last_eval >= args.eval_every or reason):
+        mark = args.eval_every_tokens
+        crossed = mark > 0 and state["tokens"] // mark > (state["tokens"] - real) // mark
+        if (args.eval_every and (now - last_eval >= args.eval_every or reason)) or crossed:
+            t = time.time()
             run_eval()
             last_eval = time.time()
-            win["t"] = time.time()
+            # The rate window counts training only: its clock skips what validation took
+            # (resetting the clock but not the token count inflated the next rate).
+            win["t"] += last_eval - t
         if now - last_ckpt >= args.ckpt_every or reason:
-            state["train_seconds"] += time.time() - last_ckpt
+            t = time.time()
+            state["train_seconds"] += t - last_ckpt
             save_checkpoint(args.run_dir, model, tok, opt, state, log)
             last_ckpt = time.time()
-            win["t"] = time.time()
+            win["t"] += last_ckpt - t
         if reason:
             log(f"stopped ({reason}) at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens")
             break
