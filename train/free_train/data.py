@@ -19,6 +19,18 @@ examples of the description that would cross a boundary are dropped.
 Formatting (Debian policy 5.6.13): the first line is the synopsis; in the extended part a
 line " ." separates paragraphs, wrapped lines are joined with a space, and an indented line
 starting a list item ("* ", "- ", "+ ", "o ") begins a new line inside the paragraph.
+
+A second step adds translate pairs from Debian's French man-page translations to train only:
+
+    python -m free_train.data add-manpages --orig manpages-l10n_4.18.1.orig.tar.gz [--data data/]
+
+It leaves validation, test and the package-description rows of train as they are (checked by
+hash against the manifest), drops the old man-page rows and appends the new ones (what is
+read and kept: manpages.py). It is a step of its own because apt's Translation files change
+under a release (security updates add descriptions): `build` reproduces data/ only from the
+exact files the manifest names, and a rebuild from newer ones would re-split everything. So
+the description rows are built once and kept, and the man-page rows are rebuilt from a pinned
+tarball onto them. A full rebuild is `build` from the manifest's files, then `add-manpages`.
 """
 from __future__ import annotations
 
@@ -26,13 +38,15 @@ import argparse
 import glob
 import gzip
 import hashlib
-import io
 import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
+
+from tokenizers import Tokenizer
+
+from . import TASK_PREFIXES, manpages
 
 SPLIT_SALT = "free-wasm-split-v1:"
 TEST_PER_TASK = 1000
@@ -295,9 +309,103 @@ def build(en_files: list[str], fr_files: list[str], out_dir: str,
         "dropped": stats,
         "outputs": outputs,
     }
-    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def write_manifest(data_dir: str, manifest: dict) -> None:
+    with open(os.path.join(data_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
         f.write("\n")
+
+
+# ------------------------------------------------------ man-page pairs ---
+
+def token_counts(tok, rows: list[dict]) -> dict:
+    """Rows and tokens per task as the trainer counts them (task prefix and </s> included)."""
+    out = {}
+    for task, prefix in TASK_PREFIXES.items():
+        rs = [r for r in rows if r["task"] == task]
+        out[task] = {"rows": len(rs),
+                     "source_tokens": sum(len(e.ids) for e in tok.encode_batch([prefix + r["source"] for r in rs])),
+                     "target_tokens": sum(len(e.ids) for e in tok.encode_batch([r["target"] for r in rs]))}
+    return out
+
+
+def checked_description_rows(train_path: str, train_out: dict) -> tuple[list[dict], str]:
+    """The train file's package-description rows, refused unless they are the manifest's.
+
+    A train file straight from `build` is known by the file's hash; once man-page rows were
+    added, by the hash of the description rows' JSONL, which add-manpages records."""
+    rows = read_jsonl(train_path)
+    desc = [r for r in rows if not r["id"].startswith(manpages.ID_PREFIX)]
+    digest = hashlib.sha256(jsonl_bytes(desc)).hexdigest()
+    expected = train_out.get("descriptions_sha256")
+    if expected is None and len(desc) == len(rows) and sha256_file(train_path) == train_out["sha256"]:
+        expected = digest
+    if digest != expected:
+        raise SystemExit(f"{train_path}: the package-description rows are not the manifest's; rebuild "
+                         "them with `build` from the Translation files it names")
+    return desc, digest
+
+
+def checked_held_out_rows(data_dir: str, outputs: dict) -> list[dict]:
+    """Validation and test rows, refused unless the files are the manifest's."""
+    rows = []
+    for split in ("validation", "test"):
+        path = os.path.join(data_dir, outputs[split]["file"])
+        if sha256_file(path) != outputs[split]["sha256"]:
+            raise SystemExit(f"{path} is not the file the manifest names")
+        rows += read_jsonl(path)
+    return rows
+
+
+def add_manpages(orig_path: str, data_dir: str, tokenizer_path: str,
+                 expect_sha256: str | None = manpages.ORIG_SHA256, log=print) -> dict:
+    """Replace the man-page rows of data_dir's train file (see the module docstring)."""
+    if expect_sha256 is not None and sha256_file(orig_path) != expect_sha256:
+        raise SystemExit(f"{orig_path}: sha256 is not {expect_sha256} ({manpages.ORIG_FILE} of "
+                         f"{manpages.PACKAGE} {manpages.VERSION}, {manpages.ORIG_URL})")
+    with open(os.path.join(data_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    outputs = manifest["outputs"]
+    held_out = checked_held_out_rows(data_dir, outputs)
+    train_path = os.path.join(data_dir, outputs["train"]["file"])
+    desc, desc_digest = checked_description_rows(train_path, outputs["train"])
+    tok = Tokenizer.from_file(tokenizer_path)
+    desc_counts = token_counts(tok, desc)
+    budget = desc_counts["translate"]["target_tokens"]
+
+    dropped = {k: 0 for k in manpages.DROP_REASONS + manpages.SELECT_DROP_REASONS}
+    candidates, n_files = [], 0
+    for page, text in manpages.read_po_files(orig_path):
+        candidates += manpages.pairs_from_po(page, text, dropped)
+        n_files += 1
+    n_entries = len(candidates) + sum(dropped.values())
+    unique = manpages.dedupe(candidates,
+                             {manpages.norm(r["source"]) for r in held_out},
+                             {manpages.norm(r["target"]) for r in held_out},
+                             {manpages.norm(r["source"]) for r in desc if r["task"] == "translate"},
+                             dropped)
+    man_rows, man_tokens = manpages.select(unique, tok, TASK_PREFIXES["translate"], budget, dropped)
+    log(f"{n_files} po files, {n_entries} entries: {len(man_rows)} pairs kept "
+        f"({man_tokens['target']} target tokens of {budget} allowed), dropped {dropped}")
+
+    write_output(train_path, desc + man_rows)
+    rows = desc + man_rows
+    outputs["train"].update({
+        "sha256": sha256_file(train_path), "bytes": os.path.getsize(train_path),
+        "examples": {t: sum(1 for r in rows if r["task"] == t) for t in TASK_PREFIXES},
+        "descriptions_sha256": desc_digest,
+        "origins": {"descriptions": desc_counts,
+                    "manpages": {"translate": {"rows": len(man_rows), "source_tokens": man_tokens["source"],
+                                               "target_tokens": man_tokens["target"]}}}})
+    source = {"file": os.path.basename(orig_path), "sha256": sha256_file(orig_path),
+              "bytes": os.path.getsize(orig_path)}
+    tokenizer = {"file": os.path.relpath(tokenizer_path), "sha256": sha256_file(tokenizer_path)}
+    manifest["manpages"] = manpages.manifest_entry(source, tokenizer, n_files, n_entries, len(man_rows),
+                                                   dropped, budget)
+    write_manifest(data_dir, manifest)
     return manifest
 
 
@@ -312,7 +420,15 @@ def main(argv=None):
     b.add_argument("--out", default="data", help="output folder (default: data)")
     b.add_argument("--test", type=int, default=TEST_PER_TASK)
     b.add_argument("--validation", type=int, default=VALIDATION_PER_TASK)
+    m = sub.add_parser("add-manpages", help="replace train's man-page translate pairs (manpages-l10n)")
+    m.add_argument("--orig", required=True, help=f"{manpages.ORIG_FILE} (sha256 {manpages.ORIG_SHA256})")
+    m.add_argument("--data", default="data", help="folder with the manifest and the three files (default: data)")
+    m.add_argument("--tokenizer", default="models/free-t5-mini/tokenizer.json",
+                   help="counts tokens for the caps (default: the demo model's)")
     a = ap.parse_args(argv)
+    if a.cmd == "add-manpages":
+        add_manpages(a.orig, a.data, a.tokenizer)
+        return
     lists = a.lists_dir or apt_lists_dir()
     en_files = a.en if a.en is not None else find_translation_files(lists, "en")
     fr_files = a.fr if a.fr is not None else find_translation_files(lists, "fr")
