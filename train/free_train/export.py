@@ -56,10 +56,14 @@ def export(run_dir: str, out_dir: str, which: str = "auto", dtype: str = "f16",
     if not os.path.exists(tok_src):
         tok_src = os.path.join(run_dir, "tokenizer.json")
     shutil.copyfile(tok_src, os.path.join(out_dir, "tokenizer.json"))
+    write_free_json(out_dir, shallow_exit_layer, threshold)
+    return out_dir
+
+
+def write_free_json(out_dir: str, shallow_exit_layer: int, threshold: float = 0.9):
     with open(os.path.join(out_dir, "free.json"), "w") as f:
         json.dump(free_settings(shallow_exit_layer, threshold), f, indent=2)
         f.write("\n")
-    return out_dir
 
 
 def main(argv=None):

@@ -13,6 +13,10 @@ Loss = (S*CE_S + L*CE_L)/(S+L) + alpha*KD, with
 h_k (the residual stream after k decoder blocks, before the final norm) is captured with
 forward hooks on the decoder blocks; HF's decoder applies the final norm and dropout only
 after the last block, so these are exactly the states the Rust engine computes.
+
+On a GPU every value read back on the host (.item(), int(tensor), a Python `if` on a tensor)
+waits for all queued work; `sync_free=True` computes the same loss without such reads (see
+FreeObjective.__call__), for a training loop that keeps the GPU fed (free_train.burst).
 """
 from __future__ import annotations
 
@@ -54,15 +58,44 @@ def dynamic_alignment(mse: torch.Tensor) -> list[int]:
     return picks
 
 
-def layerwise_kd(normed_states: list[torch.Tensor], shallow: int, mask: torch.Tensor):
-    """normed_states[k-1] = FLN(h_k) for k = 1..L. Returns (KD, picks)."""
+def alignment_on_device(mse: torch.Tensor) -> torch.Tensor:
+    """dynamic_alignment's picks as a tensor on mse's device, computed without reading values
+    back to the host. Students at or above the previous pick are masked with +inf instead of
+    sliced away (argmin returns the first of equal minima either way); once student 0 is
+    picked, the pick stays 0, as dynamic_alignment keeps it."""
+    n_teachers, n_students = mse.shape
+    vals = mse.detach()
+    cols = torch.arange(n_students, device=mse.device)
+    # torch.full, not torch.tensor: a host-to-device copy would itself wait for the GPU
+    last = torch.full((), n_students, dtype=torch.long, device=mse.device)
+    picks = []
+    for t in range(n_teachers - 1, -1, -1):
+        best = torch.argmin(vals[t].masked_fill(cols >= last, float("inf")))
+        last = torch.where(last > 0, best, last)
+        picks.append(last)
+    return torch.stack(picks[::-1])
+
+
+def layerwise_kd(normed_states: list[torch.Tensor], shallow: int, mask: torch.Tensor, on_device: bool = False):
+    """normed_states[k-1] = FLN(h_k) for k = 1..L. Returns (KD, picks): picks a list, or with
+    on_device a tensor (no host synchronisation)."""
     L = len(normed_states)
     teachers = [normed_states[i].detach() for i in teacher_layers(L, shallow)]
     students = normed_states[:shallow]
     mse = torch.stack([torch.stack([masked_mse(s, t, mask) for s in students]) for t in teachers])
+    if on_device:
+        picks = alignment_on_device(mse)
+        return mse.gather(1, picks[:, None]).mean(), picks
     picks = dynamic_alignment(mse)
     kd = torch.stack([mse[t, j] for t, j in enumerate(picks)]).mean()
     return kd, picks
+
+
+def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A (B, S) 0/1 padding mask as the 4-D additive mask (B, 1, 1, S) that HF's attention takes
+    as it is: 0 on tokens, the dtype's minimum on padding (what HF builds from a 2-D mask)."""
+    pad = (attention_mask == 0)[:, None, None, :]
+    return torch.zeros(pad.shape, dtype=dtype, device=pad.device).masked_fill(pad, torch.finfo(dtype).min)
 
 
 class DecoderTap:
@@ -91,8 +124,8 @@ class FreeOutput:
     ce_shallow: torch.Tensor
     ce_deep: torch.Tensor
     kd: torch.Tensor
-    picks: list[int]
-    n_tokens: int
+    picks: list[int] | torch.Tensor  # a tensor with sync_free
+    n_tokens: int | torch.Tensor
     deep_logits: torch.Tensor | None = None
     shallow_logits: torch.Tensor | None = None
 
@@ -112,15 +145,25 @@ class FreeObjective:
         self.tap = DecoderTap(model)
 
     def __call__(self, input_ids, attention_mask, labels, keep_logits: bool = False,
-                 label_smoothing: float = 0.0) -> FreeOutput:
+                 label_smoothing: float = 0.0, sync_free: bool = False) -> FreeOutput:
+        """sync_free: the same loss without reading anything back to the host, and picks and
+        n_tokens as device tensors. HF decides from a 2-D padding mask's values whether it may
+        skip the mask (`mask.all()` in masking_utils, a host read); a 4-D mask it takes as it
+        is. The decoder gets no padding mask: its causal mask already keeps every real
+        position from seeing the right-hand padding, and padded positions count nowhere."""
         m = self.model
         dec_in = m._shift_right(labels)
         tgt_mask = labels != -100
         self.tap.take()
-        enc = m.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        dec = m.decoder(input_ids=dec_in, attention_mask=tgt_mask.long(),
+        if sync_free:
+            enc_mask = additive_padding_mask(attention_mask, m.get_input_embeddings().weight.dtype)
+            dec_mask = None
+        else:
+            enc_mask, dec_mask = attention_mask, tgt_mask.long()
+        enc = m.encoder(input_ids=input_ids, attention_mask=enc_mask)
+        dec = m.decoder(input_ids=dec_in, attention_mask=dec_mask,
                         encoder_hidden_states=enc.last_hidden_state,
-                        encoder_attention_mask=attention_mask, use_cache=False)
+                        encoder_attention_mask=enc_mask, use_cache=False)
         hs = self.tap.take()
         if len(hs) != self.L:
             raise RuntimeError(f"captured {len(hs)} decoder states, expected {self.L}")
@@ -136,11 +179,12 @@ class FreeObjective:
         loss = (self.S * ce_s + self.L * ce_l) / (self.S + self.L)
         if self.alpha > 0:
             normed = [fln(h) for h in hs]
-            kd, picks = layerwise_kd(normed, self.S, tgt_mask)
+            kd, picks = layerwise_kd(normed, self.S, tgt_mask, on_device=sync_free)
             loss = loss + self.alpha * kd
         else:
             kd, picks = torch.zeros((), device=loss.device), []
+        n_tokens = tgt_mask.sum()
         return FreeOutput(loss=loss, ce_shallow=ce_s, ce_deep=ce_l, kd=kd, picks=picks,
-                          n_tokens=int(tgt_mask.sum()),
+                          n_tokens=n_tokens if sync_free else int(n_tokens),
                           deep_logits=deep_logits if keep_logits else None,
                           shallow_logits=shallow_logits if keep_logits else None)

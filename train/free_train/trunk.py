@@ -120,13 +120,19 @@ def save_trunk(run_dir: str, out_dir: str, optimizer_limit_mib: float = OPTIMIZE
     with open(os.path.join(tmp, MANIFEST), "w") as f:
         json.dump(man, f, indent=1)
         f.write("\n")
+    replace_dir(tmp, out_dir)
+    return man
+
+
+def replace_dir(tmp: str, out_dir: str):
+    """Put the finished folder `tmp` in place of out_dir: two renames, so a stop leaves either
+    folder whole (out_dir, or out_dir.old beside tmp)."""
     old = out_dir.rstrip("/") + ".old"
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(out_dir):
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
     shutil.rmtree(old, ignore_errors=True)
-    return man
 
 
 def describe(man: dict) -> str:

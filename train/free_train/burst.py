@@ -1,0 +1,724 @@
+"""A GPU burst of the training line: a few minutes of large-batch training on a lent GPU.
+
+    bash train/gpu-burst.sh [--budget 420] [--out DIR] [flags...]     # runs python -m free_train.burst
+    python -m free_train.burst merge PARTS_DIR [--trunk-out train/trunk] [--export models/NAME]
+
+Why: a GPU (one H200) is lent to this project rarely, for about 15 minutes including its start
+and without network. The burst continues the committed trunk (train/trunk; until one exists, the
+shipped models/free-t5-mini with the line's settings, LINE_FLAGS) for a wall-clock --budget and
+writes the weights as safetensors parts of at most --part-mib each, every --save-every seconds
+and at the end. Each write is atomic and the previous complete set is deleted only after the
+new one is whole, so a kill at any moment leaves usable weights. `merge` turns the newest
+complete set back into a trunk folder (and optionally a model export) on the CPU machine; the
+optimizer is not kept (the CPU line re-warms a fresh one anyway, see free_train.trunk).
+
+What keeps the GPU busy:
+* data: tokenized once up front, then padded into a few fixed shapes (Buckets: sources to a
+  multiple of --src-step, targets of --tgt-step, a fixed row count per shape so a step holds
+  about --batch-tokens padded tokens) that stay on the GPU; a step is an index_select;
+* no host synchronisation per step: FreeObjective's sync_free path, clipping's norm kept on
+  the device, the step's figures summed on the device and read every --read-every seconds,
+  where a non-finite loss stops the run before anything is written; on CUDA the second step
+  runs under torch.cuda.set_sync_debug_mode and the log says how many syncs it made;
+* bf16 autocast over f32 master weights, fused AdamW with the line's parameter groups
+  (free_train.train.param_groups), the line's rate scaled for the larger batch (--lr-scaling:
+  by default sqrt(batch tokens / the line's batch tokens), the usual rule for Adam) and
+  warmed up over --warmup steps, as every fresh optimizer on this line is;
+* torch.compile only with --compile: compiling T5's forward and backward costs a minute or
+  more of a 7-minute budget, recompiles as the shapes change and again for validation, and
+  has never run on the GPU; a burst must work the first time. The eager tokens/s in the log
+  is the figure a later burst with --compile has to beat.
+
+Validation (both exits on all of data/validation.jsonl with free_train.train.evaluate, in
+f32, so the figures are the CPU's for the same weights) runs before the first step, at every
+save and after the last step.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+
+T0 = time.time()  # before the heavy imports: a burst pays for them too
+
+# Floors: train/pyproject.toml's, torch raised to 2.4 (fused AdamW over parameter groups, CUDA's
+# sync debug mode). Checked on the CPU with torch 2.15 and transformers 5.17 and 5.23; the device
+# image has torch 2.11 and transformers 5.17.
+REQUIRES = {"torch": (2, 4), "transformers": (5, 0), "tokenizers": (0, 20), "safetensors": (0, 4),
+            "numpy": (1, 24)}
+REQUIRES_TEXT = ", ".join(f"{k}>={'.'.join(map(str, v))}" for k, v in REQUIRES.items())
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from . import PAD_ID, TASK_PREFIXES
+    from .batching import collate, encode_rows
+    from .data import find_split, read_jsonl
+    from .export import export, write_free_json
+    from .free import FreeObjective
+    from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, param_groups,
+                        precision_context, run_args, set_dropout, set_lr)
+    from .trunk import FORMAT, MANIFEST, describe, read_manifest, replace_dir
+except ImportError as e:
+    raise SystemExit(f"free_train.burst: {e}. It needs Python>=3.10, {REQUIRES_TEXT}.")
+IMPORT_SECONDS = time.time() - T0
+
+TRUNK = "train/trunk"
+SHIPPED = "models/free-t5-mini"
+# The line's settings (scripts/train-ab.sh), for a start from the shipped model before train/trunk exists.
+LINE_FLAGS = ["--optimizer", "adamw", "--lr", "1.3e-4", "--warmup", "200", "--schedule", "constant",
+              "--batch-tokens", "4096", "--max-source-len", "256", "--max-target-len", "256", "--dropout", "0",
+              "--alpha", "0.5", "--shallow-exit-layer", "2", "--seed", "12"]
+PART_PREFIX = "burst-"
+RECORD_FORMAT = 1
+STATS = ("loss", "ce_shallow", "ce_deep", "kd", "gnorm")
+
+
+# ------------------------------------------------------------- arguments ---
+
+def build_burst_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m free_train.burst", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--start", default=None,
+                    help=f"trunk or model folder (default: {TRUNK} when it has {MANIFEST}, else {SHIPPED})")
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--out", default=None,
+                    help="folder for the parts and the log (default: $OUT/burst when OUT is set, else train/runs/burst)")
+    ap.add_argument("--budget", type=float, default=420,
+                    help="wall seconds from the first step to the last (periodic saves included; setup and the "
+                         "first and last validation not)")
+    ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--dry-run", action="store_true",
+                    help="the whole path in seconds: 2 steps, 2000 train and 20 validation examples per task")
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--precision", default=None, choices=["bf16", "f32"],
+                    help="default: bf16 (autocast) on cuda, f32 elsewhere (bf16 autocast is slow on most CPUs)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder (see above)")
+    g = ap.add_argument_group("batches")
+    g.add_argument("--batch-tokens", type=int, default=65536, help="padded source+target tokens per step")
+    g.add_argument("--src-step", type=int, default=32, help="sources are padded to a multiple of this")
+    g.add_argument("--tgt-step", type=int, default=32, help="targets are padded to a multiple of this")
+    g.add_argument("--limit-train", type=int, default=0, help="only the first N train examples")
+    g.add_argument("--limit-val", type=int, default=0, help="only the first N validation examples per task")
+    g.add_argument("--eval-batch-tokens", type=int, default=0, help="default: --batch-tokens")
+    g = ap.add_argument_group("rate")
+    g.add_argument("--lr", type=float, default=0, help="peak rate (default: the line's, scaled by --lr-scaling)")
+    g.add_argument("--lr-scaling", default="sqrt", choices=["sqrt", "linear", "none"],
+                   help="the line's rate times (batch tokens / the line's batch tokens) ** 0.5, ** 1 or ** 0")
+    g.add_argument("--warmup", type=int, default=100, help="steps over which the fresh optimizer's rate ramps up")
+    g = ap.add_argument_group("output")
+    g.add_argument("--read-every", type=float, default=15, help="seconds between reads of the figures (a sync)")
+    g.add_argument("--save-every", type=float, default=90, help="seconds between saves (each one validates)")
+    g.add_argument("--part-mib", type=float, default=16, help="largest part file")
+    return ap
+
+
+def parse_burst_args(argv) -> argparse.Namespace:
+    args = build_burst_parser().parse_args(argv)
+    if args.dry_run:
+        args.max_steps = args.max_steps or 2
+        args.limit_train = args.limit_train or 2000
+        args.limit_val = args.limit_val or 20
+    if args.out is None:
+        args.out = os.path.join(os.environ["OUT"], "burst") if os.environ.get("OUT") else "train/runs/burst"
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.precision = args.precision or ("bf16" if args.device.startswith("cuda") else "f32")
+    args.eval_batch_tokens = args.eval_batch_tokens or args.batch_tokens
+    return args
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
+
+
+def check_requirements(args) -> dict:
+    """Fail before any work when the machine lacks something; returns the versions found."""
+    problems, found = [], {}
+    if sys.version_info < (3, 10):
+        problems.append(f"Python {sys.version.split()[0]} < 3.10")
+    for name, least in REQUIRES.items():
+        found[name] = metadata.version(name)
+        if version_tuple(found[name]) < least:
+            problems.append(f"{name} {found[name]} < {'.'.join(map(str, least))}")
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            problems.append(f"--device {args.device} but torch {torch.__version__} sees no CUDA device")
+        elif args.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            problems.append("this GPU has no bf16: use --precision f32")
+    if problems:
+        raise SystemExit("free_train.burst cannot run here: " + "; ".join(problems))
+    return found
+
+
+# ----------------------------------------------------------------- start ---
+
+@dataclass
+class Start:
+    """What the burst continues: the folder, the line's train.py settings and position, the
+    bursts already on record."""
+    dir: str
+    kind: str  # "trunk" (has trunk.json) or "model"
+    settings: dict
+    state: dict
+    bursts: list
+
+
+def find_start(path: str | None) -> Start:
+    path = path or (TRUNK if os.path.exists(os.path.join(TRUNK, MANIFEST)) else SHIPPED)
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        raise SystemExit(f"--start {path}: no model.safetensors there")
+    base = ["--run-dir", "train/runs/trunk"]
+    if os.path.exists(os.path.join(path, MANIFEST)):
+        man = read_manifest(path)
+        # older trunks lack the newer options: train.py's defaults fill them in, as its resume does
+        settings = {**run_args(build_parser().parse_args(base)), **man["args"]}
+        return Start(path, "trunk", settings, man["state"], man.get("bursts", []))
+    settings = run_args(build_parser().parse_args(base + ["--init", path] + LINE_FLAGS))
+    return Start(path, "model", settings, {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0}, [])
+
+
+def sha256_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def load_model(start: Start, device):
+    from transformers import T5ForConditionalGeneration
+    # f32 master weights whatever the folder stores (f16): bf16 autocast computes in bf16 on top
+    model = T5ForConditionalGeneration.from_pretrained(start.dir, dtype=torch.float32)
+    set_dropout(model, start.settings["dropout"])
+    return model.to(device).train()
+
+
+# ------------------------------------------------------------------ data ---
+
+def round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def fold_small_shapes(groups: dict, rows_of, largest: tuple) -> dict:
+    """Move the examples of each shape too rare to fill one batch into the smallest larger shape
+    that fills one (else into the largest shape), so no batch repeats an example and the shapes
+    stay few."""
+    size = lambda k: (k[0] + k[1], k)  # noqa: E731
+    for key in sorted(groups, key=size):
+        if key == largest or len(groups[key]) >= rows_of(key):
+            continue
+        into = min((k for k in groups if k != key and k[0] >= key[0] and k[1] >= key[1]
+                    and len(groups[k]) >= rows_of(k)), key=size, default=largest)
+        groups.setdefault(into, []).extend(groups.pop(key))
+    return groups
+
+
+class Buckets:
+    """The training set on the device, padded into a few fixed shapes (source length, target
+    length), each with a fixed number of rows per batch. Every example is in one shape."""
+
+    def __init__(self, enc, batch_tokens: int, src_step: int, tgt_step: int, max_source: int, max_target: int, device):
+        groups = {}
+        for i, (s, t) in enumerate(zip(enc.source, enc.target)):
+            groups.setdefault((round_up(len(s), src_step), round_up(len(t), tgt_step)), []).append(i)
+        rows_of = lambda k: max(1, batch_tokens // (k[0] + k[1]))  # noqa: E731
+        groups = fold_small_shapes(groups, rows_of, (round_up(max_source, src_step), round_up(max_target, tgt_step)))
+        self.device = device
+        self.shapes = sorted(groups)
+        # only the largest shape can hold fewer examples than its row count
+        self.rows = [min(rows_of(k), len(groups[k])) for k in self.shapes]
+        self.real = [np.array([len(enc.source[i]) + len(enc.target[i]) for i in groups[k]]) for k in self.shapes]
+        self.tensors = [self._padded(enc, groups[k], k) for k in self.shapes]
+
+    def _padded(self, enc, idx: list[int], shape: tuple[int, int]):
+        inp, att, lab, _ = collate(enc, idx)  # padded to the group's longest, then to the shape
+        src_pad, tgt_pad = shape[0] - inp.size(1), shape[1] - lab.size(1)
+        return (F.pad(inp, (0, src_pad), value=PAD_ID).to(self.device),
+                F.pad(att, (0, src_pad), value=0).to(self.device),
+                F.pad(lab, (0, tgt_pad), value=-100).to(self.device))
+
+    def describe(self) -> str:
+        steps = sum(-(-len(r) // n) for r, n in zip(self.real, self.rows))
+        padded = sum(-(-len(r) // n) * n * sum(k) for r, n, k in zip(self.real, self.rows, self.shapes))
+        real = sum(int(r.sum()) for r in self.real)
+        return (f"{len(self.shapes)} shapes, {steps} steps/epoch, {real / padded:.0%} of the padded positions real "
+                f"({real / 1e6:.2f}M tokens/epoch)")
+
+    def epoch(self, seed: int, start_step: int, epoch: int) -> "EpochOrder":
+        """The epoch's batches in a random order: each shape's examples shuffled, the last batch
+        filled up from the start of that order so every batch of a shape has its row count. The
+        line's step at the burst's start is in the seed: each burst has its own orders."""
+        rng = np.random.default_rng([seed, start_step, epoch])
+        batches, order, real = [], [], []
+        for b, rows in enumerate(self.rows):
+            n = len(self.real[b])
+            nb = -(-n // rows)
+            idx = rng.permutation(n)[np.arange(nb * rows) % n]
+            order.append(self._to_device(idx))
+            batches += [(b, k * rows) for k in range(nb)]
+            real += self.real[b][idx].reshape(nb, rows).sum(1).tolist()
+        perm = rng.permutation(len(batches))
+        return EpochOrder([batches[i] for i in perm], order, [real[i] for i in perm])
+
+    def _to_device(self, idx):
+        t = torch.from_numpy(idx)
+        # pinned and non-blocking: a plain copy to the GPU waits for all queued work
+        return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
+
+    def batch(self, order: "EpochOrder", k: int):
+        """(input_ids, attention_mask, labels, real tokens) of the epoch's k-th batch."""
+        b, start = order.batches[k]
+        idx = order.index[b][start:start + self.rows[b]]
+        return (*(t.index_select(0, idx) for t in self.tensors[b]), order.real[k])
+
+
+@dataclass
+class EpochOrder:
+    batches: list  # (shape, offset into index[shape]) per batch, in training order
+    index: list  # per shape: example indices on the device, batch after batch
+    real: list  # per batch: real (non-padding) tokens, known on the host
+
+
+def first_per_task(rows: list[dict], n: int) -> list[dict]:
+    return [r for t in TASK_PREFIXES for r in [x for x in rows if x["task"] == t][:n]] if n else rows
+
+
+def load_data(args, settings: dict, tok, device, log):
+    t = time.time()
+    rows = read_jsonl(find_split(args.data, "train"))
+    rows = rows[: args.limit_train] if args.limit_train else rows
+    val_rows = first_per_task(read_jsonl(find_split(args.data, "validation")), args.limit_val)
+    t_read = time.time()
+    enc = encode_rows(tok, rows, settings["max_source_len"], settings["max_target_len"],
+                      max_summarize_source=settings["max_summarize_source"])
+    venc = encode_rows(tok, val_rows, settings["max_source_len"], settings["max_target_len"])
+    t_tok = time.time()
+    data = Buckets(enc, args.batch_tokens, args.src_step, args.tgt_step, settings["max_source_len"],
+                   settings["max_target_len"], device)
+    log(f"data: {len(enc.source)} train examples (dropped {enc.dropped}), {len(venc.source)} validation; "
+        f"{data.describe()}; read {t_read - t:.1f}s, tokenized {t_tok - t_read:.1f}s, "
+        f"on the {device.type} {time.time() - t_tok:.1f}s")
+    return data, venc
+
+
+# -------------------------------------------------------------- training ---
+
+@dataclass
+class Progress:
+    """The burst's own count; the line's step and tokens are the start's plus these."""
+    step: int = 0
+    tokens: int = 0
+    epoch: int = 0
+    batch: int = 0  # position in the epoch's order
+    seconds: float = 0.0  # of training: the periodic validations and saves not counted
+
+
+def peak_lr(args, settings: dict) -> float:
+    if args.lr:
+        return args.lr
+    power = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}[args.lr_scaling]
+    return settings["lr"] * (args.batch_tokens / settings["batch_tokens"]) ** power
+
+
+def make_fused_optimizer(model, settings: dict, lr: float, device):
+    groups = param_groups(model, argparse.Namespace(**settings))
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, settings["beta2"]), eps=1e-8,
+                             fused=device.type == "cuda")
+
+
+def train_step(obj, opt, batch, lr: float, settings: dict, autocast) -> torch.Tensor:
+    """One update; returns the step's STATS as a device tensor (nothing is read back)."""
+    inp, att, lab, _ = batch
+    set_lr(opt, lr)
+    with autocast:
+        out = obj(inp, att, lab, label_smoothing=settings["label_smoothing"], sync_free=True)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    # the norm stays a device tensor; clip_grad_norm_ scales by min(1, clip/norm) without a branch
+    gnorm = (torch.nn.utils.clip_grad_norm_(params, settings["clip"]) if settings["clip"] > 0
+             else torch.zeros((), device=out.loss.device))
+    opt.step()
+    return torch.stack([out.loss.detach(), out.ce_shallow.detach(), out.ce_deep.detach(), out.kd.detach(),
+                        gnorm.detach()])
+
+
+@contextmanager
+def count_syncs(device, enabled: bool):
+    """With enabled on CUDA: the messages of the host synchronisations CUDA reports inside the
+    block (torch.cuda.set_sync_debug_mode); otherwise None."""
+    if not (enabled and device.type == "cuda"):
+        yield None
+        return
+    caught = []
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield caught
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            caught += [str(w.message) for w in rec if "synchroniz" in str(w.message)]
+
+
+def check_sync_free(obj, batch, tol: float = 1e-4) -> float:
+    """The sync-free objective against the plain one on a few rows of a real batch (f32, no
+    gradient): proves the 4-D mask path under this machine's transformers."""
+    inp, att, lab, _ = (t[:8] if torch.is_tensor(t) else t for t in batch)
+    with torch.no_grad():
+        diff = float((obj(inp, att, lab, sync_free=True).loss - obj(inp, att, lab).loss).abs())
+    if not diff <= tol:
+        raise SystemExit(f"the sync-free objective differs from free.py's by {diff:.2e} (> {tol}): "
+                         "transformers' mask handling changed; do not train with it")
+    return diff
+
+
+class Recorder:
+    """The burst's record (what every part carries and merge reads) and the log."""
+
+    def __init__(self, args, start: Start, log, versions: dict, device_name: str, lr: float, tok_sha: str):
+        self.log, self.start = log, start
+        self.record = {"format": RECORD_FORMAT,
+                       "start": {"dir": start.dir, "kind": start.kind, "state": start.state, "tokenizer_sha256": tok_sha},
+                       "settings": start.settings, "bursts_before": start.bursts,
+                       "burst": {**vars(args), "peak_lr": lr, "device_name": device_name, "versions": versions},
+                       "step": 0, "tokens": 0, "seconds": 0.0, "position": None, "validation": []}
+
+    def line(self, p: Progress) -> tuple[int, int]:
+        """The line's step and tokens at the burst's progress p."""
+        return self.start.state["step"] + p.step, self.start.state["tokens"] + p.tokens
+
+    def validation(self, res: dict, p: Progress, when: str, seconds: float):
+        step, tokens = self.line(p)
+        rec = {"kind": "val", "step": step, "tokens": tokens, "burst_step": p.step,
+               **{f"{k}_{m}": v[m] for k, v in res.items() for m in ("ce_shallow", "ce_deep")}}
+        self.record["validation"].append(rec)
+        self.log.record(**rec)
+        parts = " ".join(f"{k}: S {v['ce_shallow']:.3f} L {v['ce_deep']:.3f}" for k, v in res.items() if k != "all")
+        self.log(f"validation {when} (burst step {p.step}, line step {step}): S {res['all']['ce_shallow']:.4f} "
+                 f"L {res['all']['ce_deep']:.4f} | {parts} ({seconds:.1f}s)")
+
+    def figures(self, fig: dict, p: Progress, lr: float, rate: float):
+        step, tokens = self.line(p)
+        self.log(f"step {p.step} | ep {p.epoch} | {p.tokens / 1e6:.2f}M tok | loss {fig['loss']:.4f} "
+                 f"(S {fig['ce_shallow']:.4f} L {fig['ce_deep']:.4f} kd {fig['kd']:.4f}) | gnorm {fig['gnorm']:.2f} | "
+                 f"lr {lr:.2e} | {rate:.0f} tok/s | {fmt_time(p.seconds)}")
+        self.log.record(kind="train", step=step, tokens=tokens, burst_step=p.step, lr=lr, tok_per_s=rate, **fig)
+
+    def at(self, p: Progress, order: EpochOrder) -> dict:
+        """The record as of progress p (the data position is the burst's own epoch order)."""
+        self.record.update(step=p.step, tokens=p.tokens, seconds=p.seconds,
+                           position={"epoch": p.epoch, "batch": p.batch, "batches_in_epoch": len(order.batches)})
+        return self.record
+
+
+@dataclass
+class Run:
+    """What a burst's loop works with."""
+    args: argparse.Namespace
+    settings: dict
+    device: torch.device
+    model: torch.nn.Module
+    obj: FreeObjective
+    opt: torch.optim.Optimizer
+    schedule: argparse.Namespace  # for train.lr_at: constant after --warmup
+    data: Buckets
+    venc: object
+    rec: Recorder
+
+    def validate(self, p: Progress, when: str):
+        t = time.time()
+        res = evaluate(self.obj, self.venc, self.args.eval_batch_tokens, self.device)  # f32: no autocast
+        self.rec.validation(res, p, when, time.time() - t)
+
+    def save(self, p: Progress, order: EpochOrder):
+        write_parts(self.args.out, self.model, self.rec.at(p, order), self.args.part_mib, self.rec.log)
+
+
+def setup(args, versions: dict, t0: float) -> Run:
+    device = torch.device(args.device)
+    os.makedirs(args.out, exist_ok=True)
+    if any(f.startswith(PART_PREFIX) for f in os.listdir(args.out)):
+        # merge takes the newest set in a folder: an older burst's would stand in for a failed new one
+        raise SystemExit(f"{args.out} holds parts of an earlier burst: merge or move them, or give another --out")
+    log = Logger(args.out)
+    start = find_start(args.start)
+    s = start.settings
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    log(f"burst on {device_name}, {args.precision}{' +compile' if args.compile else ''}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    log(f"start: {start.dir} ({start.kind}), line step {start.state['step']}, {start.state['tokens'] / 1e6:.2f}M tokens")
+    from tokenizers import Tokenizer
+    tok_path = os.path.join(start.dir, "tokenizer.json")
+    model = load_model(start, device)
+    data, venc = load_data(args, s, Tokenizer.from_file(tok_path), device, log)
+    lr = peak_lr(args, s)
+    log(f"rate: {lr:.3g} peak ({s['lr']:.3g} at {s['batch_tokens']} tokens, {args.lr_scaling} scaling to "
+        f"{args.batch_tokens}), {args.warmup} warm-up steps; AdamW{' fused' if device.type == 'cuda' else ''} "
+        f"betas (0.9, {s['beta2']}), weight decay {s['weight_decay']}, clip {s['clip']}; S={s['shallow_exit_layer']}, "
+        f"alpha {s['alpha']}; setup {time.time() - t0:.0f}s after {IMPORT_SECONDS:.0f}s of imports")
+    return Run(args, s, device, model, FreeObjective(model, s["shallow_exit_layer"], s["alpha"]),
+               make_fused_optimizer(model, s, lr, device),
+               argparse.Namespace(lr=lr, warmup=args.warmup, schedule="constant", decay_steps=0, decay_start=0),
+               data, venc, Recorder(args, start, log, versions, device_name, lr, sha256_file(tok_path)))
+
+
+def run_burst(args, versions: dict, t0: float) -> dict:
+    run = setup(args, versions, t0)
+    p = Progress()
+    run.validate(p, "start")
+    order = run.data.epoch(run.settings["seed"], run.rec.start.state["step"], 0)
+    run.rec.log(f"sync-free objective: |loss - free.py's| = {check_sync_free(run.obj, run.data.batch(order, 0)):.1e}")
+    if args.compile:
+        compile_in_place(run.model)
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signum
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        order = train_loop(run, p, order, stop)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    if stop["signal"] is None:
+        run.validate(p, "end")
+    else:
+        run.rec.log(f"signal {stop['signal']}: saving without the last validation")
+    run.save(p, order)
+    run.rec.log(f"done: {p.step} steps, {p.tokens} tokens ({p.tokens / max(p.seconds, 1e-9):.0f} tokens/s over "
+                f"{p.seconds:.0f}s of training, epoch {p.epoch}); wall {time.time() - t0 + IMPORT_SECONDS:.0f}s "
+                "with the imports")
+    run.obj.tap.remove()
+    return run.rec.record
+
+
+def train_loop(run: Run, p: Progress, order: EpochOrder, stop: dict) -> EpochOrder:
+    """Steps until --budget, --max-steps or a signal; reads the figures every --read-every
+    seconds (the only syncs) and validates and saves every --save-every seconds."""
+    a, s = run.args, run.settings
+    autocast = precision_context(run.device.type, a.precision)
+    acc = torch.zeros(len(STATS), device=run.device)
+    win = {"steps": 0, "tokens": 0, "t": time.time()}
+    t_start = last_save = time.time()
+    paused = 0.0  # seconds of periodic validation and saving
+    while True:
+        if p.batch >= len(order.batches):
+            p.epoch, p.batch = p.epoch + 1, 0
+            order = run.data.epoch(s["seed"], run.rec.start.state["step"], p.epoch)
+        batch = run.data.batch(order, p.batch)
+        with count_syncs(run.device, enabled=p.step == 1) as syncs:
+            acc += train_step(run.obj, run.opt, batch, lr_at(p.step, run.schedule), s, autocast)
+        if syncs is not None:
+            run.rec.log(f"host syncs in training step 2: {len(syncs)}" + (f" (first: {syncs[0]})" if syncs else ""))
+        p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + batch[3]
+        win["steps"], win["tokens"] = win["steps"] + 1, win["tokens"] + batch[3]
+        now = time.time()
+        p.seconds = now - t_start - paused
+        done = now - t_start >= a.budget or (a.max_steps and p.step >= a.max_steps) or stop["signal"] is not None
+        if not done and now - win["t"] < a.read_every:
+            continue
+        read_figures(run, acc, win, p)
+        if done:
+            return order
+        if now - last_save >= a.save_every:
+            t = time.time()
+            run.validate(p, "at save")
+            run.save(p, order)
+            last_save = time.time()
+            paused += last_save - t
+            win["t"] += last_save - t  # the rate counts training time only
+
+
+def read_figures(run: Run, acc: torch.Tensor, win: dict, p: Progress):
+    """The window's mean figures: one sync. A non-finite one stops the burst before any write,
+    so the parts on disk stay the last good weights."""
+    fig = dict(zip(STATS, (acc / max(1, win["steps"])).tolist()))
+    rate = win["tokens"] / max(time.time() - win["t"], 1e-9)
+    run.rec.figures(fig, p, lr_at(p.step - 1, run.schedule), rate)
+    if not all(math.isfinite(v) for v in fig.values()):
+        raise SystemExit(f"non-finite figures at burst step {p.step}: stopped without writing these weights; "
+                         f"the parts in {run.args.out} are the last good ones")
+    acc.zero_()
+    win.update(steps=0, tokens=0, t=time.time())
+
+
+# ----------------------------------------------------------------- parts ---
+
+def unique_tensors(model) -> dict:
+    """The weights once each, by their first name (the tied embedding as shared.weight), as
+    save_pretrained stores them."""
+    seen, out = set(), {}
+    for name, t in model.state_dict().items():
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            out[name] = t
+    return out
+
+
+def nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def part_bytes(tensors: dict, names: list[str], meta: dict) -> int:
+    """An upper bound of a part's file size: the data, the JSON header as written here (with
+    spaces, ASCII escapes and the widest offsets: never shorter than safetensors' own), its
+    8-byte length and up to 8 bytes of alignment."""
+    header = {n: {"dtype": "F16", "shape": list(tensors[n].shape), "data_offsets": [2**40, 2**40]} for n in names}
+    header["__metadata__"] = {**meta, "part": "9999", "parts": "9999"}
+    return 16 + len(json.dumps(header)) + sum(nbytes(tensors[n]) for n in names)
+
+
+def pack_parts(tensors: dict, meta: dict, limit: int) -> list[list[str]]:
+    """Tensor names per part, in order, each part's file at most `limit` bytes."""
+    parts, cur = [], []
+    for name in tensors:
+        if cur and part_bytes(tensors, cur + [name], meta) > limit:
+            parts.append(cur)
+            cur = []
+        if part_bytes(tensors, [name], meta) > limit:
+            raise SystemExit(f"{name} ({nbytes(tensors[name]) / 2**20:.2f} MiB) does not fit in a part: raise --part-mib")
+        cur.append(name)
+    return parts + [cur]
+
+
+def write_parts(out_dir: str, model, record: dict, part_mib: float, log) -> list[str]:
+    """The f16 weights and the record as parts burst-STEP-IofN.safetensors. Each file is
+    written under a temporary name and renamed; the older parts are deleted only once the new
+    set is whole, so a kill at any moment leaves one complete set (merge takes the newest)."""
+    t = time.time()
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unique_tensors(model).items()}
+    meta = {"record": json.dumps(record)}
+    limit = int(part_mib * 2**20)
+    groups = pack_parts(tensors, meta, limit)
+    names = []
+    for i, keys in enumerate(groups):
+        names.append(f"{PART_PREFIX}{record['step']:07d}-{i + 1}of{len(groups)}.safetensors")
+        path = os.path.join(out_dir, names[-1])
+        save_file({k: tensors[k] for k in keys}, path + ".tmp", metadata={**meta, "part": str(i), "parts": str(len(groups))})
+        if os.path.getsize(path + ".tmp") > limit:
+            raise RuntimeError(f"{path}.tmp is larger than the part limit the packing promised")
+        os.replace(path + ".tmp", path)
+    for f in os.listdir(out_dir):
+        if f.startswith(PART_PREFIX) and f not in names:
+            os.remove(os.path.join(out_dir, f))
+    mib = sum(os.path.getsize(os.path.join(out_dir, n)) for n in names) / 2**20
+    log(f"saved burst step {record['step']}: {len(names)} part{'s' * (len(names) > 1)}, {mib:.1f} MiB, "
+        f"in {time.time() - t:.1f}s -> {out_dir}")
+    return names
+
+
+def read_parts(parts_dir: str) -> tuple[dict, dict]:
+    """(record, tensors) of the newest complete set of parts in parts_dir."""
+    sets = {}
+    for f in sorted(os.listdir(parts_dir)):
+        if f.startswith(PART_PREFIX) and f.endswith(".safetensors"):
+            with safe_open(os.path.join(parts_dir, f), "pt") as h:
+                meta = h.metadata()
+            rec = json.loads(meta["record"])
+            sets.setdefault((rec["step"], int(meta["parts"])), {})[int(meta["part"])] = (f, rec)
+    complete = [k for k, v in sets.items() if len(v) == k[1]]
+    if not complete:
+        raise SystemExit(f"{parts_dir}: no complete set of {PART_PREFIX}*.safetensors parts")
+    chosen = sets[max(complete)]
+    tensors = {}
+    for i in range(len(chosen)):
+        with safe_open(os.path.join(parts_dir, chosen[i][0]), "pt") as h:
+            tensors.update({k: h.get_tensor(k) for k in h.keys()})
+    return chosen[0][1], tensors
+
+
+# ----------------------------------------------------------------- merge ---
+
+def merged_manifest(rec: dict) -> dict:
+    """trunk.json after the burst: the line's settings, its position moved on by the burst."""
+    st = rec["start"]["state"]
+    state = {**st, "step": st["step"] + rec["step"], "tokens": st["tokens"] + rec["tokens"],
+             "train_seconds": st.get("train_seconds", 0.0) + rec["seconds"],
+             # the burst went through the data in its own order: the CPU line goes on with a new epoch
+             "epoch": st.get("epoch", 0) + 1, "batch_in_epoch": 0}
+    burst = {"from_step": st["step"], "steps": rec["step"], "tokens": rec["tokens"], "seconds": rec["seconds"],
+             "position": rec["position"], "args": rec["burst"], "validation": rec["validation"]}
+    return {"format": FORMAT, "args": rec["settings"], "state": state, "optimizer_state": None,
+            "optimizer_note": f"no optimizer state (a GPU burst of {rec['step']} steps ran last): a resume "
+                              "re-warms a fresh optimizer over --rewarm steps",
+            "last_validation": rec["validation"][-1] if rec["validation"] else None,
+            "bursts": rec["bursts_before"] + [burst]}
+
+
+def check_merge_target(rec: dict, trunk_out: str, force: bool):
+    """Refuse to replace a trunk that is not the one the burst started from."""
+    if force or not os.path.exists(os.path.join(trunk_out, MANIFEST)):
+        return
+    now, then = read_manifest(trunk_out)["state"], rec["start"]["state"]
+    if (now["step"], now["tokens"]) != (then["step"], then["tokens"]):
+        raise SystemExit(f"{trunk_out} is at line step {now['step']} ({now['tokens']} tokens) but the burst started "
+                         f"at step {then['step']} ({then['tokens']} tokens): merging would drop what the line did "
+                         "since, or apply the burst twice; --force replaces it anyway")
+
+
+def merge(parts_dir: str, trunk_out: str, export_dir: str | None = None, start_dir: str | None = None,
+          force: bool = False) -> dict:
+    from transformers import T5ForConditionalGeneration
+    rec, tensors = read_parts(parts_dir)
+    check_merge_target(rec, trunk_out, force)
+    start_dir = start_dir or rec["start"]["dir"]
+    tok = os.path.join(start_dir, "tokenizer.json")
+    if sha256_file(tok) != rec["start"]["tokenizer_sha256"]:
+        raise SystemExit(f"{tok} is not the tokenizer the burst trained with; give the burst's start folder with --start")
+    model = T5ForConditionalGeneration.from_pretrained(start_dir, dtype=torch.float16)
+    if set(tensors) != set(unique_tensors(model)):
+        raise SystemExit(f"the parts' tensors do not match {start_dir}'s model")
+    model.load_state_dict(tensors, strict=False)  # strict would ask for the tied embedding's other names
+    tmp = trunk_out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.copyfile(tok, os.path.join(tmp, "tokenizer.json"))
+    write_free_json(tmp, rec["settings"]["shallow_exit_layer"])
+    man = merged_manifest(rec)
+    with open(os.path.join(tmp, MANIFEST), "w") as f:
+        json.dump(man, f, indent=1)
+        f.write("\n")
+    replace_dir(tmp, trunk_out)
+    if export_dir:
+        export(trunk_out, export_dir, dtype="f16", shallow_exit_layer=rec["settings"]["shallow_exit_layer"])
+    return man
+
+
+def merge_main(argv):
+    ap = argparse.ArgumentParser(prog="python -m free_train.burst merge",
+                                 description="Merge a burst's newest complete set of parts into a trunk folder.")
+    ap.add_argument("parts_dir")
+    ap.add_argument("--trunk-out", default=TRUNK)
+    ap.add_argument("--export", default=None, metavar="DIR", help="also export the merged model here (f16)")
+    ap.add_argument("--start", default=None, help="the burst's start folder (default: the one it recorded)")
+    ap.add_argument("--force", action="store_true", help="replace --trunk-out even if it moved on since the burst began")
+    a = ap.parse_args(argv)
+    man = merge(a.parts_dir, a.trunk_out, a.export, a.start, a.force)
+    print(f"merged {a.parts_dir} into {a.trunk_out}: {describe(man)}" + (f"; exported to {a.export}" if a.export else ""))
+    return man
+
+
+def main(argv=None):
+    t0 = time.time()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["merge"]:
+        return merge_main(argv[1:])
+    args = parse_burst_args(argv)
+    return run_burst(args, check_requirements(args), t0)
+
+
+if __name__ == "__main__":
+    main()

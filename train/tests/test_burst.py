@@ -1,0 +1,139 @@
+"""The GPU burst, on the CPU: a two-step burst from a tiny trunk prints its loss figures, writes
+parts under the size limit that merge back into exactly those weights, in a trunk whose step and
+tokens add up and that the CPU line resumes from; and the sync-free pieces of FreeObjective the
+burst trains with equal the plain ones."""
+import json
+import os
+import re
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+
+from free_train import burst
+from free_train.batching import encode_rows
+from free_train.data import read_jsonl
+from free_train.free import FreeObjective, alignment_on_device, dynamic_alignment
+from free_train.train import build_parser, main as train_main, new_config
+from free_train.trunk import read_manifest, save_trunk
+
+from test_train_export import TINY, read_metrics, workspace  # noqa: F401  (the module fixture)
+
+PART_MIB = 0.25  # the tiny model is ~0.75 MiB in f16: several parts
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 5, 8])
+def test_alignment_on_device_equals_dynamic_alignment(S):
+    g = torch.Generator().manual_seed(S)
+    for trial in range(300):
+        mse = torch.rand(S, S, generator=g)
+        if trial % 3 == 0:
+            mse = (mse * 3).floor()  # ties: both must take the first of equal minima
+        assert alignment_on_device(mse).tolist() == dynamic_alignment(mse), mse
+
+
+def test_sync_free_objective_equals_the_plain_one():
+    from transformers import T5ForConditionalGeneration
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(new_config(build_parser().parse_args(["--run-dir", "x", *TINY]), 150))
+    obj = FreeObjective(model, 2, 0.5)
+    src_len, tgt_len = torch.tensor([9, 4, 7]), torch.tensor([3, 6, 5])
+    att = (torch.arange(9) < src_len[:, None]).long()
+    inp = torch.randint(3, 150, (3, 9)) * att
+    lab = torch.randint(3, 150, (3, 6)).masked_fill(torch.arange(6) >= tgt_len[:, None], -100)
+    plain, free = obj(inp, att, lab), obj(inp, att, lab, sync_free=True)
+    for k in ("loss", "ce_shallow", "ce_deep", "kd"):
+        torch.testing.assert_close(getattr(free, k), getattr(plain, k), rtol=1e-6, atol=1e-6)
+    assert free.picks.tolist() == plain.picks and int(free.n_tokens) == plain.n_tokens == 14
+
+
+@pytest.fixture(scope="module")
+def tiny_trunk(workspace):  # noqa: F811
+    run = workspace / "burst-line"
+    train_main(["--run-dir", str(run), "--data", str(workspace / "data"), "--tokenizer",
+                str(workspace / "tokenizer.json"), "--max-steps", "3", "--lr", "3e-3", "--warmup", "2",
+                "--schedule", "constant", *TINY])
+    trunk = workspace / "burst-trunk"
+    save_trunk(str(run), str(trunk))
+    return trunk
+
+
+@pytest.fixture(scope="module")
+def burst_run(tiny_trunk, workspace, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("burst") / "out"
+    rec = burst.main(["--start", str(tiny_trunk), "--data", str(workspace / "data"), "--out", str(out),
+                      "--device", "cpu", "--max-steps", "2", "--batch-tokens", "2048", "--read-every", "0",
+                      "--save-every", "0", "--part-mib", str(PART_MIB)])
+    return out, rec
+
+
+def test_burst_prints_its_figures_and_writes_small_parts(burst_run, tiny_trunk, workspace):  # noqa: F811
+    out, rec = burst_run
+    log = (out / "train.log").read_text()  # the lines the burst printed
+    assert re.search(r"validation start \(burst step 0, line step 3\): S \d+\.\d{4} L \d+\.\d{4}", log)
+    assert re.search(r"validation end \(burst step 2, line step 5\): S \d+\.\d{4} L \d+\.\d{4}", log)
+    assert re.search(r"step 1 \| .* \d+ tok/s", log) and re.search(rf"done: 2 steps, {rec['tokens']} tokens", log)
+    # the starting weights' figure is the CPU trainer's for them (up to the trunk's f16 rounding)
+    man = read_manifest(str(tiny_trunk))
+    for k in ("all_ce_shallow", "all_ce_deep"):
+        assert abs(rec["validation"][0][k] - man["last_validation"][k]) < 0.005
+    # only the last set of parts is left (the one of step 1 went once step 2's was whole)
+    parts = sorted(f for f in os.listdir(out) if f.startswith("burst-"))
+    assert len(parts) >= 3 and all(re.fullmatch(rf"burst-0000002-\dof{len(parts)}\.safetensors", f) for f in parts)
+    assert all(os.path.getsize(out / f) <= PART_MIB * 2**20 for f in parts)
+    assert len(os.listdir(out)) <= 8
+    # the tokens are those of the first two batches of the burst's order, the step the line's plus 2
+    tok = Tokenizer.from_file(str(tiny_trunk / "tokenizer.json"))
+    enc = encode_rows(tok, read_jsonl(str(workspace / "data" / "train.jsonl.gz")), 256, 256)
+    data = burst.Buckets(enc, 2048, 32, 32, 256, 256, torch.device("cpu"))
+    assert rec["tokens"] == sum(data.epoch(man["args"]["seed"], man["state"]["step"], 0).real[:2])
+    vals = read_metrics(out, "val")
+    assert [v["step"] for v in vals] == [3, 4, 5] and vals[-1]["tokens"] == man["state"]["tokens"] + rec["tokens"]
+
+
+def test_merge_puts_back_exactly_the_parts_weights(burst_run, tiny_trunk, workspace, tmp_path):  # noqa: F811
+    out, rec = burst_run
+    record, tensors = burst.read_parts(str(out))
+    assert record["step"] == 2 and all(t.dtype == torch.float16 for t in tensors.values())
+    trunk, model = tmp_path / "trunk", tmp_path / "model"
+    man = burst.merge(str(out), str(trunk), export_dir=str(model))
+    for folder in (trunk, model):
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            assert set(f.keys()) == set(tensors)
+            for k in tensors:
+                assert torch.equal(f.get_tensor(k), tensors[k]), k
+        assert {"config.json", "tokenizer.json", "free.json"} <= set(os.listdir(folder))
+    start = read_manifest(str(tiny_trunk))
+    assert read_manifest(str(trunk)) == man
+    assert man["state"]["step"] == start["state"]["step"] + 2
+    assert man["state"]["tokens"] == start["state"]["tokens"] + rec["tokens"]
+    assert man["state"]["epoch"] == start["state"]["epoch"] + 1 and man["state"]["batch_in_epoch"] == 0
+    assert man["args"] == start["args"] and man["last_validation"] == rec["validation"][-1]
+    assert man["bursts"][0]["steps"] == 2
+    with pytest.raises(SystemExit, match="apply the burst twice"):
+        burst.merge(str(out), str(trunk))
+
+    # the CPU line goes on from the merged trunk
+    cont = tmp_path / "cont"
+    train_main(["--run-dir", str(cont), "--resume", "--from-trunk", str(trunk), "--max-steps", "6", "--rewarm", "1"])
+    assert [r["step"] for r in read_metrics(cont, "train")] == [6]
+
+
+def test_merge_takes_the_newest_complete_set(burst_run, tmp_path):
+    """A kill while a set is being written leaves it incomplete: merge keeps the older whole one."""
+    out, _ = burst_run
+    part = sorted(f for f in os.listdir(out) if f.startswith("burst-"))[0]
+    with safe_open(str(out / part), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["record"] = json.dumps({**json.loads(meta["record"]), "step": 3})
+    newer = part.replace("0000002", "0000003")
+    partial = tmp_path / "parts"
+    partial.mkdir()
+    save_file(tensors, str(partial / newer), metadata=meta)
+    with pytest.raises(SystemExit, match="no complete set"):
+        burst.read_parts(str(partial))
+    for f in os.listdir(out):
+        os.link(out / f, partial / f)
+    assert burst.read_parts(str(partial))[0]["step"] == 2
