@@ -9,7 +9,7 @@ use free_wasm::config::ConfidenceMeasure;
 use free_wasm::decode::{generate, DecodeSettings, Generation, Session, Strategy, Threshold};
 use free_wasm::model::T5Model;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
-use free_wasm::Pipeline;
+use free_wasm::{GenerateOptions, ModelFiles, Pipeline, StrategyName};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -180,6 +180,38 @@ fn adaptive_threshold_starts_learning_even_when_nothing_exits() {
     let ours = learned(true);
     assert!(ours.consistent_points + ours.inconsistent_points >= 8 * 4, "{ours:?}");
     assert!(ours.threshold < 1.0 && ours.fits >= 1, "the threshold never moved: {ours:?}");
+}
+
+/// A model whose free.json ships a calibration starts every adaptive generation from it,
+/// whatever the strategy or rule, and `reset` comes back to it. The calibration: consistent
+/// 400 points with mean 0.6 and variance 0.04 (Beta(3, 2)), inconsistent 300 with mean 0.2
+/// and variance 0.02 (Beta(1.4, 5.6)); thresholds by scipy with tools/make_bmm_vectors.py's
+/// rules: 0.333 by the zeta rule, 0.474 by a 5% error budget (priors 4:3).
+#[test]
+fn a_calibrated_model_starts_every_adaptive_generation_calibrated() {
+    let fx = &fixtures()[1];
+    let mut free: serde_json::Value = serde_json::from_slice(fx.free).unwrap();
+    free["calibration"] = serde_json::json!({
+        "consistent": {"points": 400, "mean": 0.6, "variance": 0.04},
+        "inconsistent": {"points": 300, "mean": 0.2, "variance": 0.02},
+        "threshold": 0.333,
+        "source": {"data": "made up", "data_sha256": "", "inputs_per_task": {}, "strategy": "free-adaptive", "max_new_tokens": 8, "weights_sha256": ""}
+    });
+    let free = serde_json::to_vec(&free).unwrap();
+    let mut p = Pipeline::from_files(&ModelFiles { free: Some(&free), ..fx.files() }).unwrap();
+    let fit = p.adaptive.state().fit.expect("the calibration fits");
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(near(fit.consistent.alpha, 3.0) && near(fit.consistent.beta, 2.0), "{fit:?}");
+    assert!(near(fit.inconsistent.alpha, 1.4) && near(fit.inconsistent.beta, 5.6), "{fit:?}");
+    let mut first_threshold = |strategy, max_disagreement| {
+        p.adaptive.reset();
+        let options = GenerateOptions { strategy, max_disagreement, max_new_tokens: 8, ..GenerateOptions::default() };
+        p.generate("a library for reading and writing archives", &options).unwrap().generation.trace[0].threshold
+    };
+    for strategy in [StrategyName::Free, StrategyName::FreeExact] {
+        assert_eq!(first_threshold(strategy, None), Some(0.333), "{strategy:?}");
+        assert_eq!(first_threshold(strategy, Some(0.05)), Some(0.474), "{strategy:?} with an error budget");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! strategy on the same examples, interleaved in one process (FREE-SPEC §7), and report
 //! quality, agreement with the full model, exit rate, blocks per token and speed.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use free_wasm::backend::Backend;
@@ -19,28 +20,37 @@ pub struct Example {
     pub target: String,
 }
 
-/// Examples of `task` (all tasks when None) from a JSONL file, at most `limit` per task.
-pub fn load_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<Example>)>, String> {
+/// Examples of `task` (all tasks when None) from a JSONL file, in the file's order, the
+/// first `limit` of each task.
+pub fn read_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<Example>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut by_task: Vec<(String, Vec<Example>)> = Vec::new();
+    let mut kept: HashMap<String, usize> = HashMap::new();
+    let mut examples = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let ex: Example = serde_json::from_str(line).map_err(|e| format!("{path} line {}: {e}", i + 1))?;
         if task.is_some_and(|t| t != ex.task) {
             continue;
         }
-        let slot = match by_task.iter().position(|(t, _)| *t == ex.task) {
-            Some(i) => i,
-            None => {
-                by_task.push((ex.task.clone(), Vec::new()));
-                by_task.len() - 1
-            }
-        };
-        if by_task[slot].1.len() < limit {
-            by_task[slot].1.push(ex);
+        let count = kept.entry(ex.task.clone()).or_default();
+        if *count < limit {
+            *count += 1;
+            examples.push(ex);
         }
     }
-    if by_task.is_empty() {
+    if examples.is_empty() {
         return Err(format!("{path} has no examples{}", task.map(|t| format!(" of task {t}")).unwrap_or_default()));
+    }
+    Ok(examples)
+}
+
+/// `read_examples` grouped by task, the tasks in the order they first appear.
+pub fn load_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<Example>)>, String> {
+    let mut by_task: Vec<(String, Vec<Example>)> = Vec::new();
+    for ex in read_examples(path, task, limit)? {
+        match by_task.iter_mut().find(|(t, _)| *t == ex.task) {
+            Some((_, examples)) => examples.push(ex),
+            None => by_task.push((ex.task.clone(), vec![ex])),
+        }
     }
     Ok(by_task)
 }
@@ -71,10 +81,12 @@ pub const DEFAULT_BUDGET: f64 = 0.05;
 
 /// The bench's strategies: full, static, calm, free-fixed, free-adaptive (FREE's zeta rule
 /// with our refinements), free-adaptive-ref (the reference implementation's rule and data),
-/// free-budget (our error-budget rule at `budget`), free-exact.
+/// free-budget (our error-budget rule at `budget`), free-exact. The adaptive ones start from
+/// free.json's calibration, except free-adaptive-ref: the reference ships none, and the row
+/// is there to show what its rules alone do.
 pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings, budget: f64) -> Vec<Contender> {
     let with = |strategy, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
-    let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, ..bmm.clone() };
+    let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, calibration: None, ..bmm.clone() };
     let budgeted = BmmSettings { rule: ThresholdRule::budget(budget), ..bmm.clone() };
     vec![
         Contender { name: "full", options: with(StrategyName::Full, None), adaptive: None },
@@ -210,4 +222,30 @@ pub fn table(report: &Value) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use free_wasm::threshold::{ClassMoments, Moments};
+
+    /// The adaptive contenders start from free.json's calibration, consistent Beta(3, 2)
+    /// from 400 points and inconsistent Beta(1.4, 5.6) from 300, whose thresholds scipy puts
+    /// at 0.333 (zeta rule) and 0.474 (a 5% budget) with tools/make_bmm_vectors.py's rules;
+    /// free-adaptive-ref, as the reference, starts empty at the initial threshold.
+    #[test]
+    fn adaptive_contenders_start_from_the_calibration() {
+        let calibration = ClassMoments {
+            consistent: Moments { points: 400.0, mean: 0.6, variance: 0.04 },
+            inconsistent: Moments { points: 300.0, mean: 0.2, variance: 0.02 },
+        };
+        let bmm = BmmSettings { calibration: Some(calibration), ..BmmSettings::default() };
+        let started: Vec<(&str, f64)> =
+            contenders(&GenerateOptions::default(), 0.9, &bmm, 0.05).iter().filter_map(|c| Some((c.name, c.adaptive.as_ref()?.threshold()))).collect();
+        let names: Vec<&str> = started.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["free-adaptive", "free-adaptive-ref", "free-budget"]);
+        for ((name, got), want) in started.into_iter().zip([0.333, 0.9, 0.474]) {
+            assert!((got - want).abs() < 1e-12, "{name}: {got} vs {want}");
+        }
+    }
 }

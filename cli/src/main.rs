@@ -3,6 +3,7 @@
 mod args;
 mod baselines;
 mod bench;
+mod calibrate;
 mod trace_view;
 
 use std::process::ExitCode;
@@ -34,10 +35,17 @@ const USAGE: &str = "usage:
              [--threshold X] [--max-disagreement R] [--max-new-tokens N] [--only NAME,NAME]
              [--json OUT.json]
       runs full, static, calm, free-fixed, free-adaptive (FREE's zeta rule, refined),
-      free-adaptive-ref (the reference's rule), free-budget (the error-budget rule at R,
-      default 0.05) and free-exact on the same examples,
+      free-adaptive-ref (the reference's rule, uncalibrated), free-budget (the
+      error-budget rule at R, default 0.05) and free-exact on the same examples,
       interleaved, and prints a table per task (and writes JSON); --only keeps the named
       ones (full stays: the ratios are against it). --limit N: examples per task (100).
+  free calibrate --model DIR --data FILE.jsonl [--device D] [--limit N]
+                 [--max-new-tokens N] [--write]
+      fits the adaptive threshold's starting data: decodes the inputs of every task (the
+      first N per task, default all, in the file's order) with free and its adaptive
+      threshold, as a fresh page would, and prints each class's count, mean and variance,
+      their Beta fits and the threshold a fresh page then starts at; --write puts them
+      into DIR/free.json as `calibration` (the other settings kept).
   free baselines --data FILE.jsonl [--task T] [--limit N] [--json]
       scores what a model must beat, without one: lead-N (the first N words of the
       source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
             Some("eval") => eval(args),
             Some("bench") => bench(args),
             Some("baselines") => baselines(args),
+            Some("calibrate") => calibrate(args),
             Some("help") => help(),
             None if args.is_empty() => help(),
             None => args.finish().map_err(|e| format!("{e}; give a command first\n{USAGE}")),
@@ -249,6 +258,32 @@ fn limit(args: &mut Args, default: usize) -> Result<usize, String> {
         0 => Err("--limit 0 leaves nothing to score; give at least 1 (examples per task)".into()),
         n => Ok(n),
     }
+}
+
+fn calibrate(mut args: Args) -> Result<(), String> {
+    let request = calibrate::Request {
+        model_dir: args.required("--model")?,
+        data: args.required("--data")?,
+        limit: limit(&mut args, usize::MAX)?,
+        max_new_tokens: args.parsed("--max-new-tokens", GenerateOptions::default().max_new_tokens)?,
+    };
+    let device = device(&mut args)?;
+    let write = args.flag("--write");
+    args.finish()?;
+    on_device!(device, request.model_dir, calibrate_on(&request, write))
+}
+
+fn calibrate_on<B: Backend>(mut pipeline: Pipeline<B>, request: &calibrate::Request, write: bool) -> Result<(), String> {
+    let calibrated = calibrate::run(&mut pipeline, request, true)?;
+    out!("{}", calibrate::summary(&calibrated));
+    if write {
+        let path = calibrate::write(&request.model_dir, &calibrated.calibration, pipeline.model.config())?;
+        out!("wrote {}", path.display());
+    } else {
+        let entry = serde_json::to_string_pretty(&calibrated.calibration).map_err(|e| e.to_string())?;
+        out!("\"calibration\": {entry}\n(--write puts it into {}/free.json)", request.model_dir);
+    }
+    Ok(())
 }
 
 fn baselines(mut args: Args) -> Result<(), String> {

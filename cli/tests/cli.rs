@@ -157,3 +157,117 @@ fn baselines_score_lead_n_and_the_copied_source() {
     assert_eq!(copy["name"], "copy-source");
     assert!((copy["quality"]["chrf"].as_f64().unwrap() - 100.0).abs() < 1e-9, "{copy}");
 }
+
+fn sha256_of(path: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first `n` inputs of each task of a JSONL file, in the file's order: (task, source).
+fn first_inputs(path: &str, n: usize) -> Vec<(String, String)> {
+    let mut taken: Vec<(String, String)> = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        let ex: serde_json::Value = serde_json::from_str(line).unwrap();
+        let task = ex["task"].as_str().unwrap().to_string();
+        if taken.iter().filter(|(t, _)| *t == task).count() < n {
+            taken.push((task, ex["source"].as_str().unwrap().to_string()));
+        }
+    }
+    taken
+}
+
+/// `free calibrate` on a copy of the v1.1 fixture whose adaptive threshold is held within
+/// [0.999, 1], which no confidence of its random weights reaches: every token synchronises
+/// with nothing stacked and gives one point, so the points are the shallow confidences that
+/// `free generate --threshold 1` traces on the same inputs, and the calibration's pooled
+/// count, mean and variance must be theirs.
+#[test]
+fn calibrate_fits_the_points_free_decoding_sees_and_writes_them_into_free_json() {
+    let mut settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURE}/free.json")).unwrap()).unwrap();
+    settings["threshold"] = serde_json::json!(1.0);
+    settings["bmm"] = serde_json::json!({"min_points": 5, "min_threshold": 0.999, "max_threshold": 1.0});
+    let dir = std::env::temp_dir().join(format!("free-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(format!("{FIXTURE}/{file}"), dir.join(file)).unwrap();
+    }
+    let free_json = dir.join("free.json");
+    let original = serde_json::to_string_pretty(&settings).unwrap();
+    std::fs::write(&free_json, &original).unwrap();
+    let model = dir.to_str().unwrap();
+    let calibrate = |extra: &[&str]| free(&[&["calibrate", "--model", model, "--data", TEST_SPLIT][..], extra].concat());
+
+    let (ok, _, stderr) = calibrate(&["--limit", "1", "--max-new-tokens", "1"]);
+    assert!(!ok && stderr.contains("the points gathered give no fit") && stderr.contains("--limit"), "{stderr}");
+
+    let (ok, stdout, stderr) = calibrate(&["--limit", "4", "--max-new-tokens", "10"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("calibrate: 8/8 inputs"), "progress: {stderr}");
+    assert_eq!(std::fs::read_to_string(&free_json).unwrap(), original, "without --write free.json stays as it was");
+    let entry = stdout.split_once("\"calibration\": ").unwrap().1.split_once("\n(--write").unwrap().0;
+    let printed: serde_json::Value = serde_json::from_str(entry).unwrap();
+
+    let mut confidences = Vec::new();
+    for (task, source) in first_inputs(TEST_SPLIT, 4) {
+        let (ok, out, err) = free(&["generate", "--model", model, "--task", &task, "--threshold", "1", "--max-new-tokens", "10", "--json", &source]);
+        assert!(ok, "{err}");
+        let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+        confidences.extend(out["trace"].as_array().unwrap().iter().map(|e| e["confidence"].as_f64().unwrap().clamp(1e-4, 1.0 - 1e-4)));
+    }
+    let n = confidences.len() as f64;
+    let mean = confidences.iter().sum::<f64>() / n;
+    let variance = confidences.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / n;
+    let class = |name: &str| ["points", "mean", "variance"].map(|k| printed[name][k].as_f64().unwrap());
+    let ([nc, mc, vc], [ni, mi, vi]) = (class("consistent"), class("inconsistent"));
+    assert_eq!(nc + ni, n, "one point per generated token");
+    assert!(nc >= 5.0 && ni >= 5.0, "{printed}");
+    assert!(((nc * mc + ni * mi) / n - mean).abs() < 1e-12, "{printed} vs mean {mean}");
+    let pooled = (nc * (vc + (mc - mean).powi(2)) + ni * (vi + (mi - mean).powi(2))) / n;
+    assert!((pooled - variance).abs() < 1e-12, "{printed} vs variance {variance}");
+    let threshold = printed["threshold"].as_f64().unwrap();
+    assert!((0.999..=1.0).contains(&threshold), "{printed}");
+    let source = &printed["source"];
+    assert_eq!(source["data"], TEST_SPLIT);
+    assert_eq!(source["data_sha256"], sha256_of(TEST_SPLIT));
+    assert_eq!(source["weights_sha256"], sha256_of(&format!("{FIXTURE}/model.safetensors")));
+    assert_eq!(source["inputs_per_task"], serde_json::json!({"summarize": 4, "translate": 4}));
+    assert_eq!((source["strategy"].as_str(), source["max_new_tokens"].as_u64()), (Some("free-adaptive"), Some(10)));
+
+    // --write: the same entry beside the other settings, keys in order, one trailing newline.
+    let (ok, stdout, stderr) = calibrate(&["--limit", "4", "--max-new-tokens", "10", "--write"]);
+    assert!(ok && stdout.contains(&format!("wrote {}", free_json.display())), "{stdout}{stderr}");
+    let written = std::fs::read_to_string(&free_json).unwrap();
+    assert!(written.ends_with("}\n"), "{written:?}");
+    let mut with_entry = settings.clone();
+    with_entry["calibration"] = printed.clone();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&written).unwrap(), with_entry);
+    let at = |key: &str| written.find(&format!("\n  \"{key}\"")).unwrap();
+    assert!(at("bmm") < at("calibration") && at("calibration") < at("shallow_exit_layer") && at("shallow_exit_layer") < at("threshold"), "{written}");
+    // A rerun starts empty again (the written calibration is not used to gather points):
+    // the same bytes.
+    let (ok, _, stderr) = calibrate(&["--limit", "4", "--max-new-tokens", "10", "--write"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&free_json).unwrap(), written);
+    // The calibrated model's first generation runs at the calibration's threshold.
+    let (ok, out, err) = free(&["generate", "--model", model, "--task", "summarize", "--max-new-tokens", "3", "--json", "a tool to resize images"]);
+    assert!(ok, "{err}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["trace"][0]["threshold"].as_f64(), Some(threshold));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The demo model ships a calibration made on its own weights, and starts there. The
+/// exporter writes free.json afresh, without one: after exporting a new snapshot, run
+/// `free calibrate --model models/free-t5-mini --data data/validation.jsonl --write`.
+#[test]
+fn the_demo_model_ships_a_calibration_of_its_own_weights() {
+    let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{DEMO_MODEL}/free.json")).unwrap()).unwrap();
+    let again = "run `free calibrate --model models/free-t5-mini --data data/validation.jsonl --write`";
+    let calibration = &settings["calibration"];
+    assert!(calibration.is_object(), "models/free-t5-mini/free.json has no calibration: {again}");
+    assert_eq!(calibration["source"]["weights_sha256"], sha256_of(&format!("{DEMO_MODEL}/model.safetensors")), "the calibration was made on other weights: {again}");
+    let (ok, out, err) = free(&["generate", "--model", DEMO_MODEL, "--task", "summarize", "--max-new-tokens", "2", "--json", "a tool to resize images"]);
+    assert!(ok, "{err}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["trace"][0]["threshold"], calibration["threshold"], "the model starts at another threshold than its calibration records: bmm changed since? {again}");
+}

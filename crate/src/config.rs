@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ModelFile, Result};
+use crate::threshold::{ClassMoments, Moments};
 
 /// The feed-forward variant, parsed from HF's `feed_forward_proj` ("relu", "gated-gelu", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +260,8 @@ pub struct FreeConfig {
     pub shallow_exit_layer: usize,
     #[serde(default)]
     pub confidence: ConfidenceMeasure,
-    /// The threshold in force before the adaptive estimator's first fit.
+    /// The threshold in force before the adaptive estimator's first fit (a `calibration`
+    /// that fits gives the first one), and CALM's when a generation gives none.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
     #[serde(default)]
@@ -267,6 +269,10 @@ pub struct FreeConfig {
     /// Task name -> the prefix the model was trained with (T5's convention).
     #[serde(default = "default_tasks")]
     pub tasks: BTreeMap<String, String>,
+    /// The adaptive threshold's starting data, fitted on a validation split (`free
+    /// calibrate`); without it the estimator starts empty, at `threshold`.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
 }
 
 fn default_threshold() -> f64 {
@@ -343,6 +349,105 @@ impl BmmConfig {
     }
 }
 
+/// free.json's `calibration`: the data the adaptive threshold starts from. Each class is
+/// summarised by the method of moments' sufficient statistics of its clipped confidences
+/// (count, mean, population variance), so points observed later combine with it exactly
+/// as if all of them had been kept.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Confidences of tokens the deep model agreed with.
+    pub consistent: CalibratedClass,
+    /// Confidences of tokens the deep model changed.
+    pub inconsistent: CalibratedClass,
+    /// The threshold these statistics gave under this file's `bmm` settings when they were
+    /// fitted. A record for readers: the estimator computes its start from the statistics
+    /// under the rule in force, which gives this value unless `bmm` changed since.
+    pub threshold: f64,
+    pub source: CalibrationSource,
+}
+
+/// One class's statistics. The count is read as a signed number so that a negative one is
+/// refused by name rather than by a parser's type error.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibratedClass {
+    pub points: i64,
+    pub mean: f64,
+    pub variance: f64,
+}
+
+/// How a calibration was made, so a reader can tell whether it belongs to these weights and
+/// redo it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSource {
+    /// The JSONL file whose inputs were decoded, as given to `free calibrate`.
+    pub data: String,
+    pub data_sha256: String,
+    /// Inputs decoded per task, in the file's order.
+    pub inputs_per_task: BTreeMap<String, usize>,
+    /// The strategy that decoded them (the bench's name, e.g. free-adaptive).
+    pub strategy: String,
+    pub max_new_tokens: usize,
+    /// SHA-256 of the model.safetensors decoded.
+    pub weights_sha256: String,
+}
+
+/// What to do about a calibration that cannot be right.
+const RECALIBRATE: &str = "fix it, delete `calibration`, or make it again with `free calibrate --model DIR --data FILE --write`";
+
+impl CalibratedClass {
+    /// What is wrong with the statistics of class `name`, if anything.
+    fn problem(&self, name: &str) -> Option<String> {
+        let CalibratedClass { points, mean, variance } = *self;
+        let setting = format!("calibration.{name}");
+        if points < 0 {
+            return Some(format!("{setting}.points {points} must be 0 or more (it counts confidences); {RECALIBRATE}"));
+        }
+        if points == 0 {
+            return (mean != 0.0 || variance != 0.0)
+                .then(|| format!("{setting} has 0 points, so its mean ({mean}) and variance ({variance}) must be 0; {RECALIBRATE}"));
+        }
+        if !(0.0..=1.0).contains(&mean) {
+            return Some(format!("{setting}.mean {mean} must be within [0, 1]: it is a mean of confidences; {RECALIBRATE}"));
+        }
+        // Values in [0, 1] with mean m vary the most when they sit at 0 and 1: m (1 - m).
+        let most = mean * (1.0 - mean);
+        if !(0.0..=most + 1e-12).contains(&variance) {
+            return Some(format!(
+                "{setting}.variance {variance} must be within [0, mean x (1 - mean)] = [0, {most}]: no confidences with mean {mean} vary that much; {RECALIBRATE}"
+            ));
+        }
+        None
+    }
+
+    fn moments(&self) -> Moments {
+        Moments { points: self.points as f64, mean: self.mean, variance: self.variance }
+    }
+}
+
+impl From<Moments> for CalibratedClass {
+    /// A class gathered by decoding: its count is whole.
+    fn from(m: Moments) -> Self {
+        CalibratedClass { points: m.points.round() as i64, mean: m.mean, variance: m.variance }
+    }
+}
+
+impl Calibration {
+    fn problem(&self) -> Option<String> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Some(format!("calibration.threshold {} must be within [0, 1]; {RECALIBRATE}", self.threshold));
+        }
+        self.consistent.problem("consistent").or_else(|| self.inconsistent.problem("inconsistent"))
+    }
+
+    /// Both classes' statistics, as the estimator takes them.
+    pub fn moments(&self) -> ClassMoments {
+        ClassMoments { consistent: self.consistent.moments(), inconsistent: self.inconsistent.moments() }
+    }
+}
+
 impl FreeConfig {
     pub fn from_json(bytes: &[u8], t5: &T5Config) -> Result<Self> {
         let cfg: FreeConfig = serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
@@ -366,7 +471,7 @@ impl FreeConfig {
                 reason: format!("threshold {} must be within [0, 1]", cfg.threshold),
             });
         }
-        if let Some(reason) = cfg.bmm.problem() {
+        if let Some(reason) = cfg.bmm.problem().or_else(|| cfg.calibration.as_ref().and_then(Calibration::problem)) {
             return Err(Error::Malformed { file: ModelFile::FreeSettings, reason });
         }
         Ok(cfg)
@@ -428,6 +533,62 @@ mod tests {
         let err = FreeConfig::from_json(br#"{"shallow_exit_layer": 2, "shallow": 1}"#, &t5)
             .unwrap_err();
         assert!(err.to_string().contains("unknown field `shallow`"), "{err}");
+    }
+
+    const SOURCE: &str = r#""source": {"data": "data/validation.jsonl", "data_sha256": "ab", "inputs_per_task": {"summarize": 2},
+        "strategy": "free-adaptive", "max_new_tokens": 64, "weights_sha256": "cd"}"#;
+
+    /// free.json with a calibration whose parts are `consistent`, `inconsistent` and `rest`.
+    fn with_calibration(consistent: &str, inconsistent: &str, rest: &str) -> String {
+        format!(r#"{{"shallow_exit_layer": 2, "calibration": {{"consistent": {consistent}, "inconsistent": {inconsistent}, {rest}}}}}"#)
+    }
+
+    #[test]
+    fn free_json_carries_a_calibration() {
+        let t5 = T5Config::from_json(br#"{"num_layers": 2, "num_decoder_layers": 6}"#).unwrap();
+        assert_eq!(FreeConfig::from_json(br#"{"shallow_exit_layer": 2}"#, &t5).unwrap().calibration, None);
+        let json = with_calibration(
+            r#"{"points": 400, "mean": 0.6, "variance": 0.04}"#,
+            r#"{"points": 0, "mean": 0, "variance": 0}"#,
+            &format!(r#""threshold": 0.333, {SOURCE}"#),
+        );
+        let calibration = FreeConfig::from_json(json.as_bytes(), &t5).unwrap().calibration.unwrap();
+        assert_eq!(calibration.threshold, 0.333);
+        assert_eq!(calibration.source.inputs_per_task, BTreeMap::from([("summarize".to_string(), 2)]));
+        let moments = calibration.moments();
+        assert_eq!(moments.consistent, Moments { points: 400.0, mean: 0.6, variance: 0.04 });
+        assert_eq!(moments.inconsistent, Moments::EMPTY);
+        // What the CLI writes reads back the same.
+        let written = serde_json::to_string(&calibration).unwrap();
+        assert_eq!(serde_json::from_str::<Calibration>(&written).unwrap(), calibration);
+    }
+
+    #[test]
+    fn free_json_refuses_a_calibration_no_data_can_give() {
+        let t5 = T5Config::from_json(br#"{"num_layers": 2, "num_decoder_layers": 6}"#).unwrap();
+        let good = r#"{"points": 10, "mean": 0.5, "variance": 0.1}"#;
+        let rest: &str = &format!(r#""threshold": 0.4, {SOURCE}"#);
+        let (high, unknown): (&str, &str) = (&format!(r#""threshold": 1.2, {SOURCE}"#), &format!(r#""threshold": 0.4, "fitted": true, {SOURCE}"#));
+        for (consistent, inconsistent, rest, says) in [
+            (r#"{"points": -3, "mean": 0.5, "variance": 0.1}"#, good, rest, "calibration.consistent.points -3 must be 0 or more"),
+            (good, r#"{"points": 10, "mean": 1.5, "variance": 0.1}"#, rest, "calibration.inconsistent.mean 1.5 must be within [0, 1]"),
+            (good, r#"{"points": 10, "mean": 0.5, "variance": 0.3}"#, rest, "calibration.inconsistent.variance 0.3 must be within [0, mean x (1 - mean)] = [0, 0.25]"),
+            (good, r#"{"points": 10, "mean": 0.5, "variance": -0.1}"#, rest, "calibration.inconsistent.variance -0.1 must be within"),
+            (r#"{"points": 0, "mean": 0.5, "variance": 0}"#, good, rest, "calibration.consistent has 0 points, so its mean (0.5) and variance (0) must be 0"),
+            (good, good, high, "calibration.threshold 1.2 must be within [0, 1]"),
+            (r#"{"points": 10, "mean": 0.5, "variance": 0.1, "alpha": 1}"#, good, rest, "unknown field `alpha`"),
+            (good, good, unknown, "unknown field `fitted`"),
+            (good, good, r#""threshold": 0.4"#, "missing field `source`"),
+            (r#"{"points": 10, "mean": NaN, "variance": 0.1}"#, good, rest, "expected value"),
+        ] {
+            let json = with_calibration(consistent, inconsistent, rest);
+            let err = FreeConfig::from_json(json.as_bytes(), &t5).unwrap_err();
+            assert!(matches!(err, Error::Malformed { file: ModelFile::FreeSettings, .. }), "{err}");
+            assert!(err.to_string().contains(says), "{json}: {err}");
+            if !says.starts_with("unknown") && !says.starts_with("missing") && !says.starts_with("expected") {
+                assert!(err.to_string().contains("free calibrate --model DIR --data FILE --write"), "says what to do: {err}");
+            }
+        }
     }
 
     #[test]

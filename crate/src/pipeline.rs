@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use serde::Deserialize;
 
-use crate::config::{default_tasks, BmmConfig, FreeConfig, T5Config};
+use crate::config::{default_tasks, BmmConfig, Calibration, FreeConfig, T5Config};
 use crate::decode::{DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
 use crate::backend::Backend;
@@ -132,7 +132,9 @@ pub struct Pipeline<B: Backend = T5Model> {
     pub model: B,
     pub tokenizer: Tokenizer,
     pub free: Option<FreeConfig>,
-    /// FREE's Beta-mixture threshold, learning across generations.
+    /// FREE's Beta-mixture threshold, learning across generations (from free.json's
+    /// calibration when it has one). Every generation with the adaptive threshold reads
+    /// it, whatever its strategy or rule.
     pub adaptive: AdaptiveThreshold,
     /// Task name -> prefix (free.json's, or T5's own two).
     pub tasks: BTreeMap<String, String>,
@@ -223,6 +225,7 @@ impl<B: Backend> Pipeline<B> {
             window: bmm.window,
             refit_every_syncs: bmm.refit_every_syncs,
             initial_threshold: free.as_ref().map_or(BmmSettings::default().initial_threshold, |f| f.threshold),
+            calibration: free.as_ref().and_then(|f| f.calibration.as_ref()).map(Calibration::moments),
             ..BmmSettings::default()
         });
         let tasks = free.as_ref().map_or_else(default_tasks, |f| f.tasks.clone());

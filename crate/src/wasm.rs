@@ -248,13 +248,15 @@ impl FreeModel {
         })
     }
 
-    /// The adaptive threshold's state: `{ threshold, fit, consistentPoints, ... }`.
+    /// The adaptive threshold's state: `{ threshold, fit, consistentPoints, calibration, ... }`
+    /// (`calibration`: the data free.json ships, which the fit starts from; null without).
     #[wasm_bindgen(js_name = adaptiveState)]
     pub fn adaptive_state(&self) -> Result<JsValue, JsError> {
         with_pipeline(&self.pipeline, |e| on_engine!(e, p => to_js(&p.adaptive.state())))
     }
 
-    /// Forgets what the adaptive threshold learned.
+    /// Forgets what the adaptive threshold learned from this model's generations: back to
+    /// its start, free.json's calibration (or, without one, free.json's threshold).
     #[wasm_bindgen(js_name = resetAdaptive)]
     pub fn reset_adaptive(&mut self) -> Result<(), JsError> {
         with_pipeline(&self.pipeline, |e| {

@@ -204,14 +204,19 @@ export class FreeModel {
   }
 
   /**
-   * The adaptive threshold's state (current threshold, fitted Beta mixture, data counts)
-   * once the generations called before it are done: a running generation holds it.
+   * The adaptive threshold's state (current threshold, fitted Beta mixture, data counts,
+   * the calibration it started from) once the generations called before it are done: a
+   * running generation holds it.
    */
   adaptiveState(): Promise<AdaptiveState> {
     return this.#turns.run(async () => this.#raw.adaptiveState() as AdaptiveState);
   }
 
-  /** Forgets what the adaptive threshold learned (back to free.json's threshold), after the generations called before it. */
+  /**
+   * Forgets what the adaptive threshold learned from this model's generations, after the
+   * generations called before it: back to where it started, free.json's calibration (or,
+   * without one, free.json's threshold).
+   */
   resetAdaptive(): Promise<void> {
     return this.#turns.run(async () => this.#raw.resetAdaptive());
   }

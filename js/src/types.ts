@@ -198,14 +198,30 @@ export interface AdaptiveState {
     | { kind: "reference" }
     | { kind: "budget"; rate: number; min: number; max: number };
   zeta: number;
-  /** The last fit of the two-component Beta mixture, once there were enough points. */
+  /**
+   * The last fit of the two-component Beta mixture, once there were enough points: from the
+   * start with a model whose free.json ships a calibration.
+   */
   fit: { consistent: BetaParams; inconsistent: BetaParams; priorConsistent: number } | null;
-  /** Shallow confidences the deep model agreed with, in the estimator's window. */
+  /** Shallow confidences this model's generations gave that the deep model agreed with, in the estimator's window. */
   consistentPoints: number;
-  /** Shallow confidences the deep model disagreed with, in the estimator's window. */
+  /** Shallow confidences this model's generations gave that the deep model disagreed with, in the estimator's window. */
   inconsistentPoints: number;
-  /** How many times the mixture was fitted. */
+  /**
+   * The data free.json's calibration ships (confidences on a validation split), as the fit
+   * counts it now; the online points above add to it. Null for a model without one.
+   * (With free.json's `bmm.window`, online points take its place as they fill the window.)
+   */
+  calibration: { consistent: Moments; inconsistent: Moments } | null;
+  /** How many times the mixture was fitted since the model loaded or `resetAdaptive` (the calibration's own fit not counted). */
   fits: number;
+}
+
+/** Count, mean and variance of one class's confidences (clipped to [1e-4, 1 - 1e-4]). */
+export interface Moments {
+  points: number;
+  mean: number;
+  variance: number;
 }
 
 /** What a loaded model is. */

@@ -3,7 +3,7 @@
 // charts, and runs the same input with `full` on request for the speedup and a diff.
 // URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
 
-import type { AdaptiveState, Counters, Device, GenerateOptions, ModelInfo, Strategy, TraceEntry } from "free-wasm";
+import type { AdaptiveState, Counters, Device, GenerateOptions, ModelInfo, Moments, Strategy, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
 import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
@@ -172,8 +172,19 @@ function drawAll(run: Run): void {
   drawBeta(ui.betaChart, adaptive, observations(run.trace));
 }
 
+/** The estimator's data: the calibration free.json ships (if any), then this page's runs. */
+function describePoints(state: AdaptiveState): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const page = `${state.consistentPoints} consistent and ${state.inconsistentPoints} inconsistent points`;
+  const calibration = state.calibration;
+  if (!calibration) return `${page}, ${plural(state.fits, "fit")}`;
+  // Whole numbers, unless free.json's window has begun to replace them with this page's.
+  const count = (m: Moments) => Math.round(m.points).toLocaleString("en");
+  return `calibrated on ${count(calibration.consistent)} consistent and ${count(calibration.inconsistent)} inconsistent points (free.json), then ${page} from this page, ${plural(state.fits, "refit")}`;
+}
+
 function describeAdaptive(state: AdaptiveState): string {
-  const points = `${state.consistentPoints} consistent and ${state.inconsistentPoints} inconsistent points, ${state.fits} fit${state.fits === 1 ? "" : "s"}`;
+  const points = describePoints(state);
   if (!state.fit) return `Threshold ${state.threshold.toFixed(3)} (no fit yet); ${points}. Ticks: this run's checked tokens.`;
   const { consistent: c, inconsistent: i } = state.fit;
   const rule =

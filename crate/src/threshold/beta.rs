@@ -3,6 +3,8 @@
 //! accurate to about 1e-14 relative for the positive arguments that occur here; the
 //! regularized incomplete beta function by its continued fraction (Lentz's method).
 
+use serde::Serialize;
+
 /// Parameters of Beta(alpha, beta), both positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BetaParams {
@@ -13,20 +15,68 @@ pub struct BetaParams {
 /// Samples are clipped into [EPS, 1 - EPS] before fitting, as FREE does.
 pub const EPS: f64 = 1e-4;
 
-impl BetaParams {
-    /// Method of moments on samples in [0, 1] (clipped): with mean m and population variance
-    /// v, alpha = m (m (1 - m) / v - 1) and beta = alpha (1 - m) / m. None when there are
-    /// no samples or the variance is not in (1e-12, m (1 - m)) — no Beta has those moments.
-    pub fn fit_moments(samples: &[f64]) -> Option<BetaParams> {
-        if samples.is_empty() {
-            return None;
+/// Count, mean and population variance of clipped confidences: all the method of moments
+/// needs, so a class's data can be summarised (the calibration free.json ships) and later
+/// data still combines with it as if every point had been kept (to rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Moments {
+    /// How many points; a real number because a sliding window may keep a share of a
+    /// summarised class (`AdaptiveThreshold`).
+    pub points: f64,
+    pub mean: f64,
+    pub variance: f64,
+}
+
+impl Moments {
+    pub const EMPTY: Moments = Moments { points: 0.0, mean: 0.0, variance: 0.0 };
+
+    /// The moments of `samples`, each clipped into [EPS, 1 - EPS] (two passes: the mean,
+    /// then the squared deviations from it).
+    pub fn of(samples: impl Iterator<Item = f64> + Clone) -> Moments {
+        let clipped = samples.map(|x| x.clamp(EPS, 1.0 - EPS));
+        let n = clipped.clone().count();
+        if n == 0 {
+            return Moments::EMPTY;
         }
-        let n = samples.len() as f64;
-        let clipped = || samples.iter().map(|x| x.clamp(EPS, 1.0 - EPS));
-        let m = clipped().sum::<f64>() / n;
-        let v = clipped().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+        let points = n as f64;
+        let mean = clipped.clone().sum::<f64>() / points;
+        let variance = clipped.map(|x| (x - mean) * (x - mean)).sum::<f64>() / points;
+        Moments { points, mean, variance }
+    }
+
+    /// The moments of both sets of points together (Chan, Golub and LeVeque's pairwise
+    /// update, which stays accurate where sums of squares would cancel). An empty side
+    /// returns the other unchanged, bit for bit.
+    pub fn merge(self, other: Moments) -> Moments {
+        if other.points == 0.0 {
+            return self;
+        }
+        if self.points == 0.0 {
+            return other;
+        }
+        let points = self.points + other.points;
+        let delta = other.mean - self.mean;
+        let mean = self.mean + delta * other.points / points;
+        let squares = self.variance * self.points + other.variance * other.points + delta * delta * self.points * other.points / points;
+        Moments { points, mean, variance: squares / points }
+    }
+
+    /// The same distribution counted as `share` of its points.
+    pub fn scaled(self, share: f64) -> Moments {
+        if share >= 1.0 {
+            return self;
+        }
+        Moments { points: self.points * share, ..self }
+    }
+}
+
+impl BetaParams {
+    /// The method of moments: with mean m and population variance v, alpha =
+    /// m (m (1 - m) / v - 1) and beta = alpha (1 - m) / m. None when there are no points or
+    /// the variance is not in (1e-12, m (1 - m)) — no Beta has those moments.
+    pub fn from_moments(Moments { points, mean: m, variance: v }: Moments) -> Option<BetaParams> {
         // A variance at rounding level means equal samples: no Beta is that narrow.
-        if !(v > 1e-12 && v < m * (1.0 - m)) {
+        if points == 0.0 || !(v > 1e-12 && v < m * (1.0 - m)) {
             return None;
         }
         let alpha = m * (m * (1.0 - m) / v - 1.0);
@@ -120,6 +170,11 @@ pub fn ln_gamma(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Method of moments on samples in [0, 1] (clipped).
+    fn fit(samples: &[f64]) -> Option<BetaParams> {
+        BetaParams::from_moments(Moments::of(samples.iter().copied()))
+    }
+
     #[test]
     fn ln_gamma_hits_known_values() {
         // Γ(1) = Γ(2) = 1, Γ(0.5) = sqrt(π), Γ(10) = 9!
@@ -135,7 +190,7 @@ mod tests {
         // Beta(2, 5) has mean 2/7 and variance 10/392; samples with exactly those moments:
         let (m, v): (f64, f64) = (2.0 / 7.0, 10.0 / 392.0);
         let s = [m - v.sqrt(), m + v.sqrt()];
-        let p = BetaParams::fit_moments(&s).unwrap();
+        let p = fit(&s).unwrap();
         assert!((p.alpha - 2.0).abs() < 1e-9 && (p.beta - 5.0).abs() < 1e-9, "{p:?}");
     }
 
@@ -159,13 +214,33 @@ mod tests {
         }
     }
 
+    /// Worked by hand: {0.2, 0.4} has mean 0.3 and variance 0.01, {0.9} mean 0.9 and
+    /// variance 0; together, mean 0.5 and variance (0.09 + 0.01 + 0.16) / 3.
+    #[test]
+    fn moments_merge_as_if_the_points_were_pooled() {
+        let (a, b) = (Moments::of([0.2, 0.4].into_iter()), Moments::of([0.9].into_iter()));
+        assert!((a.mean - 0.3).abs() < 1e-15 && (a.variance - 0.01).abs() < 1e-15, "{a:?}");
+        let pooled = a.merge(b);
+        assert_eq!(pooled.points, 3.0);
+        assert!((pooled.mean - 0.5).abs() < 1e-15 && (pooled.variance - 0.26 / 3.0).abs() < 1e-15, "{pooled:?}");
+        let direct = Moments::of([0.2, 0.4, 0.9].into_iter());
+        assert!((direct.mean - pooled.mean).abs() < 1e-15 && (direct.variance - pooled.variance).abs() < 1e-15);
+        // Nothing merged changes nothing, bit for bit.
+        assert_eq!(a.merge(Moments::EMPTY), a);
+        assert_eq!(Moments::EMPTY.merge(a), a);
+        // Clipped first: 0 and 1 count as 1e-4 and 1 - 1e-4 (mean 0.5, variance 0.4999^2).
+        let ends = Moments::of([0.0, 1.0].into_iter());
+        assert!((ends.mean - 0.5).abs() < 1e-15 && (ends.variance - 0.4999 * 0.4999).abs() < 1e-15, "{ends:?}");
+        assert_eq!(BetaParams::from_moments(Moments { points: 10.0, mean: 2.0 / 7.0, variance: 10.0 / 392.0 }).map(|p| (p.alpha - 2.0).abs() < 1e-12 && (p.beta - 5.0).abs() < 1e-12), Some(true));
+    }
+
     #[test]
     fn degenerate_samples_have_no_fit() {
-        assert_eq!(BetaParams::fit_moments(&[]), None);
-        assert_eq!(BetaParams::fit_moments(&[0.7; 20]), None, "zero variance");
+        assert_eq!(fit(&[]), None);
+        assert_eq!(fit(&[0.7; 20]), None, "zero variance");
         // Half at 0 and half at 1: variance m(1-m) after clipping is just below the bound,
         // so this still fits, as a U-shaped Beta.
-        let p = BetaParams::fit_moments(&[0.0, 1.0, 0.0, 1.0]).unwrap();
+        let p = fit(&[0.0, 1.0, 0.0, 1.0]).unwrap();
         assert!(p.alpha < 1e-3 && p.beta < 1e-3, "{p:?}");
     }
 }

@@ -1,13 +1,16 @@
 //! FREE's adaptive exit threshold (FREE-SPEC §5): a two-component Beta mixture fitted to the
 //! shallow confidences of tokens the deep model agreed with (consistent) or not, and the
 //! lowest confidence above which "consistent" stays the likely explanation. Pure: data in,
-//! threshold out, no model inside.
+//! threshold out, no model inside. It may start from a calibration (both classes' moments
+//! on a validation split, shipped in free.json), so a fresh page starts with a fitted
+//! threshold instead of waiting for enough points of its own.
 
 pub mod beta;
 
 use std::collections::VecDeque;
 
 use beta::BetaParams;
+pub use beta::Moments;
 use serde::Serialize;
 
 /// How the threshold is read off the fitted mixture.
@@ -51,6 +54,11 @@ pub struct BmmSettings {
     /// reference learns only at synchronisations that checked stacked tokens, so a
     /// threshold above every confidence the model reaches never moves.
     pub learn_without_stack: bool,
+    /// Where the data starts: free.json's calibration (`free calibrate`), both classes'
+    /// moments on a validation split. The first threshold is its fit's (the initial
+    /// threshold only stands in while it has too few points); online points add to it, and
+    /// `reset` comes back to it.
+    pub calibration: Option<ClassMoments>,
 }
 
 impl Default for BmmSettings {
@@ -63,7 +71,35 @@ impl Default for BmmSettings {
             refit_every_syncs: None,
             initial_threshold: 0.9,
             learn_without_stack: true,
+            calibration: None,
         }
+    }
+}
+
+/// The data of both classes, summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClassMoments {
+    pub consistent: Moments,
+    pub inconsistent: Moments,
+}
+
+impl ClassMoments {
+    /// The moments of labelled points: (confidence, whether the deep model agreed).
+    pub fn of<'a>(points: impl Iterator<Item = &'a (f64, bool)> + Clone) -> Self {
+        let class = |want: bool| Moments::of(points.clone().filter(move |(_, y)| *y == want).map(|(c, _)| *c));
+        ClassMoments { consistent: class(true), inconsistent: class(false) }
+    }
+
+    fn merge(self, other: ClassMoments) -> Self {
+        ClassMoments { consistent: self.consistent.merge(other.consistent), inconsistent: self.inconsistent.merge(other.inconsistent) }
+    }
+
+    fn scaled(self, share: f64) -> Self {
+        ClassMoments { consistent: self.consistent.scaled(share), inconsistent: self.inconsistent.scaled(share) }
+    }
+
+    fn points(&self) -> f64 {
+        self.consistent.points + self.inconsistent.points
     }
 }
 
@@ -115,13 +151,19 @@ pub struct BmmState {
     pub rule: ThresholdRule,
     pub zeta: f64,
     pub fit: Option<Fit>,
+    /// Online points (this estimator's, in its window), by class.
     pub consistent_points: usize,
     pub inconsistent_points: usize,
+    /// The calibration's data as the fit counts it now (all of it, unless a window has
+    /// made room for online points); None without a calibration.
+    pub calibration: Option<ClassMoments>,
+    /// Fits since the estimator started or was reset, the calibration's own not counted.
     pub fits: usize,
 }
 
 pub struct AdaptiveThreshold {
     settings: BmmSettings,
+    /// Online points, newest last (at most `window` of them).
     points: VecDeque<(f64, bool)>,
     threshold: f64,
     fit: Option<Fit>,
@@ -132,9 +174,15 @@ pub struct AdaptiveThreshold {
 }
 
 impl AdaptiveThreshold {
+    /// An estimator at its start: the calibration's fit and threshold when there is a
+    /// calibration that fits, else the initial threshold.
     pub fn new(settings: BmmSettings) -> Self {
         let threshold = settings.initial_threshold;
-        AdaptiveThreshold { settings, points: VecDeque::new(), threshold, fit: None, fits: 0, syncs_since_fit: 0, fitted_all: false }
+        let mut est = AdaptiveThreshold { settings, points: VecDeque::new(), threshold, fit: None, fits: 0, syncs_since_fit: 0, fitted_all: true };
+        if let Some(fit) = est.fit_data() {
+            est.adopt(fit);
+        }
+        est
     }
 
     pub fn threshold(&self) -> f64 {
@@ -145,7 +193,7 @@ impl AdaptiveThreshold {
         &self.settings
     }
 
-    /// One calibration point: the shallow confidence of a token and whether the deep model
+    /// One data point: the shallow confidence of a token and whether the deep model
     /// chose the same token. A confidence that is not a number (NaN logits, say an f16
     /// overflow on a GPU) is not data: kept, it would make every later fit of its class
     /// NaN and freeze the threshold for good.
@@ -184,26 +232,56 @@ impl AdaptiveThreshold {
     pub fn refit(&mut self) {
         self.syncs_since_fit = 0;
         self.fitted_all = true;
-        let class = |want: bool| -> Vec<f64> {
-            self.points.iter().filter(|(_, y)| *y == want).map(|(c, _)| *c).collect()
-        };
-        let (cons, incons) = (class(true), class(false));
-        if cons.len() < self.settings.min_points || incons.len() < self.settings.min_points {
-            return;
+        if let Some(fit) = self.fit_data() {
+            self.adopt(fit);
+            self.fits += 1;
         }
-        let (Some(c), Some(i)) = (BetaParams::fit_moments(&cons), BetaParams::fit_moments(&incons)) else {
-            return;
-        };
+    }
+
+    /// The mixture all data gives (calibration and online points), if both classes have
+    /// enough points and moments a Beta can have.
+    fn fit_data(&self) -> Option<Fit> {
+        let ClassMoments { consistent, inconsistent } = self.moments();
+        let min = self.settings.min_points as f64;
+        if consistent.points < min || inconsistent.points < min {
+            return None;
+        }
+        let (c, i) = (BetaParams::from_moments(consistent)?, BetaParams::from_moments(inconsistent)?);
         let prior_consistent = match self.settings.rule {
             ThresholdRule::Fine { priors_from_counts: true, .. } | ThresholdRule::Budget { .. } => {
-                cons.len() as f64 / (cons.len() + incons.len()) as f64
+                consistent.points / (consistent.points + inconsistent.points)
             }
             _ => 0.5,
         };
-        let fit = Fit { consistent: c.into(), inconsistent: i.into(), prior_consistent };
+        Some(Fit { consistent: c.into(), inconsistent: i.into(), prior_consistent })
+    }
+
+    fn adopt(&mut self, fit: Fit) {
         self.threshold = threshold_for(&fit, self.settings.zeta, self.settings.rule);
         self.fit = Some(fit);
-        self.fits += 1;
+    }
+
+    /// The data the next fit uses: the calibration as it counts now and the online points.
+    pub fn moments(&self) -> ClassMoments {
+        let online = ClassMoments::of(self.points.iter());
+        match self.calibration_now() {
+            Some(calibration) => calibration.merge(online),
+            None => online,
+        }
+    }
+
+    /// The calibration as the fit counts it now. A window keeps the newest `window` points
+    /// and the calibration counts as older than every online point, so it fills what online
+    /// points leave of the window: its share shrinks as they arrive, both classes in
+    /// proportion (the order of its points is not known), until the window holds online
+    /// points only. Without a window all of it always counts.
+    fn calibration_now(&self) -> Option<ClassMoments> {
+        let calibration = self.settings.calibration?;
+        let share = match self.settings.window {
+            None => 1.0,
+            Some(w) => (w.saturating_sub(self.points.len()) as f64 / calibration.points().max(1.0)).min(1.0),
+        };
+        Some(calibration.scaled(share))
     }
 
     pub fn state(&self) -> BmmState {
@@ -215,6 +293,7 @@ impl AdaptiveThreshold {
             fit: self.fit,
             consistent_points,
             inconsistent_points: self.points.len() - consistent_points,
+            calibration: self.calibration_now(),
             fits: self.fits,
         }
     }
@@ -228,7 +307,8 @@ impl AdaptiveThreshold {
         }
     }
 
-    /// Forgets all data and fits; back to the initial threshold.
+    /// Forgets the online points and their fits: back to the calibration's fit and
+    /// threshold (the initial threshold without one).
     pub fn reset(&mut self) {
         *self = AdaptiveThreshold::new(self.settings.clone());
     }
@@ -429,6 +509,137 @@ mod tests {
         }
         est.start_sequence();
         assert_eq!(est.state(), clean.state());
+    }
+
+    /// Both classes' points of a case, as a calibration.
+    fn calibration_of(case: &Case) -> ClassMoments {
+        let points: Vec<(f64, bool)> = case.consistent.iter().map(|&c| (c, true)).chain(case.inconsistent.iter().map(|&c| (c, false))).collect();
+        ClassMoments::of(points.iter())
+    }
+
+    fn calibrated(calibration: ClassMoments, rule: ThresholdRule) -> AdaptiveThreshold {
+        AdaptiveThreshold::new(BmmSettings { rule, calibration: Some(calibration), ..BmmSettings::default() })
+    }
+
+    /// A calibration summarising points starts where observing those points leads: the same
+    /// fit, and scipy's thresholds (tests/fixtures/bmm_vectors.json) from the first token on.
+    #[test]
+    fn a_calibration_starts_where_its_points_lead() {
+        let v = vectors();
+        for (n, case) in v.cases.iter().enumerate() {
+            let fine = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts: false };
+            let est = calibrated(calibration_of(case), fine);
+            let observed = fitted(case, fine);
+            assert_eq!(est.state().fit, observed.state().fit, "case {n}");
+            assert_eq!(est.threshold(), case.threshold_fine, "case {n}");
+            assert_eq!(est.threshold(), threshold_for(&est.state().fit.unwrap(), v.zeta, fine), "case {n}");
+            assert_eq!((est.state().fits, est.state().consistent_points, est.state().inconsistent_points), (0, 0, 0));
+            let counted = est.state().calibration.unwrap();
+            assert_eq!((counted.consistent.points, counted.inconsistent.points), (case.consistent.len() as f64, case.inconsistent.len() as f64));
+            let priors = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts: true };
+            assert_eq!(calibrated(calibration_of(case), priors).threshold(), case.threshold_fine_priors, "case {n}: priors");
+            assert_eq!(calibrated(calibration_of(case), ThresholdRule::budget(v.budget)).threshold(), case.threshold_budget, "case {n}: budget");
+        }
+    }
+
+    /// Points observed online add to the calibration's: half of each class calibrated, the
+    /// other half observed, fits as all of them observed (to rounding) and gives scipy's
+    /// thresholds, class priors from the combined counts included.
+    #[test]
+    fn online_points_add_to_the_calibration() {
+        let v = vectors();
+        for (n, case) in v.cases.iter().enumerate() {
+            let (c_half, i_half) = (case.consistent.len() / 2, case.inconsistent.len() / 2);
+            let first: Vec<(f64, bool)> = case.consistent[..c_half].iter().map(|&c| (c, true)).chain(case.inconsistent[..i_half].iter().map(|&c| (c, false))).collect();
+            for priors_from_counts in [false, true] {
+                let rule = ThresholdRule::Fine { min: v.min, max: v.max, priors_from_counts };
+                let mut est = calibrated(ClassMoments::of(first.iter()), rule);
+                for &c in &case.consistent[c_half..] {
+                    est.observe(c, true);
+                }
+                for &c in &case.inconsistent[i_half..] {
+                    est.observe(c, false);
+                }
+                est.start_sequence();
+                let want = if priors_from_counts { case.threshold_fine_priors } else { case.threshold_fine };
+                assert_eq!(est.threshold(), want, "case {n}, priors from counts {priors_from_counts}");
+                let (got, all) = (est.state().fit.unwrap(), fitted(case, rule).state().fit.unwrap());
+                for (a, b) in [(got.consistent, all.consistent), (got.inconsistent, all.inconsistent)] {
+                    assert!(close(a.alpha, b.alpha, 1e-12) && close(a.beta, b.beta, 1e-12), "case {n}: {a:?} vs {b:?}");
+                }
+                assert!(close(got.prior_consistent, all.prior_consistent, 1e-15), "case {n}");
+                assert_eq!(est.state().fits, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn reset_returns_to_the_calibration() {
+        let case = &vectors().cases[0];
+        let rule = BmmSettings::default().rule;
+        let fresh = calibrated(calibration_of(case), rule);
+        let mut est = calibrated(calibration_of(case), rule);
+        for c in [0.95, 0.97, 0.99] {
+            est.observe(c, false);
+        }
+        est.refit();
+        assert_ne!(est.state(), fresh.state());
+        est.reset();
+        assert_eq!(est.state(), fresh.state());
+    }
+
+    /// With too few points for `min_points`, a calibration fits nothing yet: the initial
+    /// threshold holds, and its points still count towards the first fit.
+    #[test]
+    fn a_calibration_too_small_to_fit_waits_for_online_points() {
+        let small = ClassMoments::of([(0.9, true), (0.8, true), (0.2, false), (0.3, false)].iter());
+        let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 3, calibration: Some(small), ..BmmSettings::default() });
+        assert_eq!((est.threshold(), est.state().fit), (0.9, None));
+        est.observe(0.7, true);
+        est.observe(0.1, false);
+        est.start_sequence();
+        assert_eq!(est.state().fits, 1);
+        let all = ClassMoments::of([(0.9, true), (0.8, true), (0.7, true), (0.2, false), (0.3, false), (0.1, false)].iter());
+        assert_eq!(est.moments().consistent.points, 3.0);
+        assert!(close(est.moments().consistent.variance, all.consistent.variance, 1e-15));
+    }
+
+    /// A window counts the calibration as its oldest points: online points take their place
+    /// (both classes in proportion) until the window holds online points only.
+    #[test]
+    fn a_window_lets_online_points_replace_the_calibration() {
+        // 100 consistent points with mean 0.8 and variance 0.01; 50 inconsistent, 0.3 and 0.02.
+        let calibration = ClassMoments {
+            consistent: Moments { points: 100.0, mean: 0.8, variance: 0.01 },
+            inconsistent: Moments { points: 50.0, mean: 0.3, variance: 0.02 },
+        };
+        let settings = BmmSettings { min_points: 2, window: Some(120), calibration: Some(calibration), ..BmmSettings::default() };
+        let mut est = AdaptiveThreshold::new(settings);
+        let counted = |est: &AdaptiveThreshold| {
+            let c = est.state().calibration.unwrap();
+            (c.consistent.points, c.inconsistent.points)
+        };
+        // 150 calibrated points in a window of 120: 4/5 of each class count.
+        let (c, i) = counted(&est);
+        assert!(close(c, 80.0, 1e-15) && close(i, 40.0, 1e-15), "{c} {i}");
+        for _ in 0..30 {
+            est.observe(0.9, true);
+            est.observe(0.1, false);
+        }
+        // 60 online points leave room for 60 of the calibration's: 40 and 20.
+        let (c, i) = counted(&est);
+        assert!(close(c, 40.0, 1e-15) && close(i, 20.0, 1e-15), "{c} {i}");
+        // Consistent: 40 points (mean 0.8, variance 0.01) and 30 at 0.9 give 70 with mean
+        // 59/70 and variance (40 x 0.01 + 0.1^2 x 40 x 30 / 70) / 70 = 0.4/70 + 12/4900.
+        let m = est.moments().consistent;
+        assert!(close(m.points, 70.0, 1e-15) && close(m.mean, 59.0 / 70.0, 1e-15), "{m:?}");
+        assert!(close(m.variance, 0.4 / 70.0 + 12.0 / 4900.0, 1e-15), "{m:?}");
+        for _ in 0..30 {
+            est.observe(0.85, true);
+            est.observe(0.15, false);
+        }
+        assert_eq!(counted(&est), (0.0, 0.0));
+        assert_eq!(est.moments(), ClassMoments::of(est.points.iter()));
     }
 
     #[test]

@@ -212,6 +212,7 @@ export class Page {
       return {
         note,
         fit: !/no fit yet/.test(note),
+        fits: Number(/(\d+) (?:re)?fits?\. Ticks/.exec(note)?.[1]),
         threshold: Number(/^Threshold ([\d.]+)/.exec(note)?.[1]),
         curves: document.querySelectorAll("#beta-chart path.density").length,
         consistentPath: document.querySelector("#beta-chart path.density.consistent")?.getAttribute("d") ?? null,
