@@ -3,7 +3,7 @@
 # budget, validated at the end (train/README.md keeps the table).
 #
 #   scripts/train-ab.sh START_DIR NAME [trainer flags that make the change...]
-#   scripts/train-ab.sh train/trunk embed10 --embed-lr-scale 10
+#   scripts/train-ab.sh models/trunk embed10 --embed-lr-scale 10
 #
 # The baseline arm is the same command with no change (or the line itself, validated at the same
 # token mark with --eval-every-tokens). AB_TOKENS (default 2.5e6) and AB_THREADS (default 1, so

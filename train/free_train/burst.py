@@ -1,11 +1,11 @@
 """A GPU burst of the training line: a few minutes of large-batch training on a lent GPU.
 
     bash train/gpu-burst.sh [--budget 420] [--out DIR] [flags...]     # runs python -m free_train.burst
-    python -m free_train.burst merge PARTS_DIR [--trunk-out train/trunk] [--export models/NAME]
+    python -m free_train.burst merge PARTS_DIR [--trunk-out models/trunk] [--export models/NAME]
 
 Why: a GPU (one H200) is lent to this project rarely, for about 15 minutes including its start
-and without network. The burst continues the committed trunk (train/trunk; until one exists, the
-shipped models/free-t5-mini with the line's settings, LINE_FLAGS) for a wall-clock --budget and
+and without network. The burst continues the committed trunk (models/trunk, written by `python -m
+free_train.trunk save`) with the line's settings for a wall-clock --budget and
 writes the weights as safetensors parts of at most --part-mib each, every --save-every seconds
 and at the end. Each write is atomic and the previous complete set is deleted only after the
 new one is whole, so a kill at any moment leaves usable weights. `merge` turns the newest
@@ -73,17 +73,11 @@ try:
     from .free import FreeObjective
     from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, param_groups,
                         precision_context, run_args, set_dropout, set_lr)
-    from .trunk import FORMAT, MANIFEST, describe, read_manifest, replace_dir
+    from .trunk import DEFAULT_DIR as TRUNK, FORMAT, MANIFEST, describe, read_manifest, replace_dir
 except ImportError as e:
     raise SystemExit(f"free_train.burst: {e}. It needs Python>=3.10, {REQUIRES_TEXT}.")
 IMPORT_SECONDS = time.time() - T0
 
-TRUNK = "train/trunk"
-SHIPPED = "models/free-t5-mini"
-# The line's settings (scripts/train-ab.sh), for a start from the shipped model before train/trunk exists.
-LINE_FLAGS = ["--optimizer", "adamw", "--lr", "1.3e-4", "--warmup", "200", "--schedule", "constant",
-              "--batch-tokens", "4096", "--max-source-len", "256", "--max-target-len", "256", "--dropout", "0",
-              "--alpha", "0.5", "--shallow-exit-layer", "2", "--seed", "12"]
 PART_PREFIX = "burst-"
 RECORD_FORMAT = 1
 STATS = ("loss", "ce_shallow", "ce_deep", "kd", "gnorm")
@@ -95,7 +89,7 @@ def build_burst_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m free_train.burst", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", default=None,
-                    help=f"trunk or model folder (default: {TRUNK} when it has {MANIFEST}, else {SHIPPED})")
+                    help=f"trunk folder (default: {TRUNK})")
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default=None,
                     help="folder for the parts and the log (default: $OUT/burst when OUT is set, else train/runs/burst)")
@@ -172,24 +166,19 @@ class Start:
     """What the burst continues: the folder, the line's train.py settings and position, the
     bursts already on record."""
     dir: str
-    kind: str  # "trunk" (has trunk.json) or "model"
     settings: dict
     state: dict
     bursts: list
 
 
 def find_start(path: str | None) -> Start:
-    path = path or (TRUNK if os.path.exists(os.path.join(TRUNK, MANIFEST)) else SHIPPED)
+    path = path or TRUNK
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         raise SystemExit(f"--start {path}: no model.safetensors there")
-    base = ["--run-dir", "train/runs/trunk"]
-    if os.path.exists(os.path.join(path, MANIFEST)):
-        man = read_manifest(path)
-        # older trunks lack the newer options: train.py's defaults fill them in, as its resume does
-        settings = {**run_args(build_parser().parse_args(base)), **man["args"]}
-        return Start(path, "trunk", settings, man["state"], man.get("bursts", []))
-    settings = run_args(build_parser().parse_args(base + ["--init", path] + LINE_FLAGS))
-    return Start(path, "model", settings, {"step": 0, "tokens": 0, "epoch": 0, "batch_in_epoch": 0}, [])
+    man = read_manifest(path)  # refuses a folder without trunk.json, saying how to write one
+    # older trunks lack the newer options: train.py's defaults fill them in, as its resume does
+    settings = {**run_args(build_parser().parse_args(["--run-dir", "train/runs/trunk"])), **man["args"]}
+    return Start(path, settings, man["state"], man.get("bursts", []))
 
 
 def sha256_file(path: str) -> str:
@@ -391,7 +380,7 @@ class Recorder:
     def __init__(self, args, start: Start, log, versions: dict, device_name: str, lr: float, tok_sha: str):
         self.log, self.start = log, start
         self.record = {"format": RECORD_FORMAT,
-                       "start": {"dir": start.dir, "kind": start.kind, "state": start.state, "tokenizer_sha256": tok_sha},
+                       "start": {"dir": start.dir, "state": start.state, "tokenizer_sha256": tok_sha},
                        "settings": start.settings, "bursts_before": start.bursts,
                        "burst": {**vars(args), "peak_lr": lr, "device_name": device_name, "versions": versions},
                        "step": 0, "tokens": 0, "seconds": 0.0, "position": None, "validation": []}
@@ -459,7 +448,7 @@ def setup(args, versions: dict, t0: float) -> Run:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     log(f"burst on {device_name}, {args.precision}{' +compile' if args.compile else ''}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    log(f"start: {start.dir} ({start.kind}), line step {start.state['step']}, {start.state['tokens'] / 1e6:.2f}M tokens")
+    log(f"start: {start.dir}, line step {start.state['step']}, {start.state['tokens'] / 1e6:.2f}M tokens")
     from tokenizers import Tokenizer
     tok_path = os.path.join(start.dir, "tokenizer.json")
     model = load_model(start, device)

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
     ap.add_argument("--from-trunk", default=None, metavar="DIR",
-                    help="with --resume: continue the committed training line in DIR (train/trunk) when "
+                    help="with --resume: continue the committed training line in DIR (models/trunk) when "
                          "RUN_DIR has no checkpoint, or only an older one (see free_train.trunk)")
     ap.add_argument("--new-data", action="store_true",
                     help="with --resume: the data changed on purpose; start a new epoch over it "

@@ -1,7 +1,7 @@
 """The training line's trunk: the un-annealed model that training always continues from.
 
-    python -m free_train.trunk save RUN_DIR [--out train/trunk]   # commit-sized copy of the run
-    python -m free_train.trunk show [train/trunk]
+    python -m free_train.trunk save RUN_DIR [--out models/trunk]   # commit-sized copy of the run
+    python -m free_train.trunk show [models/trunk]
 
 The demo model is trained as one continuous line (warm-up once, then a constant rate) across
 sessions and machines. Re-warming an annealed snapshot cost earlier runs 0.07-0.16 nats of
@@ -16,7 +16,7 @@ optimizer's state goes with it only when it is small (Adafactor's factored momen
 AdamW's two full-size moments (2x the f32 weights) are not committed, and a resume re-warms a
 fresh optimizer over a hundred steps instead (measured on this line: no rise).
 
-`python -m free_train.train --run-dir RUN --resume --from-trunk train/trunk` continues from the
+`python -m free_train.train --run-dir RUN --resume --from-trunk models/trunk` continues from the
 trunk when RUN has no checkpoint or an older one: weights, settings and data position.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ MANIFEST = "trunk.json"
 OPTIMIZER = "optimizer.safetensors"
 FORMAT = 1
 OPTIMIZER_LIMIT_MIB = 8.0
+DEFAULT_DIR = "models/trunk"  # beside the shipped model: weights live under models/
 
 
 def read_manifest(trunk_dir: str) -> dict:
@@ -150,9 +151,9 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("save", help="write a run's latest checkpoint as the trunk")
     s.add_argument("run_dir")
-    s.add_argument("--out", default="train/trunk")
+    s.add_argument("--out", default=DEFAULT_DIR)
     s = sub.add_parser("show", help="print what a trunk holds")
-    s.add_argument("trunk_dir", nargs="?", default="train/trunk")
+    s.add_argument("trunk_dir", nargs="?", default=DEFAULT_DIR)
     a = ap.parse_args(argv)
     if a.cmd == "save":
         man = save_trunk(a.run_dir, a.out)
