@@ -22,15 +22,15 @@ starting a list item ("* ", "- ", "+ ", "o ") begins a new line inside the parag
 
 A second step adds translate pairs from Debian's French man-page translations to train only:
 
-    python -m free_train.data add-manpages --orig manpages-l10n_4.18.1.orig.tar.gz [--data data/]
+    python -m free_train.data add-manpages --debs DIR [--data data/]
 
 It leaves validation, test and the package-description rows of train as they are (checked by
 hash against the manifest), drops the old man-page rows and appends the new ones (what is
 read and kept: manpages.py). It is a step of its own because apt's Translation files change
 under a release (security updates add descriptions): `build` reproduces data/ only from the
 exact files the manifest names, and a rebuild from newer ones would re-split everything. So
-the description rows are built once and kept, and the man-page rows are rebuilt from a pinned
-tarball onto them. A full rebuild is `build` from the manifest's files, then `add-manpages`.
+the description rows are built once and kept, and the man-page rows are rebuilt from four pinned
+packages onto them. A full rebuild is `build` from the manifest's files, then `add-manpages`.
 """
 from __future__ import annotations
 
@@ -360,12 +360,30 @@ def checked_held_out_rows(data_dir: str, outputs: dict) -> list[dict]:
     return rows
 
 
-def add_manpages(orig_path: str, data_dir: str, tokenizer_path: str,
-                 expect_sha256: str | None = manpages.ORIG_SHA256, log=print) -> dict:
-    """Replace the man-page rows of data_dir's train file (see the module docstring)."""
-    if expect_sha256 is not None and sha256_file(orig_path) != expect_sha256:
-        raise SystemExit(f"{orig_path}: sha256 is not {expect_sha256} ({manpages.ORIG_FILE} of "
-                         f"{manpages.PACKAGE} {manpages.VERSION}, {manpages.ORIG_URL})")
+def read_manpage_packages(debs_dir: str, check_sha256: bool = True) -> tuple[dict, dict, list[dict]]:
+    """English and French pages ({page: gzipped roff}) of the pinned packages in debs_dir, and
+    the manifest's record of each package; refuses a missing or different package."""
+    pages = {"en": {}, "fr": {}}
+    sources = []
+    for name, sha, lang in manpages.PACKAGES:
+        path = os.path.join(debs_dir, name)
+        if not os.path.isfile(path):
+            raise SystemExit(f"{path} is missing: fetch the packages with `{manpages.FETCH}` in {debs_dir}")
+        digest = sha256_file(path)
+        if check_sha256 and digest != sha:
+            raise SystemExit(f"{path}: sha256 is {digest}, not {sha} (bookworm's {name})")
+        with open(path, "rb") as f:
+            for page, (page_lang, gz) in manpages.read_pages(f.read()).items():
+                if page_lang == lang:
+                    pages[lang][page] = gz
+        sources.append({"file": name, "sha256": digest, "bytes": os.path.getsize(path)})
+    return pages["en"], pages["fr"], sources
+
+
+def add_manpages(debs_dir: str, data_dir: str, tokenizer_path: str, check_sha256: bool = True,
+                 log=print) -> dict:
+    """Replace the man-page rows of data_dir's train file (see manpages.py's docstring)."""
+    en_pages, fr_pages, sources = read_manpage_packages(debs_dir, check_sha256)
     with open(os.path.join(data_dir, "manifest.json")) as f:
         manifest = json.load(f)
     outputs = manifest["outputs"]
@@ -376,19 +394,18 @@ def add_manpages(orig_path: str, data_dir: str, tokenizer_path: str,
     desc_counts = token_counts(tok, desc)
     budget = desc_counts["translate"]["target_tokens"]
 
-    dropped = {k: 0 for k in manpages.DROP_REASONS + manpages.SELECT_DROP_REASONS}
-    candidates, n_files = [], 0
-    for page, text in manpages.read_po_files(orig_path):
-        candidates += manpages.pairs_from_po(page, text, dropped)
-        n_files += 1
-    n_entries = len(candidates) + sum(dropped.values())
+    dropped = {k: 0 for k in manpages.PAGE_DROP_REASONS + manpages.DROP_REASONS + manpages.SELECT_DROP_REASONS}
+    candidates = manpages.pairs_from_pages(en_pages, fr_pages, dropped)
+    n_segments = len(candidates) + sum(dropped[k] for k in manpages.DROP_REASONS)
     unique = manpages.dedupe(candidates,
                              {manpages.norm(r["source"]) for r in held_out},
                              {manpages.norm(r["target"]) for r in held_out},
                              {manpages.norm(r["source"]) for r in desc if r["task"] == "translate"},
                              dropped)
     man_rows, man_tokens = manpages.select(unique, tok, TASK_PREFIXES["translate"], budget, dropped)
-    log(f"{n_files} po files, {n_entries} entries: {len(man_rows)} pairs kept "
+    pages = {"english": len(en_pages), "french": len(fr_pages),
+             "paired": len(fr_pages) - sum(dropped[k] for k in manpages.PAGE_DROP_REASONS)}
+    log(f"pages {pages}, {n_segments} segments: {len(man_rows)} pairs kept "
         f"({man_tokens['target']} target tokens of {budget} allowed), dropped {dropped}")
 
     write_output(train_path, desc + man_rows)
@@ -400,10 +417,8 @@ def add_manpages(orig_path: str, data_dir: str, tokenizer_path: str,
         "origins": {"descriptions": desc_counts,
                     "manpages": {"translate": {"rows": len(man_rows), "source_tokens": man_tokens["source"],
                                                "target_tokens": man_tokens["target"]}}}})
-    source = {"file": os.path.basename(orig_path), "sha256": sha256_file(orig_path),
-              "bytes": os.path.getsize(orig_path)}
     tokenizer = {"file": os.path.relpath(tokenizer_path), "sha256": sha256_file(tokenizer_path)}
-    manifest["manpages"] = manpages.manifest_entry(source, tokenizer, n_files, n_entries, len(man_rows),
+    manifest["manpages"] = manpages.manifest_entry(sources, tokenizer, pages, n_segments, len(man_rows),
                                                    dropped, budget)
     write_manifest(data_dir, manifest)
     return manifest
@@ -421,13 +436,14 @@ def main(argv=None):
     b.add_argument("--test", type=int, default=TEST_PER_TASK)
     b.add_argument("--validation", type=int, default=VALIDATION_PER_TASK)
     m = sub.add_parser("add-manpages", help="replace train's man-page translate pairs (manpages-l10n)")
-    m.add_argument("--orig", required=True, help=f"{manpages.ORIG_FILE} (sha256 {manpages.ORIG_SHA256})")
+    m.add_argument("--debs", required=True, metavar="DIR",
+                   help=f"folder with the four pinned packages (fetch them there with `{manpages.FETCH}`)")
     m.add_argument("--data", default="data", help="folder with the manifest and the three files (default: data)")
     m.add_argument("--tokenizer", default="models/free-t5-mini/tokenizer.json",
                    help="counts tokens for the caps (default: the demo model's)")
     a = ap.parse_args(argv)
     if a.cmd == "add-manpages":
-        add_manpages(a.orig, a.data, a.tokenizer)
+        add_manpages(a.debs, a.data, a.tokenizer)
         return
     lists = a.lists_dir or apt_lists_dir()
     en_files = a.en if a.en is not None else find_translation_files(lists, "en")

@@ -1,51 +1,65 @@
-"""English -> French pairs from Debian's man-page translations (manpages-l10n), for train only.
+"""English -> French pairs from Debian's French man pages (manpages-l10n), for train only.
 
-Debian's ``manpages-l10n`` source package keeps one gettext catalogue per man page and
-language (``po/fr/man1/ls.1.po``), made with po4a: every entry's msgid is one paragraph (or
-heading, or tag) of the English page and its msgstr the French translation. That is many more
-real, reviewed translations of technical prose than the package descriptions hold, so
-``python -m free_train.data add-manpages`` adds a capped, hashed subset of them to the
-translate task of the train split (see data.py's docstring for why it is a separate step).
+Debian's translators keep the French man pages in ``manpages-l10n``, made with po4a: every
+paragraph, heading and tag of an English page is one gettext entry, and the French page is the
+English page with each translated entry replaced. That is many more real, reviewed translations
+of technical prose than the package descriptions hold, so ``python -m free_train.data
+add-manpages`` adds a capped, hashed subset of them to the translate task of the train split
+(see data.py's docstring for why it is a separate step).
 
-Only the pages' catalogues are read (``po/fr/man*/*.po``; not ``po/fr/common/``, compendia of
-messages shared by many pages, nor retired pages elsewhere), sorted by path. A row's id is
-``man:<page>:<n>``, n the entry's position in its catalogue.
+Read from bookworm's binary packages, which the package registry serves (its source tarball,
+which holds the po files, it does not): the English pages of ``manpages`` and ``manpages-dev``
+(the Linux man-pages project, 6.03) and the French pages of ``manpages-fr`` and
+``manpages-fr-dev`` (4.18.1, translated from those same pages). A page present in both is cut
+into segments at its block macros on both sides (roff.py); the French page's added
+"TRADUCTION" section is set aside, and a page whose two segment lists differ in kind or number
+gives nothing (none did in 4.18.1). Segment n of the English page and segment n of the French
+page are one po4a entry, English msgid and French msgstr. A row's id is ``man:<page>:<n>``.
 
-Reading: entries are parsed with their multi-line strings and C escapes; obsolete (``#~``),
-fuzzy, header, plural and untranslated entries are dropped, and so are verbatim blocks
-(``no-wrap`` text: code examples and tables, not prose). The markup is turned into plain text
-the same way on both sides: po4a's ``B<..>``, ``I<..>``, ``R<..>``, ``CW<..>`` keep their
-content, ``E<lt>``/``E<gt>`` become ``<``/``>``, roff escapes become the characters they print
-(``\\-`` -> ``-``, ``\\(em`` -> an em dash, ``\\fB`` -> nothing, ``\\ `` -> a space). A pair
-is dropped when either side holds markup this cannot convert, when the English side is markup
-only (nothing but tags, options, URLs or numbers outside the tags), when it has fewer than
-MIN_WORDS words, or when the sides' placeholders differ (the set of bold literals, which are
-commands, options, constants and function names the translators copy, plus options, numbers
-and URLs in the text): a translator's rewording there would teach the model to drop or invent
-code.
+Reading a pair: verbatim segments (code examples, tables, synopses) and segments holding a
+request the roff reader does not convert are dropped, and so are untranslated ones (French
+equal to English, as po4a leaves untranslated and fuzzy entries). The markup is turned into
+plain text the same way on both sides: po4a's ``B<..>``, ``I<..>``, ``R<..>``, ``CW<..>``
+keep their content, ``E<lt>``/``E<gt>`` become ``<``/``>``, roff escapes become the characters
+they print (``\\-`` -> ``-``, ``\\(em`` -> an em dash, ``\\ `` -> a space). A pair is dropped
+when either side holds markup this cannot convert, when the English side is markup only
+(nothing but tags, options, URLs or numbers outside the tags), when it has fewer than MIN_WORDS
+words, or when the sides' placeholders differ (the set of bold literals, which are commands,
+options, constants and function names the translators copy, plus options, numbers and URLs in
+the text): a translator's rewording there would teach the model to drop or invent code.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import re
 import tarfile
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-# The bookworm version; the pin is checked so the subset can be rebuilt from the same bytes.
-PACKAGE = "manpages-l10n"
-VERSION = "4.18.1-1"
-ORIG_FILE = "manpages-l10n_4.18.1.orig.tar.gz"
-ORIG_SHA256 = "af76935e3357af5d44dbdfbf0ddb0a668ab851873bd2b4a0231af0d83846ae3a"
-ORIG_URL = "https://deb.debian.org/debian/pool/main/m/manpages-l10n/" + ORIG_FILE
-LICENCE = "GPL-3+"
+from . import roff
+
+# The bookworm packages, pinned by hash so the subset can be rebuilt from the same bytes:
+# (file, sha256, language of its pages).
+PACKAGES = (
+    ("manpages_6.03-2_all.deb", "efa1ba4cd19ad7baeae959c9209a7eb74be2ebb858bcabb412597bfc9f588c91", "en"),
+    ("manpages-dev_6.03-2_all.deb", "96f55cb5e26231d5567c89b692bced63825a14a2d5bd18fdf16ea2ed44eb9838", "en"),
+    ("manpages-fr_4.18.1-1_all.deb", "ec29759cc0e4a44dc7719c1e32869d0060667049e584f09556f0d982b969ea33", "fr"),
+    ("manpages-fr-dev_4.18.1-1_all.deb", "25f5a53208d92f0a69a89e349edfb3068e6e6e4e0673fe712dd0d3b0c5b1512d", "fr"),
+)
+FETCH = "apt-get download manpages=6.03-2 manpages-dev=6.03-2 manpages-fr=4.18.1-1 manpages-fr-dev=4.18.1-1"
+LICENCE = ("French translations (manpages-l10n): GPL-3+; English pages (Linux man-pages): each "
+           "page's own licence, mostly Linux-man-pages-copyleft, GPL-2+ or BSD (debian/copyright "
+           "of the manpages package)")
+TRAILER = "TRADUCTION"  # the section po4a's French pages add at the end: the translators' credits
 
 SELECT_SALT = "free-wasm-manpages-v1:"
 MIN_WORDS = 3
 MAX_TOKENS = 256
 ID_PREFIX = "man:"
 
-PO_MEMBER_RE = re.compile(r"(?:^|/)po/fr/man[^/]*/([^/]+)\.po$")
+PAGE_RE = re.compile(r"^(?:\./)?usr/share/man/(?:(fr)/)?(man[^/]+/[^/]+)\.gz$")
 WORD_RE = re.compile(r"[^\W\d_]{2,}")
 OPTION_RE = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 NUMBER_RE = re.compile(r"\d+")
@@ -74,8 +88,9 @@ STRINGS = {"lq": "\u201c", "rq": "\u201d", "R": "\u00ae", "Tm": "\u2122", "aq": 
 SIMPLE = {"-": "-", " ": " ", "~": " ", "0": " ", "e": "\\", "\\": "\\", ".": ".", "'": "'",
           "`": "`", "&": "", "%": "", ":": "", "|": "", "^": "", ",": "", "/": "", ")": "",
           "c": ""}
-DROP_REASONS = ("header", "obsolete", "fuzzy", "plural", "untranslated", "verbatim",
-                "unconvertible_markup", "markup_only", "too_short", "markup_mismatch")
+DROP_REASONS = ("verbatim", "unknown_request", "untranslated", "unconvertible_markup",
+                "markup_only", "too_short", "markup_mismatch")
+PAGE_DROP_REASONS = ("no_english_page", "not_utf8", "misaligned")
 SELECT_DROP_REASONS = ("duplicate_source", "in_validation_or_test", "duplicate_of_description_source",
                        "too_long", "over_token_budget")
 
@@ -84,87 +99,52 @@ class Unconvertible(ValueError):
     """Markup the plain-text conversion does not know; the pair is dropped, not guessed."""
 
 
-# --------------------------------------------------------------- po files ---
+# ------------------------------------------------------------------ pages ---
 
-@dataclass
-class PoEntry:
-    msgid: str = ""
-    msgstr: str = ""
-    flags: set[str] = field(default_factory=set)
-    kind: str = ""  # po4a's "#. type:" comment: "Plain text", "SH", "TP", ...
-    obsolete: bool = False
-    plural: bool = False
-    index: int = 0  # position in the file, for the row id
-
-
-PO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+def deb_members(data: bytes):
+    """(name, bytes) of the members of a Debian package (an ar archive)."""
+    if not data.startswith(b"!<arch>\n"):
+        raise ValueError("not a Debian package (no ar header)")
+    pos = 8
+    while pos + 60 <= len(data):
+        name, size = data[pos:pos + 16].decode().strip().rstrip("/"), int(data[pos + 48:pos + 58])
+        yield name, data[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size & 1)  # members are 2-byte aligned
 
 
-def unescape_po(s: str) -> str:
-    """The value of a po string literal's body (C escapes; one pass, so \\\\n stays \\ + n)."""
-    return re.sub(r"\\(.)", lambda m: PO_ESCAPES.get(m.group(1), "\\" + m.group(1)), s)
+def read_pages(deb: bytes) -> dict[str, tuple[str, bytes]]:
+    """{page ("man2/close.2"): (language "en"/"fr", gzipped roff)} of a package's man pages;
+    links (one page under several names) are skipped."""
+    for name, body in deb_members(deb):
+        if name.startswith("data.tar"):
+            pages = {}
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
+                for member in tar:
+                    m = PAGE_RE.match(member.name)
+                    if m and member.isfile():
+                        pages[m.group(2)] = (m.group(1) or "en", tar.extractfile(member).read())
+            return pages
+    raise ValueError("no data.tar member")
 
 
-def parse_po(text: str) -> list[PoEntry]:
-    """Entries of a po file, obsolete ones included (flagged), in file order."""
-    entries: list[PoEntry] = []
-    cur, part = PoEntry(), None  # part: the string that continuation lines extend
-
-    def finish():
-        nonlocal cur, part
-        if part is not None:
-            cur.index = len(entries)
-            entries.append(cur)
-        cur, part = PoEntry(), None
-
-    for raw in text.split("\n"):
-        line = raw.strip()
-        obsolete = line.startswith("#~")
-        if obsolete:
-            line = line[2:].strip()
-        if not line:
-            finish()
-            continue
-        if line.startswith("#"):
-            if part in ("msgstr", "plural"):  # a comment after a msgstr opens the next entry
-                finish()
-            if line.startswith("#,"):
-                cur.flags |= {f.strip() for f in line[2:].split(",")}
-            elif line.startswith("#. type:"):
-                cur.kind = line[len("#. type:"):].strip()
-            continue
-        m = re.match(r'(msgctxt|msgid_plural|msgid|msgstr(?:\[(\d+)\])?)\s+"(.*)"$', line)
-        if m:
-            key, n, body = m.groups()
-            if key in ("msgid", "msgctxt") and part in ("msgstr", "plural"):
-                finish()
-            cur.obsolete |= obsolete
-            if key == "msgid_plural" or n not in (None, "0"):
-                cur.plural, part = True, "plural"
-            elif key == "msgctxt":
-                part = "msgctxt"
-            else:
-                part = "msgid" if key == "msgid" else "msgstr"
-                setattr(cur, part, unescape_po(body))
-        elif line.startswith('"') and line.endswith('"') and part in ("msgid", "msgstr"):
-            setattr(cur, part, getattr(cur, part) + unescape_po(line[1:-1]))
-    finish()
-    return entries
+def page_segments(gz: bytes) -> list[roff.Segment] | None:
+    """A page's segments, or None when it is not UTF-8."""
+    try:
+        return roff.segments(gzip.decompress(gz).decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
 
 
-def read_po_files(orig_path: str):
-    """Yield (page, po text) for the French man-page catalogues in the orig tarball, by name."""
-    # One forward pass (seeking back in a gzip stream decompresses it again from the start);
-    # the French catalogues are a small part of it and are sorted by name in memory, so the
-    # rows do not depend on the tarball's member order.
-    found = []
-    with tarfile.open(orig_path, "r|gz") as tar:
-        for member in tar:
-            m = PO_MEMBER_RE.search(member.name)
-            if m and member.isfile():
-                found.append((member.name, m.group(1), tar.extractfile(member).read()))
-    for _, page, data in sorted(found):
-        yield page, data.decode("utf-8")
+def without_trailer(fr: list[roff.Segment]) -> list[roff.Segment]:
+    """The French page without the credits section po4a appends."""
+    for i in range(len(fr) - 1, -1, -1):
+        if fr[i].kind == "SH" and fr[i].text.strip() == TRAILER:
+            return fr[:i]
+    return fr
+
+
+def aligned(en: list[roff.Segment], fr: list[roff.Segment]) -> bool:
+    return [s.kind for s in en] == [s.kind for s in fr]
 
 
 # ---------------------------------------------------------------- markup ---
@@ -248,53 +228,51 @@ def word_count(text: str) -> int:
 
 # ----------------------------------------------------------------- pairs ---
 
-def drop_reason(e: PoEntry) -> str | None:
-    """Why a po entry gives no pair before its markup is looked at (None: it may give one)."""
-    if e.obsolete:
-        return "obsolete"
-    if not e.msgid:
-        return "header"
-    if "fuzzy" in e.flags:
-        return "fuzzy"
-    if e.plural:
-        return "plural"
-    if not e.msgstr.strip() or e.msgstr == e.msgid:
-        return "untranslated"
-    if "no-wrap" in e.flags and (e.kind == "Plain text" or "\n" in e.msgid):
-        return "verbatim"
-    return None
-
-
-def pair_from_entry(e: PoEntry) -> tuple[str | None, tuple[str, str] | None]:
+def pair_from_segments(en: roff.Segment, fr: roff.Segment) -> tuple[str | None, tuple[str, str] | None]:
     """(drop reason, None) or (None, (English, French)) in plain text."""
-    reason = drop_reason(e)
-    if reason:
-        return reason, None
-    try:
-        en, fr = to_plain(e.msgid), to_plain(e.msgstr)
-    except Unconvertible:
-        return "unconvertible_markup", None
-    if is_markup_only(en):
-        return "markup_only", None
-    if word_count(en.text) < MIN_WORDS:
-        return "too_short", None
+    if en.verbatim:
+        return "verbatim", None
+    if en.unknown or fr.unknown:
+        return "unknown_request", None
     if en.text == fr.text:
         return "untranslated", None
-    if placeholders(en) != placeholders(fr):
+    try:
+        e, f = to_plain(en.text), to_plain(fr.text)
+    except Unconvertible:
+        return "unconvertible_markup", None
+    if is_markup_only(e):
+        return "markup_only", None
+    if word_count(e.text) < MIN_WORDS:
+        return "too_short", None
+    if e.text == f.text:
+        return "untranslated", None
+    if placeholders(e) != placeholders(f):
         return "markup_mismatch", None
-    return None, (en.text, fr.text)
+    return None, (e.text, f.text)
 
 
-def pairs_from_po(page: str, text: str, dropped: dict) -> list[dict]:
-    """Translate rows of one page's catalogue; counts each dropped entry under its reason."""
+def pairs_from_pages(en_pages: dict[str, bytes], fr_pages: dict[str, bytes], dropped: dict) -> list[dict]:
+    """Translate rows of every French page with an English original, by page name; counts
+    each dropped page and segment under its reason."""
     rows = []
-    for e in parse_po(text):
-        reason, pair = pair_from_entry(e)
-        if reason:
-            dropped[reason] += 1
+    for page in sorted(fr_pages):
+        if page not in en_pages:
+            dropped["no_english_page"] += 1
             continue
-        rows.append({"id": f"{ID_PREFIX}{page}:{e.index}", "task": "translate",
-                     "source": pair[0], "target": pair[1]})
+        en, fr = page_segments(en_pages[page]), page_segments(fr_pages[page])
+        if en is None or fr is None:
+            dropped["not_utf8"] += 1
+            continue
+        fr = without_trailer(fr)
+        if not aligned(en, fr):
+            dropped["misaligned"] += 1
+            continue
+        for n, (e, f) in enumerate(zip(en, fr)):
+            reason, pair = pair_from_segments(e, f)
+            if reason:
+                dropped[reason] += 1
+                continue
+            rows.append({"id": f"{ID_PREFIX}{page}:{n}", "task": "translate", "source": pair[0], "target": pair[1]})
     return rows
 
 
@@ -351,27 +329,27 @@ def select(rows: list[dict], tok, prefix: str, budget: int, dropped: dict) -> tu
     return kept, tokens
 
 
-def manifest_entry(source: dict, tokenizer: dict, n_files: int, n_entries: int, kept: int,
+def manifest_entry(sources: list[dict], tokenizer: dict, pages: dict, n_segments: int, kept: int,
                    dropped: dict, budget: int) -> dict:
     """The manifest's record of the man-page pairs: where from, under which rule, what went."""
     return {
-        "builder": f"python -m free_train.data add-manpages --orig {ORIG_FILE}",
-        "source": {"package": PACKAGE, "version": VERSION, **source, "url": ORIG_URL,
-                   "read": "po/fr/man*/*.po", "licence": LICENCE,
-                   "licence_note": "debian/copyright: 'Files: *' (the translations) GPL-3+; the English "
-                                   "msgids quote the original man pages, which carry their own licences"},
-        "rule": "one pair per po entry (English msgid -> French msgstr, markup made plain text the same "
-                "way on both sides); drop obsolete, header, fuzzy, plural, untranslated and verbatim "
-                f"entries, unconvertible markup, markup-only ones, fewer than {MIN_WORDS} English words, "
-                "sides whose bold literals, options, numbers or URLs differ; one pair per English source "
-                "(whitespace- and case-normalised; the first by page name and position), none whose "
-                "source or target is in validation or test, none whose source is a package-description "
-                f"translate source; rank by sha256('{SELECT_SALT}' + source), skip pairs over "
-                f"{MAX_TOKENS} tokens a side, keep ranks while the targets fit the budget",
+        "builder": "python -m free_train.data add-manpages --debs DIR",
+        "source": {"packages": sources, "fetch": FETCH, "read": "usr/share/man/{,fr/}man*/*.gz",
+                   "licence": LICENCE},
+        "rule": "pages present in English and French, cut into segments at their block macros; the French "
+                f"'{TRAILER}' section set aside; pages whose segment kinds differ give nothing; segment n "
+                "English -> segment n French, markup made plain text the same way on both sides; drop "
+                "verbatim segments, unknown requests, untranslated segments, unconvertible markup, "
+                f"markup-only ones, fewer than {MIN_WORDS} English words, sides whose bold literals, "
+                "options, numbers or URLs differ; one pair per English source (whitespace- and "
+                "case-normalised; the first by page name and position), none whose source or target is "
+                "in validation or test, none whose source is a package-description translate source; "
+                f"rank by sha256('{SELECT_SALT}' + source), skip pairs over {MAX_TOKENS} tokens a side, "
+                "keep ranks while the targets fit the budget",
         "tokenizer": tokenizer,
         "target_token_budget": budget,
-        "po_files": n_files,
-        "entries": n_entries,
+        "pages": pages,
+        "segments": n_segments,
         "dropped": dropped,
         "kept": kept,
     }
