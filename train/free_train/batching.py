@@ -82,6 +82,11 @@ def make_batches(enc: Encoded, batch_tokens: int, seed: int, epoch: int,
     return batches
 
 
+def real_tokens(enc: Encoded, batch: list[int]) -> int:
+    """The batch's source and target tokens, padding not counted."""
+    return sum(len(enc.source[i]) + len(enc.target[i]) for i in batch)
+
+
 def collate(enc: Encoded, batch: list[int], device="cpu"):
     ms = max(len(enc.source[i]) for i in batch)
     mt = max(len(enc.target[i]) for i in batch)
@@ -93,5 +98,4 @@ def collate(enc: Encoded, batch: list[int], device="cpu"):
         inp[r, : len(s)] = torch.tensor(s)
         att[r, : len(s)] = 1
         lab[r, : len(t)] = torch.tensor(t)
-    real = sum(len(enc.source[i]) + len(enc.target[i]) for i in batch)
-    return inp.to(device), att.to(device), lab.to(device), real
+    return inp.to(device), att.to(device), lab.to(device), real_tokens(enc, batch)

@@ -8,6 +8,11 @@ args.json, tokenizer.json, train.log, metrics.jsonl, checkpoint/ (latest: model 
 data position) and best/ (model with the lowest validation loss of the deep exit).
 --resume continues from checkpoint/ with the saved arguments; flags given again override them.
 SIGINT/SIGTERM save a checkpoint before exiting.
+
+Data-parallel on N processes (N GPUs, or CPU processes): `torchrun --standalone --nproc_per_node N
+-m free_train.train ...` (see free_train.distributed). An optimizer step then takes N*K
+consecutive batches of the global batch order (K = --accumulate); the data position is counted
+in batches of that order, so a run resumes with any N.
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from . import EOS_ID, PAD_ID, TASK_PREFIXES
-from .batching import collate, encode_rows, make_batches
+from .batching import collate, encode_rows, make_batches, real_tokens
 from .data import find_split, read_jsonl
+from .distributed import Dist, QuietLog
 from .free import FreeObjective
 
 CKPT = "checkpoint"
@@ -89,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beta2", type=float, default=0.98)
     g.add_argument("--clip", type=float, default=1.0)
     g.add_argument("--batch-tokens", type=int, default=4096, help="padded source+target tokens per batch")
+    g.add_argument("--accumulate", type=int, default=1, metavar="K",
+                   help="batches per optimizer step in each process (gradients accumulated; each batch's "
+                        "loss weighted 1/K): a step takes processes x K batches")
     g.add_argument("--max-source-len", type=int, default=256)
     g.add_argument("--max-summarize-source", type=int, default=0,
                    help="training only: cut summarize sources to this many tokens (validation keeps "
@@ -142,6 +151,8 @@ def parse_args(argv=None):
         ap.set_defaults(**{k: v for k, v in saved.items()
                            if k in known and k not in ("resume", "run_dir", "from_trunk", "new_data")})
         args = ap.parse_args(argv)
+    if args.accumulate < 1:
+        ap.error("--accumulate must be at least 1")
     if args.schedule in ("cosine", "linear") and args.total_steps <= args.warmup:
         # Otherwise the decay would end one step after warm-up: a whole run at the floor.
         ap.error(f"--schedule {args.schedule} decays over --total-steps, which must exceed --warmup "
@@ -385,6 +396,26 @@ def save_best(run_dir, model, tok, val, step):
     os.replace(tmp, final)
 
 
+def pick_tokenizer(args, resume_dir: str | None, train_rows, tok_path: str, log):
+    """The run's tokenizer, written to tok_path: the resumed run's, --tokenizer, --init's, the
+    run folder's own, or a new one trained on the train split."""
+    from tokenizers import Tokenizer
+    if resume_dir:
+        tok = Tokenizer.from_file(os.path.join(resume_dir, "tokenizer.json"))
+    elif args.tokenizer:
+        tok = Tokenizer.from_file(args.tokenizer)
+    elif args.init and os.path.exists(os.path.join(args.init, "tokenizer.json")):
+        tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
+    elif os.path.exists(tok_path):
+        tok = Tokenizer.from_file(tok_path)
+    else:
+        from .tokenizer import train_tokenizer, training_texts
+        log(f"training a Unigram tokenizer, vocab {args.vocab_size}, on {len(train_rows)} examples")
+        tok = train_tokenizer(training_texts(train_rows), args.vocab_size)
+    tok.save(tok_path)
+    return tok
+
+
 def run_args(args) -> dict:
     """The run's settings as args.json and a trunk keep them: what a resume reads back."""
     return {k: v for k, v in vars(args).items() if k not in ("resume", "from_trunk", "new_data")}
@@ -441,40 +472,50 @@ def restore_optimizer(opt, saved_state, state: dict, args, log):
 
 # ------------------------------------------------------------------ main ---
 
+def backward_step(forward, dist: Dist, my_batches: list, enc, device, autocast, args, mean_target: float):
+    """Forward and backward of this process's K batches of one optimizer step (K = --accumulate),
+    the gradients summed with each batch's loss weighted 1/K (times --balance's weight); DDP
+    then averages them over the ranks. Returns the last batch's output and the mean of its
+    batches' figures (loss, CE shallow, CE deep, KD)."""
+    k = len(my_batches)
+    sums = [0.0] * 4
+    for i, b in enumerate(my_batches):
+        inp, att, lab, _ = collate(enc, b, device)
+        with dist.gradient_sync(forward, sync=i == k - 1):
+            with autocast:
+                out = forward(inp, att, lab, label_smoothing=args.label_smoothing)
+            weight = out.n_tokens / mean_target if mean_target else 1.0
+            (out.loss * (weight / k)).backward()
+        sums = [a + float(v.detach()) for a, v in zip(sums, (out.loss, out.ce_shallow, out.ce_deep, out.kd))]
+    return out, [a / k for a in sums]
+
+
 def main(argv=None):
     args = parse_args(argv)
     from tokenizers import Tokenizer
     from transformers import T5ForConditionalGeneration
 
     torch.set_flush_denormal(True)
-    tuner = ThreadTuner(args.threads)
+    dist = Dist()
+    tuner = ThreadTuner(dist.threads(args.threads))
     torch.set_num_threads(tuner.max_threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = dist.start(args.device)
     os.makedirs(args.run_dir, exist_ok=True)
-    log = Logger(args.run_dir)
+    log = Logger(args.run_dir) if dist.is_main else QuietLog()
     ckpt_dir = os.path.join(args.run_dir, CKPT)
     log("args: " + " ".join(sys.argv[1:] if argv is None else argv))
     start_kind, start_dir, saved = pick_start(args, ckpt_dir, log)
     resuming = start_kind in ("checkpoint", "trunk")
 
-    # tokenizer
+    # tokenizer: rank 0 picks and writes it, the other ranks read its file (two trainings of a
+    # new tokenizer need not agree)
     tok_path = os.path.join(args.run_dir, "tokenizer.json")
     train_rows = read_jsonl(find_split(args.data, "train"))
     if args.limit_train:
         train_rows = train_rows[: args.limit_train]
-    if resuming:
-        tok = Tokenizer.from_file(os.path.join(start_dir, "tokenizer.json"))
-    elif args.tokenizer:
-        tok = Tokenizer.from_file(args.tokenizer)
-    elif args.init and os.path.exists(os.path.join(args.init, "tokenizer.json")):
-        tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
-    elif os.path.exists(tok_path):
+    tok = dist.on_main(pick_tokenizer, args, start_dir if resuming else None, train_rows, tok_path, log)
+    if tok is None:
         tok = Tokenizer.from_file(tok_path)
-    else:
-        from .tokenizer import train_tokenizer, training_texts
-        log(f"training a Unigram tokenizer, vocab {args.vocab_size}, on {len(train_rows)} examples")
-        tok = train_tokenizer(training_texts(train_rows), args.vocab_size)
-    tok.save(tok_path)
 
     # model
     # Training runs in f32 whatever the checkpoint stores: exported models are f16, and
@@ -494,11 +535,16 @@ def main(argv=None):
         compile_in_place(model)
     L = model.config.num_decoder_layers
     obj = FreeObjective(model, args.shallow_exit_layer, args.alpha)
+    forward = dist.wrap(obj)  # the training loss; validation calls obj on rank 0 alone
     n_params = param_count(model)
     log(f"model: d_model {model.config.d_model}, d_ff {model.config.d_ff}, heads {model.config.num_heads}x"
         f"{model.config.d_kv}, encoder {model.config.num_layers}, decoder {L} blocks, S={args.shallow_exit_layer}, "
         f"vocab {model.config.vocab_size}, {n_params / 1e6:.2f}M parameters ({n_params * 2 / 2**20:.1f} MiB f16), "
         f"dropout {args.dropout}, device {device}, threads {torch.get_num_threads()}")
+    per_step = dist.world * args.accumulate  # batches of the global order per optimizer step
+    if per_step > 1:
+        log(f"global batch: {dist.describe()} x {args.accumulate} accumulated = {per_step} batches of "
+            f"{args.batch_tokens} tokens per step")
 
     # data
     t0 = time.time()
@@ -526,7 +572,7 @@ def main(argv=None):
             with open(best_val_path) as f:
                 state["best_val"] = min(state["best_val"], json.load(f)["ce_deep"])
         log(f"resumed from the {start_kind} at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens, "
-            f"epoch {state['epoch']}")
+            f"epoch {state['epoch']}, batch {state['batch_in_epoch']} of the epoch's order")
     # What decides the batches: a resume with other values would index another batch list.
     # The data by its size, not its path, so a run moved to another checkout still resumes.
     fingerprint = {"examples": len(enc.source), "tokens": n_tok, "batch_tokens": args.batch_tokens,
@@ -544,9 +590,12 @@ def main(argv=None):
             state["batch_in_epoch"] = 0
             log(f"--new-data: the batches changed ({changed}, as (then, now)); epoch {state['epoch']} starts over them")
     state["batches_from"] = fingerprint
+    dist.seed_dropout(args.seed, state["step"])
     # Written once the resume is known to be consistent: a refused one leaves the run's as it was.
-    with open(os.path.join(args.run_dir, "args.json"), "w") as f:
-        json.dump(run_args(args), f, indent=2)
+    # (Every rank has read it in parse_args before the tokenizer's barrier.)
+    if dist.is_main:
+        with open(os.path.join(args.run_dir, "args.json"), "w") as f:
+            json.dump(run_args(args), f, indent=2)
 
     stop = {"flag": False}
 
@@ -593,51 +642,60 @@ def main(argv=None):
         return res
 
     if args.eval_first:
-        run_eval()
+        dist.on_main(run_eval)
         win["t"] = last_eval = time.time()
 
     while True:
-        if state["batch_in_epoch"] >= len(batches):
+        if state["batch_in_epoch"] + per_step > len(batches):
+            # a step's batches come from one epoch: a tail shorter than a step (< N*K batches) is skipped
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
             batches = make_batches(enc, args.batch_tokens, args.seed, state["epoch"])
             log(f"epoch {state['epoch']} begins")
-        b = batches[state["batch_in_epoch"]]
-        inp, att, lab, real = collate(enc, b, device)
+        first = state["batch_in_epoch"]
         threads = tuner.threads_for(state["step"])
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         t_step = time.time()
         lr = lr_at(state["step"], args, state["rewarm_from"])
         set_lr(opt, lr)
-        with autocast:
-            out = obj(inp, att, lab, label_smoothing=args.label_smoothing)
         opt.zero_grad(set_to_none=True)
-        (out.loss * (out.n_tokens / mean_target if mean_target else 1.0)).backward()
+        out, figures = backward_step(forward, dist, [batches[i] for i in dist.my_batches(first, per_step)],
+                                     enc, device, autocast, args, mean_target)
+        now = time.time()
+        # The figures averaged over the ranks and what is due agreed by all (one all-reduce; a
+        # single process keeps its own), before the update: a non-finite loss on any rank stops
+        # every rank before it
+        figures, due = dist.agree(figures, {
+            "time": bool(args.time_budget) and now - start >= args.time_budget,
+            "signal": stop["flag"],
+            "log": now - last_log >= args.log_every,
+            "eval": bool(args.eval_every) and now - last_eval >= args.eval_every,
+            "ckpt": now - last_ckpt >= args.ckpt_every})
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip) if args.clip > 0 else torch.tensor(0.)
-        if not torch.isfinite(out.loss):
+        if not math.isfinite(figures[0]):
             raise SystemExit(f"non-finite loss at step {state['step']}")
         opt.step()
+        real = sum(real_tokens(enc, batches[i]) for i in range(first, first + per_step))
         tuner.report(state["step"], real, time.time() - t_step)
         state["step"] += 1
-        state["batch_in_epoch"] += 1
+        state["batch_in_epoch"] += per_step
         state["tokens"] += real
         win["tokens"] += real
         win["n"] += 1
-        for k, v in (("loss", out.loss), ("ce_s", out.ce_shallow), ("ce_l", out.ce_deep), ("kd", out.kd)):
-            win[k] += float(v.detach())
-        now = time.time()
+        for k, v in zip(("loss", "ce_s", "ce_l", "kd"), figures):
+            win[k] += v
 
         if args.max_steps and state["step"] >= args.max_steps:
             reason = "max steps"
         elif args.max_tokens and state["tokens"] >= args.max_tokens:
             reason = "max tokens"
-        elif args.time_budget and now - start >= args.time_budget:
+        elif due["time"]:
             reason = "time budget"
-        elif stop["flag"]:
+        elif due["signal"]:
             reason = "signal"
 
-        if now - last_log >= args.log_every or reason:
+        if due["log"] or reason:
             n = max(1, win["n"])
             rate = win_rate() or 0.0
             left = budget_left()
@@ -652,23 +710,25 @@ def main(argv=None):
             last_log = now
         mark = args.eval_every_tokens
         crossed = mark > 0 and state["tokens"] // mark > (state["tokens"] - real) // mark
-        if (args.eval_every and (now - last_eval >= args.eval_every or reason)) or crossed:
+        if (args.eval_every and (due["eval"] or reason)) or crossed:
             t = time.time()
-            run_eval()
+            dist.on_main(run_eval)
             last_eval = time.time()
             # The rate window counts training only: its clock skips what validation took
             # (resetting the clock but not the token count inflated the next rate).
             win["t"] += last_eval - t
-        if now - last_ckpt >= args.ckpt_every or reason:
+        if due["ckpt"] or reason:
             t = time.time()
             state["train_seconds"] += t - last_ckpt
-            save_checkpoint(args.run_dir, model, tok, opt, state, log)
+            dist.on_main(save_checkpoint, args.run_dir, model, tok, opt, state, log)
+            dist.check_replicas(model, log)
             last_ckpt = time.time()
             win["t"] += last_ckpt - t
         if reason:
             log(f"stopped ({reason}) at step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens")
             break
     obj.tap.remove()
+    dist.close()
     return state
 
 
