@@ -1,6 +1,7 @@
 """The loss curves of a shipped model, drawn from its training logs, as an SVG picture.
 
     python -m free_train.curve models/free-t5-mini [--out models/free-t5-mini/loss.svg]
+    python -m free_train.curve models/free-t5-mini --project 200 300   # where the curve heads
 
 Reads the folder's train-1.log, train-2.log, ... (each snapshot's run, continued from the
 previous snapshot) and plots, against the training tokens seen since the first run: the
@@ -119,12 +120,49 @@ def nice_step(raw: float) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
+def snapshot_ends(curves: Curves) -> list[tuple[float, float]]:
+    """The deep exit's last validation point of each snapshot's run: one per shipped model,
+    each at the end of its run (annealed), so the points lie on one curve."""
+    ends, i = [], 0
+    for end in curves.snapshots:
+        last = None
+        while i < len(curves.deep) and curves.deep[i][0] <= end:
+            last, i = curves.deep[i], i + 1
+        if last is not None:
+            ends.append(last)
+    return ends
+
+
+def power_law(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(a, b) of loss = a * tokens^-b, least squares in log-log space (at least two points).
+    An offset (an irreducible loss) is left out: on these snapshots the best offset was 0."""
+    xs = [math.log(t) for t, _ in points]
+    ys = [math.log(v) for _, v in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return math.exp(my - slope * mx), -slope
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a model folder with train-1.log, train-2.log, ...")
     ap.add_argument("--out", type=Path, help="default: FOLDER/loss.svg")
+    ap.add_argument("--project", type=float, nargs="+", metavar="MTOKENS",
+                    help="instead of drawing: fit a power law to the snapshots' final validation loss "
+                         "(deep exit) and print it at these token counts (millions, since the first run)")
     args = ap.parse_args(argv)
     curves = read_curves(log_files(args.folder))
+    if args.project:
+        ends = snapshot_ends(curves)
+        if len(ends) < 2:
+            raise SystemExit(f"{args.folder}: a projection needs at least two snapshots with a validation point")
+        a, b = power_law(ends)
+        rms = math.sqrt(sum((a * t ** -b - v) ** 2 for t, v in ends) / len(ends))
+        print(f"deep validation loss = {a:.3f} x (M tokens)^-{b:.4f} over {len(ends)} snapshot ends "
+              f"({ends[0][0]:.1f}M-{ends[-1][0]:.1f}M tokens; rms error {rms:.4f})")
+        for t in args.project:
+            print(f"  {t:g}M tokens: {a * t ** -b:.3f}")
+        return
     out = args.out or args.folder / "loss.svg"
     out.write_text(svg(curves, f"{args.folder.name}: loss while training"), encoding="utf-8")
     last = curves.deep[-1] if curves.deep else None

@@ -49,3 +49,22 @@ def test_the_picture_has_a_line_per_series_with_every_point(folder, capsys):
 def test_a_folder_without_logs_says_so(tmp_path):
     with pytest.raises(SystemExit, match="has no train-N.log files"):
         log_files(tmp_path)
+
+
+def test_projection_fits_the_snapshot_ends(tmp_path, capsys):
+    from free_train.curve import power_law, snapshot_ends
+    # three runs ending at 1, 4 and 16M tokens in all (each log counts its own tokens), their
+    # final validation losses on 6 * T^-0.25; a mid-run validation point that is not an end
+    for n, own in enumerate((1.0, 3.0, 12.0), start=1):
+        end = {1: 1.0, 2: 4.0, 3: 16.0}[n]
+        (tmp_path / f"train-{n}.log").write_text(
+            f"[10:00:00] step 1 | ep 0 | {own / 2:.2f}M tok | loss 9.0 (S 9 L 9 kd 0) | x\n"
+            "[10:00:01] validation step 1: S 9.0 L 8.0000 | x\n"
+            f"[10:00:02] step 2 | ep 0 | {own:.2f}M tok | loss 9.0 (S 9 L 9 kd 0) | x\n"
+            f"[10:00:03] validation step 2: S 9.0 L {6 * end ** -0.25:.6f} | x\n")
+    curves = read_curves(log_files(tmp_path))
+    assert [t for t, _ in snapshot_ends(curves)] == [1.0, 4.0, 16.0]
+    a, b = power_law(snapshot_ends(curves))
+    assert a == pytest.approx(6, rel=1e-5) and b == pytest.approx(0.25, rel=1e-5)
+    main([str(tmp_path), "--project", "256"])
+    assert "256M tokens: 1.500" in capsys.readouterr().out
