@@ -32,6 +32,19 @@ What keeps the GPU busy:
 Validation (both exits on all of data/validation.jsonl with free_train.train.evaluate, in
 f32, so the figures are the CPU's for the same weights) runs before the first step, at every
 save and after the last step.
+
+Several GPUs: `torchrun --standalone --nproc_per_node N -m free_train.burst --trunk DIR ...` (or
+NPROC=N bash train/gpu-burst.sh) runs N ranks under DistributedDataParallel
+(free_train.distributed: NCCL on GPUs, gloo on CPUs). A step takes N x --accumulate consecutive
+batches of the epoch's order, rank r those at p+r, p+r+N, ...; DDP averages the gradients during
+the backward (bucketed all-reduces, no host sync), so one process with --accumulate N takes the
+same steps; the rate is scaled to the global batch. DDP and not a hand-written all-reduce: the
+step is eager (--compile compiles the encoder and decoder inside the wrapper), and DDP overlaps
+the all-reduces with the backward. The ranks' clocks differ, so they meet only at checks placed
+by step count (train_loop), where one all-reduce carries the figures and rank 0's decisions
+(stop, save, the next check). Rank 0 alone validates (the start's check included), logs and
+writes the parts; the others wait at a barrier; at every save the ranks compare digests of
+their weights. Without torchrun nothing of this runs.
 """
 from __future__ import annotations
 
@@ -69,6 +82,7 @@ try:
     from . import PAD_ID, TASK_PREFIXES
     from .batching import collate, encode_rows
     from .data import find_split, read_jsonl
+    from .distributed import Dist, QuietLog
     from .export import export, write_free_json
     from .free import FreeObjective
     from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, param_groups,
@@ -88,8 +102,9 @@ STATS = ("loss", "ce_shallow", "ce_deep", "kd", "gnorm")
 def build_burst_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m free_train.burst", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--start", default=None,
-                    help=f"trunk folder (default: {TRUNK})")
+    # --trunk: torchrun's parser would take --start for an abbreviation of its --start-method
+    ap.add_argument("--start", "--trunk", dest="start", default=None,
+                    help=f"trunk folder (default: {TRUNK}); under torchrun spell it --trunk")
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default=None,
                     help="folder for the parts and the log (default: $OUT/burst when OUT is set, else train/runs/burst)")
@@ -110,6 +125,9 @@ def build_burst_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-train", type=int, default=0, help="only the first N train examples")
     g.add_argument("--limit-val", type=int, default=0, help="only the first N validation examples per task")
     g.add_argument("--eval-batch-tokens", type=int, default=0, help="default: --batch-tokens")
+    g.add_argument("--accumulate", type=int, default=1, metavar="K",
+                   help="batches per rank and step, their gradients summed with each loss weighted 1/K: a step "
+                        "takes ranks x K batches of the epoch's order (under torchrun: one process per device)")
     g = ap.add_argument_group("rate")
     g.add_argument("--lr", type=float, default=0, help="peak rate (default: the line's, scaled by --lr-scaling)")
     g.add_argument("--lr-scaling", default="sqrt", choices=["sqrt", "linear", "none"],
@@ -123,7 +141,10 @@ def build_burst_parser() -> argparse.ArgumentParser:
 
 
 def parse_burst_args(argv) -> argparse.Namespace:
-    args = build_burst_parser().parse_args(argv)
+    ap = build_burst_parser()
+    args = ap.parse_args(argv)
+    if args.accumulate < 1:
+        ap.error("--accumulate must be at least 1")
     if args.dry_run:
         args.max_steps = args.max_steps or 2
         args.limit_train = args.limit_train or 2000
@@ -314,11 +335,13 @@ class Progress:
     seconds: float = 0.0  # of training: the periodic validations and saves not counted
 
 
-def peak_lr(args, settings: dict) -> float:
+def peak_lr(args, settings: dict, per_step: int = 1) -> float:
+    """--lr, else the line's rate scaled to the step's global batch: per_step (ranks x
+    --accumulate) batches of --batch-tokens."""
     if args.lr:
         return args.lr
     power = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}[args.lr_scaling]
-    return settings["lr"] * (args.batch_tokens / settings["batch_tokens"]) ** power
+    return settings["lr"] * (args.batch_tokens * per_step / settings["batch_tokens"]) ** power
 
 
 def make_fused_optimizer(model, settings: dict, lr: float, device):
@@ -327,21 +350,28 @@ def make_fused_optimizer(model, settings: dict, lr: float, device):
                              fused=device.type == "cuda")
 
 
-def train_step(obj, opt, batch, lr: float, settings: dict, autocast) -> torch.Tensor:
-    """One update; returns the step's STATS as a device tensor (nothing is read back)."""
-    inp, att, lab, _ = batch
+def train_step(forward, opt, batches: list, lr: float, settings: dict, autocast, dist: Dist) -> torch.Tensor:
+    """One update from this process's batches of the step (K with --accumulate K, each loss
+    weighted 1/K; under torchrun DDP averages the gradients over the ranks during the last
+    batch's backward, without a host sync). Returns the mean of the batches' loss, CE shallow,
+    CE deep and KD, and the gradient norm (the same on every rank), as one device tensor:
+    nothing is read back."""
     set_lr(opt, lr)
-    with autocast:
-        out = obj(inp, att, lab, label_smoothing=settings["label_smoothing"], sync_free=True)
     opt.zero_grad(set_to_none=True)
-    out.loss.backward()
+    k, figs = len(batches), None
+    for i, (inp, att, lab, _) in enumerate(batches):
+        with dist.gradient_sync(forward, sync=i == k - 1):
+            with autocast:
+                out = forward(inp, att, lab, label_smoothing=settings["label_smoothing"], sync_free=True)
+            (out.loss if k == 1 else out.loss / k).backward()
+        f = torch.stack([out.loss.detach(), out.ce_shallow.detach(), out.ce_deep.detach(), out.kd.detach()])
+        figs = f if figs is None else figs + f
     params = [p for g in opt.param_groups for p in g["params"]]
     # the norm stays a device tensor; clip_grad_norm_ scales by min(1, clip/norm) without a branch
     gnorm = (torch.nn.utils.clip_grad_norm_(params, settings["clip"]) if settings["clip"] > 0
              else torch.zeros((), device=out.loss.device))
     opt.step()
-    return torch.stack([out.loss.detach(), out.ce_shallow.detach(), out.ce_deep.detach(), out.kd.detach(),
-                        gnorm.detach()])
+    return torch.cat([figs if k == 1 else figs / k, gnorm.detach().reshape(1)])
 
 
 @contextmanager
@@ -377,12 +407,14 @@ def check_sync_free(obj, batch, tol: float = 1e-4) -> float:
 class Recorder:
     """The burst's record (what every part carries and merge reads) and the log."""
 
-    def __init__(self, args, start: Start, log, versions: dict, device_name: str, lr: float, tok_sha: str):
+    def __init__(self, args, start: Start, log, versions: dict, device_name: str, lr: float, tok_sha: str,
+                 ranks: int = 1):
         self.log, self.start = log, start
         self.record = {"format": RECORD_FORMAT,
                        "start": {"dir": start.dir, "state": start.state, "tokenizer_sha256": tok_sha},
                        "settings": start.settings, "bursts_before": start.bursts,
-                       "burst": {**vars(args), "peak_lr": lr, "device_name": device_name, "versions": versions},
+                       "burst": {**vars(args), "ranks": ranks, "peak_lr": lr, "device_name": device_name,
+                                 "versions": versions},
                        "step": 0, "tokens": 0, "seconds": 0.0, "position": None, "validation": []}
 
     def line(self, p: Progress) -> tuple[int, int]:
@@ -426,6 +458,8 @@ class Run:
     data: Buckets
     venc: object
     rec: Recorder
+    dist: Dist
+    forward: object = None  # the training loss: obj, or obj inside DDP under torchrun (run_burst sets it)
 
     def validate(self, p: Progress, when: str):
         t = time.time()
@@ -436,13 +470,13 @@ class Run:
         write_parts(self.args.out, self.model, self.rec.at(p, order), self.args.part_mib, self.rec.log)
 
 
-def setup(args, versions: dict, t0: float) -> Run:
-    device = torch.device(args.device)
+def setup(args, versions: dict, t0: float, dist: Dist) -> Run:
+    device = dist.start(args.device)  # under torchrun cuda:LOCAL_RANK (NCCL) or the CPU (gloo)
     os.makedirs(args.out, exist_ok=True)
     if any(f.startswith(PART_PREFIX) for f in os.listdir(args.out)):
         # merge takes the newest set in a folder: an older burst's would stand in for a failed new one
         raise SystemExit(f"{args.out} holds parts of an earlier burst: merge or move them, or give another --out")
-    log = Logger(args.out)
+    log = Logger(args.out) if dist.is_main else QuietLog()
     start = find_start(args.start)
     s = start.settings
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -452,26 +486,34 @@ def setup(args, versions: dict, t0: float) -> Run:
     from tokenizers import Tokenizer
     tok_path = os.path.join(start.dir, "tokenizer.json")
     model = load_model(start, device)
+    dist.seed_dropout(s["seed"], start.state["step"])
     data, venc = load_data(args, s, Tokenizer.from_file(tok_path), device, log)
-    lr = peak_lr(args, s)
+    per_step = dist.world * args.accumulate  # batches of the epoch's order per step
+    if per_step > 1:
+        log(f"global batch: {dist.describe()} x {args.accumulate} accumulated = {per_step} batches of "
+            f"{args.batch_tokens} tokens per step")
+    lr = peak_lr(args, s, per_step)
     log(f"rate: {lr:.3g} peak ({s['lr']:.3g} at {s['batch_tokens']} tokens, {args.lr_scaling} scaling to "
-        f"{args.batch_tokens}), {args.warmup} warm-up steps; AdamW{' fused' if device.type == 'cuda' else ''} "
+        f"{args.batch_tokens * per_step}), {args.warmup} warm-up steps; AdamW{' fused' if device.type == 'cuda' else ''} "
         f"betas (0.9, {s['beta2']}), weight decay {s['weight_decay']}, clip {s['clip']}; S={s['shallow_exit_layer']}, "
         f"alpha {s['alpha']}; setup {time.time() - t0:.0f}s after {IMPORT_SECONDS:.0f}s of imports")
     return Run(args, s, device, model, FreeObjective(model, s["shallow_exit_layer"], s["alpha"]),
                make_fused_optimizer(model, s, lr, device),
                argparse.Namespace(lr=lr, warmup=args.warmup, schedule="constant", decay_steps=0, decay_start=0),
-               data, venc, Recorder(args, start, log, versions, device_name, lr, sha256_file(tok_path)))
+               data, venc, Recorder(args, start, log, versions, device_name, lr, sha256_file(tok_path), dist.world),
+               dist)
 
 
 def run_burst(args, versions: dict, t0: float) -> dict:
-    run = setup(args, versions, t0)
+    dist = Dist()  # one process, or this rank's place under torchrun
+    run = setup(args, versions, t0, dist)
     p = Progress()
-    run.validate(p, "start")
+    dist.on_main(run.validate, p, "start")  # rank 0 alone validates (and writes); the others wait
     order = run.data.epoch(run.settings["seed"], run.rec.start.state["step"], 0)
     run.rec.log(f"sync-free objective: |loss - free.py's| = {check_sync_free(run.obj, run.data.batch(order, 0)):.1e}")
     if args.compile:
         compile_in_place(run.model)
+    run.forward = dist.wrap(run.obj)
     stop = {"signal": None}
 
     def on_signal(signum, frame):
@@ -482,59 +524,106 @@ def run_burst(args, versions: dict, t0: float) -> dict:
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
-    if stop["signal"] is None:
-        run.validate(p, "end")
+    # under torchrun the ranks agreed on it (a signal to any rank stops all)
+    if not stop.get("agreed", stop["signal"] is not None):
+        dist.on_main(run.validate, p, "end")
     else:
-        run.rec.log(f"signal {stop['signal']}: saving without the last validation")
-    run.save(p, order)
+        run.rec.log(f"signal {stop['signal'] or '(to another rank)'}: saving without the last validation")
+    dist.on_main(run.save, p, order)
+    dist.check_replicas(run.model, run.rec.log)
     run.rec.log(f"done: {p.step} steps, {p.tokens} tokens ({p.tokens / max(p.seconds, 1e-9):.0f} tokens/s over "
                 f"{p.seconds:.0f}s of training, epoch {p.epoch}); wall {time.time() - t0 + IMPORT_SECONDS:.0f}s "
                 "with the imports")
     run.obj.tap.remove()
+    dist.close()
     return run.rec.record
 
 
 def train_loop(run: Run, p: Progress, order: EpochOrder, stop: dict) -> EpochOrder:
     """Steps until --budget, --max-steps or a signal; reads the figures every --read-every
-    seconds (the only syncs) and validates and saves every --save-every seconds."""
-    a, s = run.args, run.settings
+    seconds (the only syncs) and validates and saves every --save-every seconds.
+
+    Under torchrun a step takes ranks x --accumulate consecutive batches of the epoch's order
+    (rank r those at p+r, p+r+N, ...; an epoch's tail shorter than a step is skipped), and the
+    ranks' clocks differ: a decision taken on each rank's own clock would leave some ranks in a
+    collective the others never join, and agreeing at every step would be a host sync per step.
+    So the ranks stop only at checks placed by step count: after step 1, then every
+    next_check() steps (about --read-every seconds at the measured rate, landing on the end of
+    the budget or the next save). At a check one all-reduce, read back once (the read a single
+    process makes every --read-every s anyway), averages the figures and carries rank 0's
+    clock: the budget spent, a save due, the steps to the next check; and a signal to any rank.
+    --max-steps is a step count every rank knows: a check too."""
+    a, s, dist = run.args, run.settings, run.dist
+    per_step = dist.world * a.accumulate
     autocast = precision_context(run.device.type, a.precision)
     acc = torch.zeros(len(STATS), device=run.device)
     win = {"steps": 0, "tokens": 0, "t": time.time()}
     t_start = last_save = time.time()
     paused = 0.0  # seconds of periodic validation and saving
+    check_at, most = 1, 1  # under torchrun: the step of the next check, the most steps between two so far
     while True:
-        if p.batch >= len(order.batches):
+        if p.batch + per_step > len(order.batches):
             p.epoch, p.batch = p.epoch + 1, 0
             order = run.data.epoch(s["seed"], run.rec.start.state["step"], p.epoch)
-        batch = run.data.batch(order, p.batch)
+        mine = [run.data.batch(order, k) for k in dist.my_batches(p.batch, per_step)]
         with count_syncs(run.device, enabled=p.step == 1) as syncs:
-            acc += train_step(run.obj, run.opt, batch, lr_at(p.step, run.schedule), s, autocast)
+            acc += train_step(run.forward, run.opt, mine, lr_at(p.step, run.schedule), s, autocast, dist)
         if syncs is not None:
             run.rec.log(f"host syncs in training step 2: {len(syncs)}" + (f" (first: {syncs[0]})" if syncs else ""))
-        p.step, p.batch, p.tokens = p.step + 1, p.batch + 1, p.tokens + batch[3]
-        win["steps"], win["tokens"] = win["steps"] + 1, win["tokens"] + batch[3]
+        real = sum(order.real[p.batch:p.batch + per_step])  # the step's real tokens over all ranks
+        p.step, p.batch, p.tokens = p.step + 1, p.batch + per_step, p.tokens + real
+        win["steps"], win["tokens"] = win["steps"] + 1, win["tokens"] + real
         now = time.time()
         p.seconds = now - t_start - paused
-        done = now - t_start >= a.budget or (a.max_steps and p.step >= a.max_steps) or stop["signal"] is not None
-        if not done and now - win["t"] < a.read_every:
-            continue
-        read_figures(run, acc, win, p)
+        at_max = bool(a.max_steps) and p.step >= a.max_steps
+        if dist.enabled:
+            if p.step < check_at and not at_max:
+                continue
+            saving = now - last_save >= a.save_every  # rank 0's clock decides; the others' is ignored
+            interval = next_check(a, win, now, now - t_start, 0.0 if saving else now - last_save, most)
+            due, (interval,) = read_figures(run, acc, win, p, {
+                "time": dist.is_main and now - t_start >= a.budget,
+                "save": dist.is_main and saving,
+                "signal": stop["signal"] is not None}, [interval])
+            check_at, most = p.step + int(interval), max(most, int(interval))
+            stop["agreed"] = due["signal"]
+            done, save = at_max or due["time"] or due["signal"], due["save"]
+        else:
+            done = now - t_start >= a.budget or at_max or stop["signal"] is not None
+            if not done and now - win["t"] < a.read_every:
+                continue
+            read_figures(run, acc, win, p)
+            save = now - last_save >= a.save_every
         if done:
             return order
-        if now - last_save >= a.save_every:
+        if save:
             t = time.time()
-            run.validate(p, "at save")
-            run.save(p, order)
+            dist.on_main(run.validate, p, "at save")
+            dist.on_main(run.save, p, order)
+            dist.check_replicas(run.model, run.rec.log)
             last_save = time.time()
             paused += last_save - t
             win["t"] += last_save - t  # the rate counts training time only
 
 
-def read_figures(run: Run, acc: torch.Tensor, win: dict, p: Progress):
-    """The window's mean figures: one sync. A non-finite one stops the burst before any write,
-    so the parts on disk stay the last good weights."""
-    fig = dict(zip(STATS, (acc / max(1, win["steps"])).tolist()))
+def next_check(a, win: dict, now: float, elapsed: float, since_save: float, most: int) -> int:
+    """Rank 0's count of steps to the next check: until the earliest of the next read, the end
+    of the budget and the next save, at the window's rate; at least 1 and at most twice the
+    most so far (the host runs ahead of the device, so a rate timed on its clock over the first
+    steps can be too high; doubling reaches a --read-every interval within a few checks)."""
+    per = (now - win["t"]) / max(1, win["steps"])
+    until = min(a.read_every, a.budget - elapsed, a.save_every - since_save)
+    n = math.ceil(until / per) if per > 0 else 1
+    return max(1, min(n, 2 * most))
+
+
+def read_figures(run: Run, acc: torch.Tensor, win: dict, p: Progress, flags: dict | None = None,
+                 main: list | None = None):
+    """The window's mean figures: one sync (under torchrun one all-reduce that also settles
+    `flags` and rank 0's `main` values: Dist.settle). A non-finite figure stops the burst before
+    any write, so the parts on disk stay the last good weights. Returns (flags, main) as agreed."""
+    figs, flags, main = run.dist.settle(acc / max(1, win["steps"]), flags or {}, main or [])
+    fig = dict(zip(STATS, figs))
     rate = win["tokens"] / max(time.time() - win["t"], 1e-9)
     run.rec.figures(fig, p, lr_at(p.step - 1, run.schedule), rate)
     if not all(math.isfinite(v) for v in fig.values()):
@@ -542,6 +631,7 @@ def read_figures(run: Run, acc: torch.Tensor, win: dict, p: Progress):
                          f"the parts in {run.args.out} are the last good ones")
     acc.zero_()
     win.update(steps=0, tokens=0, t=time.time())
+    return flags, main
 
 
 # ----------------------------------------------------------------- parts ---

@@ -19,6 +19,9 @@ gradients averaged by PyTorch's DistributedDataParallel (DDP).
   stops after the same step and a signal seen by one rank cannot leave the others waiting.
 * I/O: rank 0 alone logs, validates and writes (checkpoints, best/); the others wait for it at
   a barrier, and at each checkpoint all ranks compare digests of their weights.
+* The GPU burst (free_train.burst) uses the same helpers without the per-step all-reduce (a
+  host sync on a GPU): its ranks meet at checks placed by step count, where settle() averages
+  the figures kept on the device and hands every rank rank 0's decisions.
 """
 from __future__ import annotations
 
@@ -113,6 +116,22 @@ class Dist:
         vals = t.tolist()
         n = len(figures)
         return [v / self.world for v in vals[:n]], {k: v > 0 for k, v in zip(flags, vals[n:])}
+
+    def settle(self, figures: torch.Tensor, flags: dict[str, bool], main: list[float]):
+        """agree() for a loop that keeps its figures on the device and syncs only now and then
+        (the GPU burst), in one all-reduce and one read: (the figures, a device tensor, averaged
+        over the ranks; each flag true on every rank when true on any; `main`, rank 0's values,
+        on every rank: the other ranks add zeros). A single process reads its own figures back."""
+        if not self.enabled:
+            return figures.tolist(), dict(flags), list(main)
+        extra = [float(v) for v in flags.values()] + [float(v) if self.is_main else 0.0 for v in main]
+        t = torch.cat([figures.detach().flatten().to(torch.float64),
+                       torch.tensor(extra, dtype=torch.float64).to(figures.device)])
+        tdist.all_reduce(t)
+        vals = t.tolist()
+        n, m = figures.numel(), len(flags)
+        return ([v / self.world for v in vals[:n]], {k: v > 0 for k, v in zip(flags, vals[n:n + m])},
+                vals[n + m:])
 
     def barrier(self):
         if self.enabled:

@@ -1,10 +1,14 @@
 """The GPU burst, on the CPU: a two-step burst from a tiny trunk prints its loss figures, writes
 parts under the size limit that merge back into exactly those weights, in a trunk whose step and
 tokens add up and that the CPU line resumes from; and the sync-free pieces of FreeObjective the
-burst trains with equal the plain ones."""
+burst trains with equal the plain ones. Under torchrun (two gloo CPU ranks, one launch of 15-25 s
+on two busy cores) rank 0 alone writes the parts, which equal those of one process accumulating
+the same global batch."""
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,3 +141,102 @@ def test_merge_takes_the_newest_complete_set(burst_run, tmp_path):
     for f in os.listdir(out):
         os.link(out / f, partial / f)
     assert burst.read_parts(str(partial))[0]["step"] == 2
+
+
+# ------------------------------------------------------- under torchrun ---
+
+TRAIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def burst_torchrun(nproc: int, argv: list[str]) -> str:
+    """python -m free_train.burst under torchrun (gloo, one thread per rank); its output."""
+    env = {**os.environ, "PYTHONPATH": TRAIN_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "free_train.burst", *argv]
+    r = subprocess.run(cmd, env=env, cwd=TRAIN_DIR, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"torchrun failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def ddp_bursts(tiny_trunk, workspace, tmp_path_factory):  # noqa: F811
+    """`ddp`: two gloo ranks, 2 steps of 2 batches (one per rank); `one`: one process (one
+    thread, as each rank) with --accumulate 2, the same global batches. --start is spelled
+    --trunk: torchrun's parser would take --start for its --start-method."""
+    root = tmp_path_factory.mktemp("ddp-burst")
+    common = ["--trunk", str(tiny_trunk), "--data", str(workspace / "data"), "--device", "cpu", "--max-steps", "2",
+              "--batch-tokens", "2048", "--read-every", "0", "--save-every", "0", "--part-mib", str(PART_MIB)]
+    output = burst_torchrun(2, [*common, "--out", str(root / "ddp")])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rec = burst.main([*common, "--out", str(root / "one"), "--accumulate", "2"])
+    finally:
+        torch.set_num_threads(threads)
+    return root, output, rec
+
+
+def test_two_ranks_equal_one_process_accumulating_the_global_batch(ddp_bursts, tiny_trunk, workspace):  # noqa: F811
+    root, output, rec_one = ddp_bursts
+    ddp, one = root / "ddp", root / "one"
+    log = (ddp / "train.log").read_text()
+    assert "global batch: 2 ranks (gloo) x 1 accumulated = 2 batches of 2048 tokens per step" in log
+    # rank 0 alone logs, validates and writes: each line once, in the log and in torchrun's output
+    for text in (log, output):
+        assert text.count("step 1 |") == 1 and text.count("validation start") == 1
+        assert text.count("saved burst step 1:") == 1 and text.count("saved burst step 2:") == 1
+    # at each save (step 1, then the end) the ranks' sha256 digests of their weights agree
+    assert log.count("the 2 ranks hold identical weights") == 2
+    # one set of parts, written once, the older set gone, nothing left half-written
+    parts = sorted(f for f in os.listdir(ddp) if f.startswith("burst-"))
+    assert parts == sorted(f for f in os.listdir(one) if f.startswith("burst-"))
+    assert len(parts) >= 3 and all(re.fullmatch(rf"burst-0000002-\dof{len(parts)}\.safetensors", f) for f in parts)
+    assert sorted(os.listdir(ddp)) == sorted(parts + ["metrics.jsonl", "train.log"])
+    rec_ddp, t_ddp = burst.read_parts(str(ddp))
+    _, t_one = burst.read_parts(str(one))
+    # the global order's first 4 batches, both ways; the line's step moves by 2
+    man = read_manifest(str(tiny_trunk))
+    tok = Tokenizer.from_file(str(tiny_trunk / "tokenizer.json"))
+    enc = encode_rows(tok, read_jsonl(str(workspace / "data" / "train.jsonl.gz")), 256, 256)
+    data = burst.Buckets(enc, 2048, 32, 32, 256, 256, torch.device("cpu"))
+    assert rec_ddp["tokens"] == rec_one["tokens"] == sum(data.epoch(man["args"]["seed"], man["state"]["step"], 0).real[:4])
+    assert rec_ddp["step"] == 2 and rec_ddp["position"] == rec_one["position"] and rec_ddp["position"]["batch"] == 4
+    assert rec_ddp["burst"]["ranks"] == 2 and rec_one["burst"]["ranks"] == 1
+    assert rec_ddp["burst"]["peak_lr"] == rec_one["burst"]["peak_lr"]  # scaled to 2 x 2048 tokens both ways
+    # the weights: DDP's averaged gradients are the accumulated ones (bitwise here, f32 on one
+    # thread each); the parts are f16, so allow one f16 rounding step of the weight's size
+    assert t_ddp.keys() == t_one.keys()
+    for k in t_ddp:
+        torch.testing.assert_close(t_ddp[k].float(), t_one[k].float(), rtol=2**-10, atol=2**-24, msg=k)
+    # the printed figures: the mean of the 2 batches' per-token mean losses, both ways
+    train_ddp, train_one = read_metrics(ddp, "train"), read_metrics(one, "train")
+    assert [r["step"] for r in train_ddp] == [r["step"] for r in train_one] == [4, 5]
+    for a, b in zip(train_ddp, train_one, strict=True):
+        for k in burst.STATS:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a["step"], k)
+    assert re.search(r"step 2 \| ep 0 \| .*loss \d+\.\d{4} \(S \d+\.\d{4} L \d+\.\d{4} kd \d+\.\d{4}\)", log)
+    for a, b in zip(rec_ddp["validation"], rec_one["validation"], strict=True):
+        assert a.keys() == b.keys() and all(a[k] == (pytest.approx(b[k], rel=1e-5) if isinstance(b[k], float) else b[k])
+                                            for k in a), (a, b)
+
+    # merged, the DDP burst's parts are its weights: a trunk two steps on
+    trunk = root / "trunk"
+    merged = burst.merge(str(ddp), str(trunk))
+    assert merged["state"]["step"] == man["state"]["step"] + 2 and merged["bursts"][-1]["args"]["ranks"] == 2
+    with safe_open(str(trunk / "model.safetensors"), "pt") as f:
+        for k in t_ddp:
+            assert torch.equal(f.get_tensor(k), t_ddp[k]), k
+
+
+def test_next_check_lands_on_reads_saves_and_the_budget():
+    """Under torchrun the ranks meet only at checks placed by step count (rank 0's proposal)."""
+    a = burst.parse_burst_args(["--device", "cpu", "--budget", "100", "--read-every", "15", "--save-every", "90"])
+    win = {"t": 0.0, "steps": 10}  # 1 s a step
+    assert burst.next_check(a, win, 10.0, 10.0, 10.0, 100) == 15  # the next read
+    assert burst.next_check(a, win, 10.0, 95.0, 10.0, 100) == 5  # the end of the budget
+    assert burst.next_check(a, win, 10.0, 50.0, 80.0, 100) == 10  # the next save
+    assert burst.next_check(a, win, 10.0, 100.0, 10.0, 100) == 1  # past the budget: at least one step
+    assert burst.next_check(a, win, 10.0, 10.0, 10.0, 4) == 8  # at most twice the longest interval so far
+    a.read_every = 0
+    assert burst.next_check(a, win, 10.0, 10.0, 10.0, 100) == 1  # --read-every 0: a check every step
