@@ -10,6 +10,21 @@ sys.path.insert(0, os.path.dirname(HERE))  # train/ (works without `pip install 
 torch.set_num_threads(int(os.environ.get("FREE_TEST_THREADS", "2")))
 torch.set_flush_denormal(True)
 
+TRAIN_DIR = os.path.dirname(HERE)
+
+
+def torchrun(module: str, nproc: int, argv: list[str]) -> str:
+    """python -m MODULE under torchrun (gloo, one thread per rank); its output, or a failed
+    assertion with the tail of both streams."""
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": TRAIN_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", module, *argv]
+    r = subprocess.run(cmd, env=env, cwd=TRAIN_DIR, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"torchrun failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout + r.stderr
+
 EN_FIXTURE = """Package: alpha
 Description-md5: {m1}
 Description-en: Tool to frobnicate widgets

@@ -7,8 +7,6 @@ the same global batch."""
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -23,6 +21,7 @@ from free_train.free import FreeObjective, alignment_on_device, dynamic_alignmen
 from free_train.train import build_parser, main as train_main, new_config
 from free_train.trunk import read_manifest, save_trunk
 
+from conftest import torchrun
 from test_train_export import TINY, read_metrics, workspace  # noqa: F401  (the module fixture)
 
 PART_MIB = 0.25  # the tiny model is ~0.75 MiB in f16: several parts
@@ -145,20 +144,6 @@ def test_merge_takes_the_newest_complete_set(burst_run, tmp_path):
 
 # ------------------------------------------------------- under torchrun ---
 
-TRAIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def burst_torchrun(nproc: int, argv: list[str]) -> str:
-    """python -m free_train.burst under torchrun (gloo, one thread per rank); its output."""
-    env = {**os.environ, "PYTHONPATH": TRAIN_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "free_train.burst", *argv]
-    r = subprocess.run(cmd, env=env, cwd=TRAIN_DIR, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"torchrun failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
-    return r.stdout + r.stderr
-
-
 @pytest.fixture(scope="module")
 def ddp_bursts(tiny_trunk, workspace, tmp_path_factory):  # noqa: F811
     """`ddp`: two gloo ranks, 2 steps of 2 batches (one per rank); `one`: one process (one
@@ -167,7 +152,7 @@ def ddp_bursts(tiny_trunk, workspace, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("ddp-burst")
     common = ["--trunk", str(tiny_trunk), "--data", str(workspace / "data"), "--device", "cpu", "--max-steps", "2",
               "--batch-tokens", "2048", "--read-every", "0", "--save-every", "0", "--part-mib", str(PART_MIB)]
-    output = burst_torchrun(2, [*common, "--out", str(root / "ddp")])
+    output = torchrun("free_train.burst", 2, [*common, "--out", str(root / "ddp")])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -6,8 +6,6 @@ Two launches of torchrun (each 10-20 s on a loaded 2-core machine, mostly the im
 processes); the single-process runs they are compared with run in this process."""
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,23 +17,14 @@ from free_train.data import find_split, read_jsonl
 from free_train.distributed import Dist
 from free_train.train import main as train_main
 
+from conftest import torchrun
 from test_train_export import TINY, read_metrics, workspace  # noqa: F401  (the module fixture)
 
-TRAIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 # f32 on one thread: the two paths add the same gradients in the same order, so they agree to
 # rounding at most (observed: exactly); Adam's first steps amplify any difference to ~lr scale,
 # so the tolerance stays far under lr = 3e-3 while leaving room for summation order
 WEIGHT_TOL = 1e-5
-
-
-def torchrun(nproc: int, argv: list[str]):
-    env = {**os.environ, "PYTHONPATH": TRAIN_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "free_train.train", *argv]
-    r = subprocess.run(cmd, env=env, cwd=TRAIN_DIR, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"torchrun failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
 
 
 def weights(run_dir) -> dict:
@@ -58,7 +47,7 @@ def runs(workspace, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("ddp")
     common = ["--data", str(workspace / "data"), "--tokenizer", str(workspace / "tokenizer.json"),
               "--max-steps", str(STEPS), "--lr", "3e-3", "--warmup", "2", "--schedule", "constant", *TINY]
-    torchrun(2, ["--run-dir", str(root / "ddp"), *common])
+    torchrun("free_train.train", 2, ["--run-dir", str(root / "ddp"), *common])
     train_main(["--run-dir", str(root / "one"), "--accumulate", "2", *common])
     return root
 
@@ -121,7 +110,7 @@ def test_resume_from_one_process_in_two_takes_the_next_batches(runs, order, tmp_
     batches, enc = order
     for name in ("ddp", "one"):
         shutil.copytree(runs / name, tmp_path / name)
-    torchrun(2, ["--run-dir", str(tmp_path / "one"), "--resume", "--accumulate", "1", "--max-steps", str(STEPS + 1)])
+    torchrun("free_train.train", 2, ["--run-dir", str(tmp_path / "one"), "--resume", "--accumulate", "1", "--max-steps", str(STEPS + 1)])
     train_main(["--run-dir", str(tmp_path / "ddp"), "--resume", "--accumulate", "2", "--max-steps", str(STEPS + 1)])
     log = (tmp_path / "one" / "train.log").read_text()
     assert "batch 6 of the epoch's order" in log and log.count("the 2 ranks hold identical weights") == 1
