@@ -42,6 +42,35 @@ fn a_tokenizer_bigger_than_the_vocabulary_is_refused() {
     assert!(err.to_string().contains("vocab_size) is 100"), "{err}");
 }
 
+/// The v1.0 fixture's tokenizer.json with its vocabulary cut to its first `keep` pieces.
+fn tokenizer_cut(keep: usize) -> Vec<u8> {
+    let mut t: serde_json::Value = serde_json::from_slice(fixtures()[0].tokenizer).unwrap();
+    t["model"]["vocab"].as_array_mut().unwrap().truncate(keep);
+    serde_json::to_vec(&t).unwrap()
+}
+
+/// The fixture's model has 512 ids. A tokenizer of fewer leaves ids the model can emit
+/// without a text; fewer than 128 are padding (HF's T5 has 32100 tokens for 32128 rows).
+/// The largest id counts, not the number of tokens: a vocabulary with explicit ids may have
+/// gaps.
+#[test]
+fn a_tokenizer_that_does_not_cover_the_vocabulary_is_refused() {
+    let load = |tokenizer: &[u8]| Pipeline::from_files(&ModelFiles { tokenizer, ..fixtures()[0].files() });
+    let err = load(&tokenizer_cut(300)).err().unwrap();
+    assert!(matches!(err, Error::Malformed { file: ModelFile::Tokenizer, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "tokenizer.json is malformed: it has 300 ids but the model's vocabulary (config.json vocab_size) is 512: the model can emit 212 ids it cannot decode (at most 127 unused rows are padding); the tokenizer belongs to another model"
+    );
+    assert_eq!(load(&tokenizer_cut(400)).unwrap().tokenizer.vocab_size(), 400);
+    let word_level = br#"{"model": {"type": "WordLevel", "vocab": {"<pad>": 0, "</s>": 1, "<unk>": 2, "hello": 600}, "unk_token": "<unk>"}}"#;
+    let err = load(word_level).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "tokenizer.json is malformed: it has 601 ids but the model's vocabulary (config.json vocab_size) is 512: the model cannot read its ids 512 and up; the tokenizer belongs to another model"
+    );
+}
+
 #[test]
 fn free_json_with_the_exit_outside_the_decoder_is_refused() {
     let fx = &fixtures()[0];
@@ -113,10 +142,15 @@ fn empty_input_is_an_error_and_long_input_is_cut_to_the_limit() {
     }
     let long = "a library for reading and writing compressed archives ".repeat(20);
     let out = p.generate(&long, &options(3)).unwrap();
-    assert!(out.truncated_input_tokens > 0);
-    let (ids, dropped) = p.encode_input(&long, None).unwrap();
-    assert_eq!((ids.len(), dropped), (16, out.truncated_input_tokens));
+    assert!(out.input_cut.tokens > 0);
+    let (ids, cut) = p.encode_input(&long, None).unwrap();
+    assert_eq!((ids.len(), cut), (16, out.input_cut));
     assert_eq!(ids.last(), Some(&1), "the cut input still ends with </s>");
+    // Only the first 16 x 64 bytes are tokenized; a cut inside a character moves back to it.
+    assert_eq!(p.max_input_bytes(), 1024);
+    assert_eq!(cut.bytes, long.len() - 1024);
+    let odd = format!("a{}", "é".repeat(600)); // 1201 bytes, characters at odd offsets
+    assert_eq!(p.encode_input(&odd, None).unwrap().1.bytes, 1201 - 1023);
     let (with_prefix, _) = p.encode_input("a library", Some("summarize")).unwrap();
     assert_eq!(with_prefix, p.tokenizer.encode("summarize: a library").unwrap());
     let err = p.encode_input("a library", Some("poetry")).unwrap_err();

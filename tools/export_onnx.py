@@ -319,9 +319,11 @@ def check_against_hf(model_dir: Path, out: Path, parts: T5Parts, texts):
 
 
 def engine_ids(tok, text, prefix, limit, eos=1):
-    """The engine's input ids (crate/src/pipeline.rs encode_input): prefix + text, cut to the
+    """The engine's input ids (crate/src/pipeline.rs encode_input): prefix + the text's first
+    64 bytes per token of the limit (INPUT_BYTES_PER_TOKEN, cut at a character), cut to the
     model's limit keeping the final </s>."""
-    ids = tok.encode(prefix + text).ids
+    head = text.encode()[: limit * 64].decode(errors="ignore")
+    ids = tok.encode(prefix + head).ids
     if len(ids) > limit:
         last = ids[-1]
         ids = ids[:limit]

@@ -2,6 +2,8 @@
 //! summarize, the first N words of the description (lead-N) for several N; for translate,
 //! the English source copied unchanged. Scored by the same metrics as `free eval`.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use crate::bench::{load_examples, quality};
@@ -14,7 +16,7 @@ fn lead(source: &str, n: usize) -> String {
 }
 
 /// One JSON object per task: `{"task", "examples", "baselines": [{"name", "quality"}, ...]}`.
-pub fn run(data: &str, task: Option<&str>, limit: usize) -> Result<Vec<Value>, String> {
+pub fn run(data: &Path, task: Option<&str>, limit: usize) -> Result<Vec<Value>, String> {
     let mut reports = Vec::new();
     for (task, examples) in load_examples(data, task, limit)? {
         let refs: Vec<&str> = examples.iter().map(|e| e.target.as_str()).collect();

@@ -3,11 +3,13 @@
 //! quality, agreement with the full model, exit rate, blocks per token and speed.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use free_wasm::backend::Backend;
 use free_wasm::decode::{DecodeSettings, Session, Threshold};
 use free_wasm::metrics;
+use free_wasm::pipeline::InputCut;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 use serde::Deserialize;
@@ -22,12 +24,12 @@ pub struct Example {
 
 /// Examples of `task` (all tasks when None) from a JSONL file, in the file's order, the
 /// first `limit` of each task.
-pub fn read_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<Example>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+pub fn read_examples(path: &Path, task: Option<&str>, limit: usize) -> Result<Vec<Example>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut kept: HashMap<String, usize> = HashMap::new();
     let mut examples = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let ex: Example = serde_json::from_str(line).map_err(|e| format!("{path} line {}: {e}", i + 1))?;
+        let ex: Example = serde_json::from_str(line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         if task.is_some_and(|t| t != ex.task) {
             continue;
         }
@@ -38,13 +40,13 @@ pub fn read_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec
         }
     }
     if examples.is_empty() {
-        return Err(format!("{path} has no examples{}", task.map(|t| format!(" of task {t}")).unwrap_or_default()));
+        return Err(format!("{} has no examples{}", path.display(), task.map(|t| format!(" of task {t}")).unwrap_or_default()));
     }
     Ok(examples)
 }
 
 /// `read_examples` grouped by task, the tasks in the order they first appear.
-pub fn load_examples(path: &str, task: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<Example>)>, String> {
+pub fn load_examples(path: &Path, task: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<Example>)>, String> {
     let mut by_task: Vec<(String, Vec<Example>)> = Vec::new();
     for ex in read_examples(path, task, limit)? {
         match by_task.iter_mut().find(|(t, _)| *t == ex.task) {
@@ -100,10 +102,11 @@ pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSetting
     ]
 }
 
-fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<(), String> {
+/// Decodes `ex` with `c` into `tally`; returns what of the input the model did not see.
+fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<InputCut, String> {
     let err = |e: free_wasm::Error| e.to_string();
     let (settings, fixed): (DecodeSettings, Option<f64>) = p.settings(&c.options).map_err(err)?;
-    let (ids, _) = p.encode_input(&ex.source, Some(&ex.task)).map_err(err)?;
+    let (ids, cut) = p.encode_input(&ex.source, Some(&ex.task)).map_err(err)?;
     let t0 = Instant::now();
     let encoded = p.model.start(&ids).map_err(err)?;
     let t1 = Instant::now();
@@ -125,7 +128,7 @@ fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tall
     tally.decode_s += (t2 - t1).as_secs_f64();
     tally.texts.push(p.tokenizer.decode(&tokens).map_err(err)?);
     tally.outputs.push(tokens);
-    Ok(())
+    Ok(cut)
 }
 
 /// Quality of `texts` against the references: ROUGE for summarize, BLEU/chrF otherwise.
@@ -143,14 +146,19 @@ pub fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
 }
 
 /// Runs `contenders` over `examples`, interleaved (the order rotates per example so no
-/// strategy always runs first), and returns the JSON report of the task.
+/// strategy always runs first), and returns the JSON report of the task, with the number of
+/// inputs cut to the model's limit (and a warning if there are any).
 pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
     let mut tallies: Vec<Tally> = contenders.iter().map(|_| Tally::default()).collect();
     let n = contenders.len();
+    let mut cut = 0;
     for (i, ex) in examples.iter().enumerate() {
         for k in 0..n {
             let j = (i + k) % n;
-            decode_one(p, &mut contenders[j], ex, &mut tallies[j])?;
+            // Every contender reads the same input: it is counted once.
+            if decode_one(p, &mut contenders[j], ex, &mut tallies[j])?.is_cut() && k == 0 {
+                cut += 1;
+            }
         }
         if progress {
             eprint!("\r{task}: {}/{} examples", i + 1, examples.len());
@@ -158,6 +166,9 @@ pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], c
     }
     if progress {
         eprintln!();
+    }
+    if cut > 0 {
+        crate::warn_cut(p, &format!("{cut} of {} {task} inputs were", examples.len()));
     }
     let refs: Vec<&str> = examples.iter().map(|e| e.target.as_str()).collect();
     let full = contenders.iter().position(|c| c.options.strategy == StrategyName::Full);
@@ -189,7 +200,7 @@ pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], c
         }
         row
     });
-    Ok(json!({"task": task, "examples": examples.len(), "strategies": rows.collect::<Vec<_>>()}))
+    Ok(json!({"task": task, "examples": examples.len(), "truncated_inputs": cut, "strategies": rows.collect::<Vec<_>>()}))
 }
 
 /// The report as a terminal table.

@@ -15,11 +15,12 @@ use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 use sha2::{Digest, Sha256};
 
 use crate::bench::{self, Example};
+use crate::output::Output;
 
 /// What to calibrate on.
 pub struct Request {
-    pub model_dir: String,
-    pub data: String,
+    pub model_dir: PathBuf,
+    pub data: PathBuf,
     /// Inputs per task, the first ones in the file.
     pub limit: usize,
     pub max_new_tokens: usize,
@@ -49,21 +50,25 @@ pub struct Calibrated {
 pub fn run<B: Backend>(pipeline: &mut Pipeline<B>, request: &Request, progress: bool) -> Result<Calibrated, String> {
     let err = |e: free_wasm::Error| e.to_string();
     if pipeline.free.is_none() {
-        return Err(format!("{} has no free.json: the calibration is kept in it, and FREE needs its shallow_exit_layer; add one first", request.model_dir));
+        return Err(format!("{} has no free.json: the calibration is kept in it, and FREE needs its shallow_exit_layer; add one first", request.model_dir.display()));
     }
     let examples = bench::read_examples(&request.data, None, request.limit)?;
     let settings = pipeline.adaptive.settings().clone();
     pipeline.adaptive = AdaptiveThreshold::new(BmmSettings { calibration: None, window: None, ..settings.clone() });
     let started = Instant::now();
+    let mut cut = 0;
     for (i, ex) in examples.iter().enumerate() {
         let options = GenerateOptions { strategy: StrategyName::Free, max_new_tokens: request.max_new_tokens, task: Some(ex.task.clone()), ..GenerateOptions::default() };
-        pipeline.generate(&ex.source, &options).map_err(err)?;
+        cut += pipeline.generate(&ex.source, &options).map_err(err)?.input_cut.is_cut() as usize;
         if progress {
             eprint!("\rcalibrate: {}/{} inputs, threshold {:.3}", i + 1, examples.len(), pipeline.adaptive.threshold());
         }
     }
     if progress {
         eprintln!();
+    }
+    if cut > 0 {
+        crate::warn_cut(pipeline, &format!("{cut} of {} inputs were", examples.len()));
     }
     let seconds = started.elapsed().as_secs_f64();
     let moments = pipeline.adaptive.moments();
@@ -73,12 +78,13 @@ pub fn run<B: Backend>(pipeline: &mut Pipeline<B>, request: &Request, progress: 
         return Err(no_fit(&moments, start.settings().min_points));
     };
     let source = CalibrationSource {
-        data: request.data.clone(),
-        data_sha256: sha256_of(Path::new(&request.data))?,
+        // A record for people: a path that is not UTF-8 is kept with replacement characters.
+        data: request.data.to_string_lossy().into_owned(),
+        data_sha256: sha256_of(&request.data)?,
         inputs_per_task: inputs_per_task(&examples),
         strategy: "free-adaptive".into(),
         max_new_tokens: request.max_new_tokens,
-        weights_sha256: sha256_of(&Path::new(&request.model_dir).join(ModelFile::Weights.file_name()))?,
+        weights_sha256: sha256_of(&request.model_dir.join(ModelFile::Weights.file_name()))?,
     };
     let calibration = Calibration {
         consistent: moments.consistent.into(),
@@ -133,13 +139,13 @@ pub fn summary(c: &Calibrated) -> String {
     s
 }
 
-/// Puts `calibration` into the model folder's free.json, keeping its other settings, and
-/// returns the file's path. The result is checked the way the engine loads it before the
-/// file is replaced. Keys come out in serde_json's order (sorted), so a rerun on the same
-/// model and data rewrites the same bytes.
-pub fn write(model_dir: &str, calibration: &Calibration, t5: &T5Config) -> Result<PathBuf, String> {
-    let path = Path::new(model_dir).join(ModelFile::FreeSettings.file_name());
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// Puts `calibration` into the model folder's free.json (`free_json`), keeping its other
+/// settings. The result is checked the way the engine loads it before the file is replaced.
+/// Keys come out in serde_json's order (sorted), so a rerun on the same model and data
+/// rewrites the same bytes.
+pub fn write(free_json: &Output, calibration: &Calibration, t5: &T5Config) -> Result<(), String> {
+    let path = free_json.path();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let entry = serde_json::to_value(calibration).map_err(|e| e.to_string())?;
     settings
@@ -148,6 +154,5 @@ pub fn write(model_dir: &str, calibration: &Calibration, t5: &T5Config) -> Resul
         .insert("calibration".into(), entry);
     let out = serde_json::to_string_pretty(&settings).map_err(|e| e.to_string())? + "\n";
     FreeConfig::from_json(out.as_bytes(), t5).map_err(|e| e.to_string())?;
-    std::fs::write(&path, out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    free_json.write(out.as_bytes())
 }

@@ -4,16 +4,20 @@ mod args;
 mod baselines;
 mod bench;
 mod calibrate;
+mod output;
 mod trace_view;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use args::Args;
 use free_wasm::backend::gpu::{Gpu, GpuModel};
 use free_wasm::backend::{block_on, Backend};
+use free_wasm::error::ModelFile;
 use free_wasm::pipeline::ModelDir;
 use free_wasm::threshold::BmmSettings;
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
+use output::Output;
 
 const USAGE: &str = "usage:
   free generate --model DIR [--device D] [--task T] [--strategy S] [--threshold X]
@@ -52,7 +56,11 @@ const USAGE: &str = "usage:
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
      there is no GPU). On the GPU, full, static and free record each step before the last
      token is read back, on the token the device chose (thrown away if it changes);
-     --run-ahead off (generate, eval, bench) waits for every token instead.";
+     --run-ahead off (generate, eval, bench) waits for every token instead.
+  An input longer than the model takes is cut to its n_positions tokens (512 by default),
+  tokenized from at most 64 bytes of text per token, with a warning. Files are written
+  whole (a temporary file renamed over the old one); an output that is one of the run's
+  inputs is refused.";
 
 /// What `out!` returns when stdout is closed before the output is written.
 const STDOUT_CLOSED: &str = "stdout is closed";
@@ -75,23 +83,7 @@ fn help() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::from_env();
-    let result = if args.wants_help() {
-        help()
-    } else {
-        match args.next_positional().as_deref() {
-            Some("generate") => generate(args),
-            Some("eval") => eval(args),
-            Some("bench") => bench(args),
-            Some("baselines") => baselines(args),
-            Some("calibrate") => calibrate(args),
-            Some("help") => help(),
-            None if args.is_empty() => help(),
-            None => args.finish().map_err(|e| format!("{e}; give a command first\n{USAGE}")),
-            Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
-        }
-    };
-    match result {
+    match run(Args::from_env()) {
         // `free ... | head`: the reader has what it wanted.
         Ok(()) => ExitCode::SUCCESS,
         Err(message) if message == STDOUT_CLOSED => ExitCode::SUCCESS,
@@ -100,6 +92,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(mut args: Args) -> Result<(), String> {
+    if args.wants_help() {
+        return help();
+    }
+    match args.next_positional("the command")?.as_deref() {
+        Some("generate") => generate(args),
+        Some("eval") => eval(args),
+        Some("bench") => bench(args),
+        Some("baselines") => baselines(args),
+        Some("calibrate") => calibrate(args),
+        Some("help") => help(),
+        None if args.is_empty() => help(),
+        None => args.finish().map_err(|e| format!("{e}; give a command first\n{USAGE}")),
+        Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
+    }
+}
+
+/// Warns that inputs were longer than the model takes, in the one wording of every command;
+/// `subject` says which ("the input was", "3 of 50 summarize inputs were").
+pub fn warn_cut<B: Backend>(pipeline: &Pipeline<B>, subject: &str) {
+    let (tokens, bytes) = (pipeline.model.config().max_input_tokens, pipeline.max_input_bytes());
+    eprintln!("warning: {subject} longer than the model takes, and cut to its first {tokens} tokens (text past {bytes} bytes is not read)");
 }
 
 /// The options shared by the commands that generate.
@@ -143,7 +159,7 @@ fn device(args: &mut Args) -> Result<Device, String> {
     }
 }
 
-fn load_gpu(model_dir: &str) -> Result<Pipeline<GpuModel>, String> {
+fn load_gpu(model_dir: &Path) -> Result<Pipeline<GpuModel>, String> {
     let files = ModelDir::read(model_dir).map_err(|e| e.to_string())?;
     let gpu = block_on(Gpu::new()).and_then(|g| g).map_err(|e| e.to_string())?;
     eprintln!("device: {}", gpu.adapter_name());
@@ -161,7 +177,7 @@ macro_rules! on_device {
 }
 
 fn generate(mut args: Args) -> Result<(), String> {
-    let model_dir = args.required("--model")?;
+    let model_dir = args.required_path("--model")?;
     let device = device(&mut args)?;
     let options = generate_options(&mut args, StrategyName::Free)?;
     let json = args.flag("--json");
@@ -173,15 +189,16 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
     let start = std::time::Instant::now();
     let out = pipeline.generate(&text, &options).map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
-    if out.truncated_input_tokens > 0 {
-        eprintln!("warning: the input was cut by {} tokens to the model's limit", out.truncated_input_tokens);
+    if out.input_cut.is_cut() {
+        warn_cut(&pipeline, "the input was");
     }
     if json {
         let value = serde_json::json!({
             "text": out.text,
             "tokens": out.generation.tokens,
             "finished": out.generation.finished,
-            "truncatedInputTokens": out.truncated_input_tokens,
+            "truncatedInputTokens": out.input_cut.tokens,
+            "truncatedInputBytes": out.input_cut.bytes,
             "trace": out.generation.trace,
             "counters": out.generation.counters,
             "seconds": seconds,
@@ -202,14 +219,14 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
     Ok(())
 }
 
-fn load(model_dir: &str) -> Result<Pipeline, String> {
+fn load(model_dir: &Path) -> Result<Pipeline, String> {
     Pipeline::from_dir(model_dir).map_err(|e| e.to_string())
 }
 
 fn eval(mut args: Args) -> Result<(), String> {
-    let model_dir = args.required("--model")?;
+    let model_dir = args.required_path("--model")?;
     let device = device(&mut args)?;
-    let data = args.required("--data")?;
+    let data = args.required_path("--data")?;
     let task = args.optional("--task")?;
     let limit = limit(&mut args, usize::MAX)?;
     let adaptive = args.flag("--adaptive");
@@ -227,7 +244,7 @@ fn eval(mut args: Args) -> Result<(), String> {
     on_device!(device, model_dir, eval_on(options, data, task, limit, json))
 }
 
-fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: String, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
+fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: PathBuf, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
     let bmm = BmmSettings { rule: pipeline.threshold_rule(&options).map_err(|e| e.to_string())?, ..pipeline.adaptive.settings().clone() };
     let name = options.strategy.as_str();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
@@ -243,6 +260,7 @@ fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: St
         row["strategy"] = serde_json::json!(name);
         row["task"] = serde_json::json!(task);
         row["examples"] = report["examples"].clone();
+        row["truncated_inputs"] = report["truncated_inputs"].clone();
         if json {
             out!("{row}");
         } else {
@@ -262,32 +280,34 @@ fn limit(args: &mut Args, default: usize) -> Result<usize, String> {
 
 fn calibrate(mut args: Args) -> Result<(), String> {
     let request = calibrate::Request {
-        model_dir: args.required("--model")?,
-        data: args.required("--data")?,
+        model_dir: args.required_path("--model")?,
+        data: args.required_path("--data")?,
         limit: limit(&mut args, usize::MAX)?,
         max_new_tokens: args.parsed("--max-new-tokens", GenerateOptions::default().max_new_tokens)?,
     };
     let device = device(&mut args)?;
     let write = args.flag("--write");
     args.finish()?;
-    on_device!(device, request.model_dir, calibrate_on(&request, write))
+    let free_json = request.model_dir.join(ModelFile::FreeSettings.file_name());
+    let write = write.then(|| Output::new("--write", free_json.clone(), &[("--data".into(), request.data.clone())])).transpose()?;
+    on_device!(device, request.model_dir, calibrate_on(&request, write, &free_json))
 }
 
-fn calibrate_on<B: Backend>(mut pipeline: Pipeline<B>, request: &calibrate::Request, write: bool) -> Result<(), String> {
+fn calibrate_on<B: Backend>(mut pipeline: Pipeline<B>, request: &calibrate::Request, write: Option<Output>, free_json: &Path) -> Result<(), String> {
     let calibrated = calibrate::run(&mut pipeline, request, true)?;
     out!("{}", calibrate::summary(&calibrated));
-    if write {
-        let path = calibrate::write(&request.model_dir, &calibrated.calibration, pipeline.model.config())?;
-        out!("wrote {}", path.display());
+    if let Some(output) = write {
+        calibrate::write(&output, &calibrated.calibration, pipeline.model.config())?;
+        out!("wrote {}", output.path().display());
     } else {
         let entry = serde_json::to_string_pretty(&calibrated.calibration).map_err(|e| e.to_string())?;
-        out!("\"calibration\": {entry}\n(--write puts it into {}/free.json)", request.model_dir);
+        out!("\"calibration\": {entry}\n(--write puts it into {})", free_json.display());
     }
     Ok(())
 }
 
 fn baselines(mut args: Args) -> Result<(), String> {
-    let data = args.required("--data")?;
+    let data = args.required_path("--data")?;
     let task = args.optional("--task")?;
     let limit = limit(&mut args, usize::MAX)?;
     let json = args.flag("--json");
@@ -303,22 +323,19 @@ fn baselines(mut args: Args) -> Result<(), String> {
 }
 
 fn bench(mut args: Args) -> Result<(), String> {
-    let model_dir = args.required("--model")?;
+    let model_dir = args.required_path("--model")?;
     let device = device(&mut args)?;
-    let data = args.required("--data")?;
+    let data = args.required_path("--data")?;
     let task = args.optional("--task")?;
     let limit = limit(&mut args, 100)?;
-    let out = args.optional("--json")?;
+    let out = args.optional_path("--json")?;
     let only = args.optional("--only")?;
     if args.optional("--strategy")?.is_some() {
         return Err("bench runs every strategy; keep some with --only NAME,NAME".into());
     }
     let options = generate_options(&mut args, StrategyName::Free)?;
     args.finish()?;
-    // Found out now, not after the whole run.
-    if let Some(path) = &out {
-        std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
-    }
+    let out = out.map(|path| Output::new("--json", path, &output::inputs(&model_dir, &data))).transpose()?;
     on_device!(device, model_dir, bench_on(options, data, task, limit, only, out))
 }
 
@@ -326,11 +343,11 @@ fn bench(mut args: Args) -> Result<(), String> {
 fn bench_on<B: Backend>(
     pipeline: Pipeline<B>,
     options: GenerateOptions,
-    data: String,
+    data: PathBuf,
     task: Option<String>,
     limit: usize,
     only: Option<String>,
-    out: Option<String>,
+    out: Option<Output>,
 ) -> Result<(), String> {
     // The budget is checked as generate checks it (a rate outside (0, 1) is refused).
     pipeline.threshold_rule(&options).map_err(|e| e.to_string())?;
@@ -353,13 +370,12 @@ fn bench_on<B: Backend>(
         out!("{}", bench::table(&report));
         reports.push(report);
         // Rewritten after each task, so a later failure keeps what was measured.
-        if let Some(path) = &out {
-            let text = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
-            std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        if let Some(out) = &out {
+            out.write(serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?.as_bytes())?;
         }
     }
-    if let Some(path) = out {
-        eprintln!("wrote {path}");
+    if let Some(out) = out {
+        eprintln!("wrote {}", out.path().display());
     }
     Ok(())
 }

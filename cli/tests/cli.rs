@@ -30,16 +30,25 @@ fn generate_json_gives_the_hf_greedy_tokens() {
 
 #[test]
 fn bench_smoke_run_on_the_demo_model_reports_every_strategy_for_both_tasks() {
-    let json = std::env::temp_dir().join(format!("free-bench-{}.json", std::process::id()));
+    let dir = scratch("bench");
+    let json = dir.join("bench.json");
+    // A symlink at the output path is replaced, not written through.
+    let elsewhere = dir.join("elsewhere.txt");
+    std::fs::write(&elsewhere, "kept").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&elsewhere, &json).unwrap();
     let (ok, stdout, stderr) = free(&["bench", "--model", DEMO_MODEL, "--data", TEST_SPLIT, "--limit", "2", "--max-new-tokens", "8", "--threshold", "0.1", "--json", json.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("free-exact"), "{stdout}");
+    assert!(!std::fs::symlink_metadata(&json).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "kept");
     let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let tasks: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["task"].as_str().unwrap()).collect();
     assert_eq!(tasks, ["summarize", "translate"]);
     for report in reports.as_array().unwrap() {
         assert_eq!(report["examples"], 2);
+        assert_eq!(report["truncated_inputs"], 0);
         let rows = report["strategies"].as_array().unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
         assert_eq!(names, ["full", "static", "calm", "free-fixed", "free-adaptive", "free-adaptive-ref", "free-budget", "free-exact"]);
@@ -270,4 +279,121 @@ fn the_demo_model_ships_a_calibration_of_its_own_weights() {
     assert!(ok, "{err}");
     let out: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["trace"][0]["threshold"], calibration["threshold"], "the model starts at another threshold than its calibration records: bmm changed since? {again}");
+}
+
+/// `free` with arguments that may be any bytes: (exit code, stdout, stderr).
+fn free_os(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_free")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A folder of its own under the temporary directory, empty.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("free-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An argument that is not UTF-8 is named by its position (it used to panic, exit 101); a
+/// path may be any bytes the OS allows.
+#[cfg(unix)]
+#[test]
+fn arguments_that_are_not_utf8_are_named_and_paths_may_be() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    let (code, _, stderr) = free_os(&["generate".as_ref(), "--model".as_ref(), FIXTURE.as_ref(), latin1]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr, "error: argument 4 (TEXT) is not valid UTF-8: \"caf\\xE9\"; pass it as UTF-8 (convert text with iconv -t UTF-8)\n");
+    let (code, _, stderr) = free_os(&["generate".as_ref(), "--model".as_ref(), FIXTURE.as_ref(), "--task".as_ref(), latin1, "hello".as_ref()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: argument 5 (the value of --task) is not valid UTF-8: \"caf\\xE9\""), "{stderr}");
+    let (code, _, stderr) = free_os(&[latin1]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: argument 1 (the command) is not valid UTF-8"), "{stderr}");
+
+    let dir = scratch("latin1-path");
+    let data = dir.join(OsStr::from_bytes(b"donn\xe9es.jsonl"));
+    std::fs::write(&data, r#"{"task": "translate", "source": "the cat", "target": "the cat"}"#).unwrap();
+    let (code, stdout, stderr) = free_os(&["baselines".as_ref(), "--data".as_ref(), data.as_os_str()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("copy-source"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A source of 2 MB is read up to the model's 512 tokens (64 bytes of text each): the eval
+/// completes (tokenizing it whole took 260 MB) and says how many inputs it cut.
+#[test]
+fn eval_cuts_long_sources_and_says_how_many() {
+    let dir = scratch("long-source");
+    let data = dir.join("long.jsonl");
+    let long = "a library for reading and writing compressed archives ".repeat(40_000);
+    let rows = [
+        serde_json::json!({"task": "summarize", "source": long, "target": "a library"}),
+        serde_json::json!({"task": "summarize", "source": "a tool to resize images", "target": "a tool"}),
+    ];
+    std::fs::write(&data, rows.map(|r| r.to_string()).join("\n")).unwrap();
+    let (ok, stdout, stderr) = free(&["eval", "--model", FIXTURE, "--data", data.to_str().unwrap(), "--max-new-tokens", "4", "--json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(ok, "{stderr}");
+    let warning = "warning: 1 of 2 summarize inputs were longer than the model takes, and cut to its first 512 tokens (text past 32768 bytes is not read)\n";
+    assert!(stderr.contains(warning), "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((row["examples"].as_u64(), row["truncated_inputs"].as_u64()), (Some(2), Some(1)), "{row}");
+}
+
+/// A model folder whose tokenizer.json has fewer ids than the model's vocabulary: the ids
+/// it lacks would decode to nothing, so the model is refused at load.
+#[test]
+fn a_tokenizer_smaller_than_the_model_is_refused() {
+    let dir = scratch("small-tokenizer");
+    for file in ["config.json", "model.safetensors", "free.json"] {
+        std::fs::copy(format!("{FIXTURE}/{file}"), dir.join(file)).unwrap();
+    }
+    let mut tokenizer: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURE}/tokenizer.json")).unwrap()).unwrap();
+    tokenizer["model"]["vocab"].as_array_mut().unwrap().truncate(300);
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let (code, _, stderr) = free_os(&["generate".as_ref(), "--model".as_ref(), dir.as_os_str(), "hello".as_ref()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: tokenizer.json is malformed: it has 300 ids but the model's vocabulary (config.json vocab_size) is 512: the model can emit 212 ids it cannot decode (at most 127 unused rows are padding); the tokenizer belongs to another model\n"
+    );
+}
+
+/// Output files are replaced only by a complete one: a run that fails leaves the earlier
+/// report as it was, and an output that is one of the run's inputs is refused before any
+/// work, after symlinks (it used to be emptied: the data set, the weights).
+#[test]
+fn outputs_never_destroy_what_was_there() {
+    let dir = scratch("outputs");
+    let report = dir.join("report.json");
+    std::fs::write(&report, "earlier report").unwrap();
+    let (ok, _, stderr) = free(&["bench", "--model", "/nonexistent", "--data", TEST_SPLIT, "--json", report.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("/nonexistent/config.json"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "earlier report");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["report.json"], "no temporary file is left behind");
+
+    let data = dir.join("d.jsonl");
+    std::fs::copy(TEST_SPLIT, &data).unwrap();
+    let data = data.to_str().unwrap();
+    let (code, stdout, stderr) = free_os(&["bench", "--model", FIXTURE, "--data", data, "--json", data].map(std::ffi::OsStr::new));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr, format!("error: --json {data} is --data, which this run reads: writing it would replace it; give another path\n"));
+    assert!(stdout.is_empty());
+    assert_eq!(sha256_of(data), sha256_of(TEST_SPLIT));
+
+    #[cfg(unix)]
+    {
+        let link = dir.join("weights-link.json");
+        std::os::unix::fs::symlink(format!("{FIXTURE}/model.safetensors"), &link).unwrap();
+        let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--json", link.to_str().unwrap()]);
+        assert!(!ok && stderr.contains("is the model's model.safetensors, which this run reads"), "{stderr}");
+    }
+    let (ok, _, stderr) = free(&["calibrate", "--model", FIXTURE, "--data", &format!("{FIXTURE}/free.json"), "--write"]);
+    assert!(!ok && stderr.contains(&format!("--write {FIXTURE}/free.json is --data")), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

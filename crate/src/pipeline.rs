@@ -145,8 +145,31 @@ pub struct Pipeline<B: Backend = T5Model> {
 pub struct TextGeneration {
     pub text: String,
     pub generation: Generation,
-    /// Input tokens dropped because the input was longer than the model accepts.
-    pub truncated_input_tokens: usize,
+    /// What of the input the model did not see, because it was longer than the model takes.
+    pub input_cut: InputCut,
+}
+
+/// Bytes of input text tokenized per input token the model takes (`max_input_tokens`). A
+/// SentencePiece piece holds at most 16 characters (its default `max_piece_length`), 64
+/// bytes of UTF-8, and text averages about 4 bytes per token, so only text padded with what
+/// the normalizer removes (runs of spaces) gives the model fewer tokens than its limit.
+/// Leaving the rest untokenized bounds what a long input costs: the tokenizer takes about
+/// 130 bytes of memory per byte of text (1.4 GB for a 10 MB source).
+pub const INPUT_BYTES_PER_TOKEN: usize = 64;
+
+/// What of an input text the model does not see (`Pipeline::encode_input`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputCut {
+    /// Tokens dropped past the model's input limit, of the text tokenized.
+    pub tokens: usize,
+    /// Bytes of text past `Pipeline::max_input_bytes`, not tokenized at all.
+    pub bytes: usize,
+}
+
+impl InputCut {
+    pub fn is_cut(&self) -> bool {
+        self.tokens > 0 || self.bytes > 0
+    }
 }
 
 impl Pipeline {
@@ -206,17 +229,18 @@ impl<B: Backend> Pipeline<B> {
         let config = T5Config::from_json(files.config)?;
         let free = files.free.map(|b| FreeConfig::from_json(b, &config)).transpose()?;
         let tokenizer = Tokenizer::from_bytes(files.tokenizer)?;
+        // Before the weights load: a tokenizer with more ids is another model's, whatever
+        // the weights say.
         if tokenizer.vocab_size() > config.vocab_size {
-            return Err(Error::Malformed {
-                file: ModelFile::Tokenizer,
-                reason: format!(
-                    "it has {} tokens but the model's vocabulary (config.json vocab_size) is {}; the tokenizer belongs to another model",
-                    tokenizer.vocab_size(),
-                    config.vocab_size
-                ),
-            });
+            return Err(vocabulary_mismatch(tokenizer.vocab_size(), config.vocab_size));
         }
         let model = load(config, Weights::from_bytes(files.weights, &Device::Cpu)?)?;
+        // After: the weights have confirmed config.json's vocab_size (a config that
+        // disagrees with them is the first thing to fix).
+        let model_vocab = model.config().vocab_size;
+        if model_vocab - tokenizer.vocab_size() >= PADDING_ROWS {
+            return Err(vocabulary_mismatch(tokenizer.vocab_size(), model_vocab));
+        }
         let bmm = free.as_ref().map_or_else(BmmConfig::default, |f| f.bmm.clone());
         let adaptive = AdaptiveThreshold::new(BmmSettings {
             zeta: bmm.zeta,
@@ -233,9 +257,16 @@ impl<B: Backend> Pipeline<B> {
     }
 
 
+    /// The most bytes of an input text that are tokenized (`INPUT_BYTES_PER_TOKEN` per token
+    /// the model takes).
+    pub fn max_input_bytes(&self) -> usize {
+        self.model.config().max_input_tokens.saturating_mul(INPUT_BYTES_PER_TOKEN)
+    }
+
     /// Token ids of `text` (after `task`'s prefix), cut to the model's input limit (keeping
-    /// the final `</s>`). Returns the ids and how many were dropped.
-    pub fn encode_input(&self, text: &str, task: Option<&str>) -> Result<(Vec<u32>, usize)> {
+    /// the final `</s>`); of a longer text only the first `max_input_bytes` are tokenized.
+    /// Returns the ids and what was cut.
+    pub fn encode_input(&self, text: &str, task: Option<&str>) -> Result<(Vec<u32>, InputCut)> {
         if text.trim().is_empty() {
             return Err(Error::InvalidInput("the input text is empty; give some text to generate from".into()));
         }
@@ -247,17 +278,18 @@ impl<B: Backend> Pipeline<B> {
                 reason: format!("this model knows the tasks {:?}", self.tasks.keys().collect::<Vec<_>>()),
             })?,
         };
-        let mut ids = self.tokenizer.encode(&format!("{prefix}{text}"))?;
+        let (head, bytes) = head(text, self.max_input_bytes());
+        let mut ids = self.tokenizer.encode(&format!("{prefix}{head}"))?;
         let limit = self.model.config().max_input_tokens;
-        let dropped = ids.len().saturating_sub(limit);
-        if dropped > 0 {
+        let tokens = ids.len().saturating_sub(limit);
+        if tokens > 0 {
             let last = *ids.last().expect("ids longer than a positive limit");
             ids.truncate(limit);
             if self.model.config().is_eos(last) {
                 *ids.last_mut().expect("limit is positive") = last;
             }
         }
-        Ok((ids, dropped))
+        Ok((ids, InputCut { tokens, bytes }))
     }
 
     /// The decoder settings `options` ask for, and the fixed threshold if there is one
@@ -303,7 +335,7 @@ impl<B: Backend> Pipeline<B> {
     /// run to the end (`generate`).
     pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_, B>> {
         options.check_applicable()?;
-        let (ids, truncated_input_tokens) = self.encode_input(text, options.task.as_deref())?;
+        let (ids, input_cut) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
         let rule = self.threshold_rule(options)?;
         let threshold = match fixed {
@@ -314,7 +346,7 @@ impl<B: Backend> Pipeline<B> {
             }
         };
         let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?.with_run_ahead(options.run_ahead);
-        Ok(Generating { session, tokenizer: &self.tokenizer, truncated_input_tokens })
+        Ok(Generating { session, tokenizer: &self.tokenizer, input_cut })
     }
 
     /// Generates from text in one call.
@@ -322,6 +354,35 @@ impl<B: Backend> Pipeline<B> {
         let mut generating = self.start(text, options)?;
         generating.run()?;
         generating.finish()
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary, and the bytes cut off.
+fn head(text: &str, max: usize) -> (&str, usize) {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], text.len() - end)
+}
+
+/// Rows of a model's vocabulary past its tokenizer's ids that are padding: Hugging Face's
+/// T5 checkpoints round 32100 tokens up to 32128 rows (a multiple of 128), rows a trained
+/// model does not emit. More rows than that mean the tokenizer is another model's, and the
+/// ids it lacks would decode to nothing.
+const PADDING_ROWS: usize = 128;
+
+fn vocabulary_mismatch(tokenizer: usize, model: usize) -> Error {
+    let consequence = if tokenizer > model {
+        format!("the model cannot read its ids {model} and up")
+    } else {
+        format!("the model can emit {} ids it cannot decode (at most {} unused rows are padding)", model - tokenizer, PADDING_ROWS - 1)
+    };
+    Error::Malformed {
+        file: ModelFile::Tokenizer,
+        reason: format!(
+            "it has {tokenizer} ids but the model's vocabulary (config.json vocab_size) is {model}: {consequence}; the tokenizer belongs to another model"
+        ),
     }
 }
 
@@ -339,7 +400,7 @@ fn rule(bmm: &BmmConfig, max_disagreement: Option<f64>) -> ThresholdRule {
 pub struct Generating<'p, B: Backend = T5Model> {
     session: Session<'p, 'p, B>,
     tokenizer: &'p Tokenizer,
-    truncated_input_tokens: usize,
+    input_cut: InputCut,
 }
 
 impl<B: Backend> Generating<'_, B> {
@@ -373,10 +434,11 @@ impl<B: Backend> Generating<'_, B> {
         let tokens = self.session.tokens().to_vec();
         let finished = self.session.finished() == Some(true);
         let text = self.tokenizer.decode(&tokens)?;
-        let (tokenizer, truncated_input_tokens) = (self.tokenizer, self.truncated_input_tokens);
+        let (tokenizer, input_cut) = (self.tokenizer, self.input_cut);
         let (trace, counters) = self.session.into_parts();
         let trace = trace.into_iter().map(|e| with_text(tokenizer, e)).collect();
-        Ok(TextGeneration { text, generation: Generation { tokens, finished, trace, counters }, truncated_input_tokens })
+        let generation = Generation { tokens, finished, trace, counters };
+        Ok(TextGeneration { text, generation, input_cut })
     }
 }
 

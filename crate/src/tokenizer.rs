@@ -70,8 +70,10 @@ impl Tokenizer {
         self.inner.id_to_token(id).unwrap_or_default().replace('\u{2581}', " ")
     }
 
-    /// Number of ids the tokenizer can produce, special tokens included.
+    /// One past the largest id the tokenizer can produce, special tokens included: its
+    /// vocabulary's size, counting the gaps a vocabulary with explicit ids (BPE, WordLevel)
+    /// may have.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner.get_vocab(true).into_values().max().map_or(0, |id| id as usize + 1)
     }
 }

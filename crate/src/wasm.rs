@@ -64,6 +64,7 @@ struct GenerateOutput {
     /// True when the model ended the text itself (EOS), false when `maxNewTokens` ran out.
     finished: bool,
     truncated_input_tokens: usize,
+    truncated_input_bytes: usize,
     trace: Vec<TokenTrace>,
     counters: Counters,
     timings: Timings,
@@ -85,7 +86,8 @@ impl GenerateOutput {
             text: out.text,
             tokens: out.generation.tokens,
             finished: out.generation.finished,
-            truncated_input_tokens: out.truncated_input_tokens,
+            truncated_input_tokens: out.input_cut.tokens,
+            truncated_input_bytes: out.input_cut.bytes,
             trace: out.generation.trace,
             counters: out.generation.counters,
             timings,
@@ -212,8 +214,8 @@ impl FreeModel {
     /// Generates from `text` in one call (the page waits until it is done). `options`:
     /// `{ strategy: "full" | "static" | "calm" | "free" | "free-exact", threshold?: number,
     /// maxNewTokens?: number, exitLayer?: number, task?: string }`; without a threshold FREE
-    /// uses its adaptive one. Returns `{ text, tokens, finished, truncatedInputTokens, trace,
-    /// counters, timings: { encodeMs, decodeMs } }`.
+    /// uses its adaptive one. Returns `{ text, tokens, finished, truncatedInputTokens,
+    /// truncatedInputBytes, trace, counters, timings: { encodeMs, decodeMs } }`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
         let options = parse_options(options)?;
         with_pipeline(&self.pipeline, |e| match e {

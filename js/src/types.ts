@@ -118,6 +118,11 @@ export interface Generation {
   finished: boolean;
   /** Input tokens dropped because the input was longer than the model accepts. */
   truncatedInputTokens: number;
+  /**
+   * Bytes of input text past 64 per input token the model takes (32768 for 512 positions),
+   * not tokenized at all (their tokens are not in `truncatedInputTokens`).
+   */
+  truncatedInputBytes: number;
   /** Every decided token in order, rolled-back ones included. */
   trace: TraceEntry[];
   counters: Counters;
