@@ -238,7 +238,7 @@ impl<B: Backend> Pipeline<B> {
         // After: the weights have confirmed config.json's vocab_size (a config that
         // disagrees with them is the first thing to fix).
         let model_vocab = model.config().vocab_size;
-        if model_vocab - tokenizer.vocab_size() >= PADDING_ROWS {
+        if model_vocab.saturating_sub(tokenizer.vocab_size()) >= PADDING_ROWS {
             return Err(vocabulary_mismatch(tokenizer.vocab_size(), model_vocab));
         }
         let bmm = free.as_ref().map_or_else(BmmConfig::default, |f| f.bmm.clone());

@@ -57,8 +57,8 @@ interface Run {
   counters: Counters | null;
   timing: Timing;
   finished: boolean;
-  /** Input tokens the package dropped because the input was longer than the model takes. */
-  truncated: number;
+  /** What of the input the model did not see because it was longer than the model takes. */
+  cut: { tokens: number; bytes: number };
 }
 let last: Run | null = null;
 /** The generation under way (its trace so far), also when it is stopped. */
@@ -211,7 +211,7 @@ async function refreshAdaptive(): Promise<void> {
 async function generate(text: string, options: GenerateOptions & { strategy: Strategy }, draw: (run: Run) => void): Promise<Run> {
   if (!loaded) throw new Error("no model is loaded");
   running = new AbortController();
-  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false, truncated: 0 };
+  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false, cut: { tokens: 0, bytes: 0 } };
   current = run;
   let frame = 0;
   try {
@@ -234,12 +234,20 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
     run.trace = out.trace;
     run.counters = out.counters;
     run.finished = out.finished;
-    run.truncated = out.truncatedInputTokens;
+    run.cut = { tokens: out.truncatedInputTokens, bytes: out.truncatedInputBytes };
     return run;
   } finally {
     cancelAnimationFrame(frame);
     running = null;
   }
+}
+
+/** A sentence on what of a long input the model did not read, or nothing. */
+function cutNote(cut: Run["cut"]): string {
+  const parts = [];
+  if (cut.tokens > 0) parts.push(`its last ${cut.tokens} tokens`);
+  if (cut.bytes > 0) parts.push(cut.tokens > 0 ? `${cut.bytes.toLocaleString("en")} bytes of text after them` : `its last ${cut.bytes.toLocaleString("en")} bytes`);
+  return parts.length === 0 ? "" : ` The input was longer than the model takes: ${parts.join(" and ")} were left out.`;
 }
 
 async function onGenerate(): Promise<void> {
@@ -257,9 +265,7 @@ async function onGenerate(): Promise<void> {
   try {
     last = await generate(text, chosenOptions(), drawAll);
     ui.status.textContent = `Done: ${standing(last.trace).length} tokens${last.finished ? "" : " (stopped at the token limit)"}.`;
-    if (last.truncated > 0) {
-      ui.status.textContent += ` The input was longer than the model takes: its last ${last.truncated} tokens were left out.`;
-    }
+    ui.status.textContent += cutNote(last.cut);
   } catch (e) {
     if (e === STOPPED && current) {
       // Keep what was decided before the stop (no counters: the numbers stay estimates).

@@ -439,6 +439,13 @@ try {
     await p.generate();
     const [, cut] = /The input was longer than the model takes: its last (\d+) tokens were left out\.$/.exec(await p.text("#status")) ?? [];
     assert.ok(Number(cut) > 0, `status: ${await p.text("#status")}`);
+    // Past 64 bytes a position (32,768 for the model's 512) the text is not tokenized at all.
+    const sentence = "This package provides tools to read and write compressed archives in many formats. ";
+    await p.page.fill("#text", sentence.repeat(500));
+    await p.generate();
+    const [, tokens, bytes] = /its last (\d+) tokens and ([\d,]+) bytes of text after them were left out\.$/.exec(await p.text("#status")) ?? [];
+    assert.ok(Number(tokens) > 0, `status: ${await p.text("#status")}`);
+    assert.equal(bytes, (sentence.length * 500 - 512 * 64).toLocaleString("en"));
     const lost = new Page(await context.newPage(), shots);
     await lost.open(`${url}?model=no-such-model/`);
     await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
