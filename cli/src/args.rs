@@ -97,10 +97,6 @@ impl Args {
         Ok(self.value(name)?.map(|v| PathBuf::from(v.value)))
     }
 
-    pub fn required(&mut self, name: &str) -> Result<String, String> {
-        self.optional(name)?.ok_or_else(|| format!("{name} is required"))
-    }
-
     pub fn required_path(&mut self, name: &str) -> Result<PathBuf, String> {
         self.optional_path(name)?.ok_or_else(|| format!("{name} is required"))
     }
@@ -150,7 +146,7 @@ mod tests {
     #[test]
     fn options_flags_and_one_positional() {
         let mut a = Args::from(&["--model", "m", "--json", "hello world", "--max-new-tokens", "5"]);
-        assert_eq!(a.required("--model").unwrap(), "m");
+        assert_eq!(a.required_path("--model").unwrap(), PathBuf::from("m"));
         assert_eq!(a.parsed("--max-new-tokens", 64usize).unwrap(), 5);
         assert!(a.flag("--json"));
         assert_eq!(a.single_positional("TEXT").unwrap(), "hello world");
@@ -160,7 +156,7 @@ mod tests {
     fn mistakes_are_named() {
         let mut a = Args::from(&["--max-new-tokens", "many", "x"]);
         assert_eq!(a.parsed("--max-new-tokens", 1usize).unwrap_err(), "--max-new-tokens \"many\" is not a valid value");
-        assert_eq!(Args::from(&["--model"]).required("--model").unwrap_err(), "--model needs a value");
+        assert_eq!(Args::from(&["--model"]).required_path("--model").unwrap_err(), "--model needs a value");
         assert_eq!(Args::from(&["--bogus", "x"]).single_positional("TEXT").unwrap_err(), "unknown option --bogus");
         assert_eq!(Args::from(&["a", "b"]).single_positional("TEXT").unwrap_err(), "expected one TEXT, got 2: quote text that has spaces");
         let mut twice = Args::from(&["--limit", "3", "--limit", "5"]);
