@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo page's tests: unit tests of its trace-to-view logic (node's test runner), then
+# The demo page's tests: its file server against hostile requests (scripts/serve.test.mjs)
+# and unit tests of its trace-to-view logic (node's test runner), then
 # end to end: builds the npm package (dev profile, as the install test does) and the page
 # (tsc + Vite), serves it on 127.0.0.1 with models/free-t5-mini, and drives it in headless
 # Chromium (www/test/e2e/run.mjs). Screenshots of every state go to target/demo-e2e/.
@@ -10,6 +11,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 [ -x www/node_modules/.bin/vite ] || { echo "page-test: www/node_modules is missing; run scripts/setup.sh" >&2; exit 1; }
+
+echo "page-test: the file server (scripts/serve.test.mjs)"
+node --test scripts/serve.test.mjs
 
 echo "page-test: unit tests (www/test/unit)"
 (cd www && node test/unit/run.mjs)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test of the project: native (unit, HF parity, CLI), the same tests in headless
-# Chromium through wasm-pack, the demo page (unit tests and end to end), the npm package installed from its
+# Chromium through wasm-pack, the demo page (its file server, unit tests and end to end), the npm package installed from its
 # tarball into a fresh project, the browser bench's smoke test against transformers.js, a short fuzzing run of the model-file
 # parsers, and the training package's pytest suite.
 set -euo pipefail
@@ -24,7 +24,7 @@ cargo test --workspace
 step "browser tests (wasm-pack test --headless --chrome)"
 wasm-pack test --headless --chrome
 
-step "demo page: unit tests, then end to end in headless Chromium"
+step "demo page: its file server and unit tests, then end to end in headless Chromium"
 bash scripts/page-test.sh
 
 step "npm package: pack, install into a fresh project, tsc --strict, Vite and webpack bundles, headless Chromium"
