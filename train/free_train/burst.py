@@ -77,9 +77,10 @@ try:
     import torch
     import torch.nn.functional as F
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     from . import PAD_ID, TASK_PREFIXES
+    from .atomic import refuse_overwriting_inputs, replacing_dir, write_bytes, write_text
     from .batching import collate, encode_rows
     from .data import find_split, read_jsonl
     from .distributed import Dist, QuietLog
@@ -87,7 +88,7 @@ try:
     from .free import FreeObjective
     from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, param_groups,
                         precision_context, run_args, set_dropout, set_lr)
-    from .trunk import DEFAULT_DIR as TRUNK, FORMAT, MANIFEST, describe, read_manifest, replace_dir
+    from .trunk import DEFAULT_DIR as TRUNK, FORMAT, MANIFEST, describe, read_manifest
 except ImportError as e:
     raise SystemExit(f"free_train.burst: {e}. It needs Python>=3.10, {REQUIRES_TEXT}.")
 IMPORT_SECONDS = time.time() - T0
@@ -675,8 +676,8 @@ def pack_parts(tensors: dict, meta: dict, limit: int) -> list[list[str]]:
 
 def write_parts(out_dir: str, model, record: dict, part_mib: float, log) -> list[str]:
     """The f16 weights and the record as parts burst-STEP-IofN.safetensors. Each file is
-    written under a temporary name and renamed; the older parts are deleted only once the new
-    set is whole, so a kill at any moment leaves one complete set (merge takes the newest)."""
+    written whole (atomic.py); the older parts are deleted only once the new set is whole,
+    so a kill at any moment leaves one complete set (merge takes the newest)."""
     t = time.time()
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unique_tensors(model).items()}
     meta = {"record": json.dumps(record)}
@@ -686,10 +687,11 @@ def write_parts(out_dir: str, model, record: dict, part_mib: float, log) -> list
     for i, keys in enumerate(groups):
         names.append(f"{PART_PREFIX}{record['step']:07d}-{i + 1}of{len(groups)}.safetensors")
         path = os.path.join(out_dir, names[-1])
-        save_file({k: tensors[k] for k in keys}, path + ".tmp", metadata={**meta, "part": str(i), "parts": str(len(groups))})
-        if os.path.getsize(path + ".tmp") > limit:
-            raise RuntimeError(f"{path}.tmp is larger than the part limit the packing promised")
-        os.replace(path + ".tmp", path)
+        data = safetensors_bytes({k: tensors[k] for k in keys},
+                                 metadata={**meta, "part": str(i), "parts": str(len(groups))})
+        if len(data) > limit:
+            raise RuntimeError(f"{path} would be larger than the part limit the packing promised")
+        write_bytes(path, data)
     for f in os.listdir(out_dir):
         if f.startswith(PART_PREFIX) and f not in names:
             os.remove(os.path.join(out_dir, f))
@@ -751,9 +753,16 @@ def check_merge_target(rec: dict, trunk_out: str, force: bool):
 def merge(parts_dir: str, trunk_out: str, export_dir: str | None = None, start_dir: str | None = None,
           force: bool = False) -> dict:
     from transformers import T5ForConditionalGeneration
+    # The trunk is replaced whole, and the export reads it.
+    refuse_overwriting_inputs([("--trunk-out", trunk_out), ("--export", export_dir)], [("PARTS_DIR", parts_dir)])
+    refuse_overwriting_inputs([("--export", export_dir)], [("--trunk-out", trunk_out)])
     rec, tensors = read_parts(parts_dir)
     check_merge_target(rec, trunk_out, force)
     start_dir = start_dir or rec["start"]["dir"]
+    # The start folder may be --trunk-out itself (it is read whole before the new trunk replaces
+    # it), but not hold it or lie inside it.
+    if os.path.realpath(start_dir) != os.path.realpath(trunk_out):
+        refuse_overwriting_inputs([("--trunk-out", trunk_out)], [("the start folder", start_dir)])
     tok = os.path.join(start_dir, "tokenizer.json")
     if sha256_file(tok) != rec["start"]["tokenizer_sha256"]:
         raise SystemExit(f"{tok} is not the tokenizer the burst trained with; give the burst's start folder with --start")
@@ -761,16 +770,12 @@ def merge(parts_dir: str, trunk_out: str, export_dir: str | None = None, start_d
     if set(tensors) != set(unique_tensors(model)):
         raise SystemExit(f"the parts' tensors do not match {start_dir}'s model")
     model.load_state_dict(tensors, strict=False)  # strict would ask for the tied embedding's other names
-    tmp = trunk_out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.copyfile(tok, os.path.join(tmp, "tokenizer.json"))
-    write_free_json(tmp, rec["settings"]["shallow_exit_layer"])
     man = merged_manifest(rec)
-    with open(os.path.join(tmp, MANIFEST), "w") as f:
-        json.dump(man, f, indent=1)
-        f.write("\n")
-    replace_dir(tmp, trunk_out)
+    with replacing_dir(trunk_out) as tmp:
+        model.save_pretrained(tmp)
+        shutil.copyfile(tok, os.path.join(tmp, "tokenizer.json"))
+        write_free_json(tmp, rec["settings"]["shallow_exit_layer"])
+        write_text(os.path.join(tmp, MANIFEST), json.dumps(man, indent=1) + "\n")
     if export_dir:
         export(trunk_out, export_dir, dtype="f16", shallow_exit_layer=rec["settings"]["shallow_exit_layer"])
     return man

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import refuse_overwriting_inputs, write_text
+
 TRAIN = re.compile(r"\] step (\d+) \| ep \d+ \| ([\d.]+)M tok \| loss ([\d.]+)")
 VALIDATION = re.compile(r"\] validation step (\d+): S ([\d.]+) L ([\d.]+)")
 
@@ -151,7 +153,8 @@ def main(argv=None):
                     help="instead of drawing: fit a power law to the snapshots' final validation loss "
                          "(deep exit) and print it at these token counts (millions, since the first run)")
     args = ap.parse_args(argv)
-    curves = read_curves(log_files(args.folder))
+    logs = log_files(args.folder)
+    curves = read_curves(logs)
     if args.project:
         ends = snapshot_ends(curves)
         if len(ends) < 2:
@@ -164,7 +167,8 @@ def main(argv=None):
             print(f"  {t:g}M tokens: {a * t ** -b:.3f}")
         return
     out = args.out or args.folder / "loss.svg"
-    out.write_text(svg(curves, f"{args.folder.name}: loss while training"), encoding="utf-8")
+    refuse_overwriting_inputs([("--out", out)], [("the log", log) for log in logs])
+    write_text(out, svg(curves, f"{args.folder.name}: loss while training"))
     last = curves.deep[-1] if curves.deep else None
     print(f"{out}: {len(curves.snapshots)} snapshots, {curves.snapshots[-1]:.2f}M tokens" + (f", last validation loss (deep) {last[1]:.4f}" if last else ""))
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from tokenizers import Tokenizer
 
 from . import TASK_PREFIXES, manpages
+from .atomic import refuse_overwriting_inputs, replacing, write_text
 
 SPLIT_SALT = "free-wasm-split-v1:"
 TEST_PER_TASK = 1000
@@ -230,21 +231,22 @@ def jsonl_bytes(rows: list[dict]) -> bytes:
 
 def write_output(path: str, rows: list[dict]) -> None:
     data = jsonl_bytes(rows)
-    tmp = path + ".tmp"
-    if path.endswith(".gz"):
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                                  mtime=0, compresslevel=9) as gz:
-            gz.write(data)
-    else:
-        with open(tmp, "wb") as f:
+    with replacing(path) as f:
+        if path.endswith(".gz"):
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
+                gz.write(data)
+        else:
             f.write(data)
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str) -> list[dict]:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def split_file(split: str) -> str:
+    return f"{split}.jsonl.gz" if split == "train" else f"{split}.jsonl"
 
 
 def find_split(data_dir: str, split: str) -> str:
@@ -279,6 +281,9 @@ def build(en_files: list[str], fr_files: list[str], out_dir: str,
     if not en_files:
         raise SystemExit("no Translation-en files found: run `apt-get update -o Acquire::Languages=en,fr` "
                          "or pass --en FILE")
+    names = [split_file(s) for s in ("test", "validation", "train")] + ["manifest.json"]
+    refuse_overwriting_inputs([("--out", os.path.join(out_dir, name)) for name in names],
+                              [("--en", p) for p in en_files] + [("--fr", p) for p in fr_files])
     en = read_descriptions(en_files, "en")
     fr = read_descriptions(fr_files, "fr")
     log(f"read {len(en)} English and {len(fr)} French descriptions")
@@ -286,7 +291,7 @@ def build(en_files: list[str], fr_files: list[str], out_dir: str,
     os.makedirs(out_dir, exist_ok=True)
     outputs = {}
     for split, rows in splits.items():
-        name = f"{split}.jsonl.gz" if split == "train" else f"{split}.jsonl"
+        name = split_file(split)
         path = os.path.join(out_dir, name)
         write_output(path, rows)
         counts = {t: sum(1 for r in rows if r["task"] == t) for t in ("summarize", "translate")}
@@ -314,9 +319,8 @@ def build(en_files: list[str], fr_files: list[str], out_dir: str,
 
 
 def write_manifest(data_dir: str, manifest: dict) -> None:
-    with open(os.path.join(data_dir, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    write_text(os.path.join(data_dir, "manifest.json"), text)
 
 
 # ------------------------------------------------------ man-page pairs ---
@@ -384,11 +388,16 @@ def add_manpages(debs_dir: str, data_dir: str, tokenizer_path: str, check_sha256
                  log=print) -> dict:
     """Replace the man-page rows of data_dir's train file (see manpages.py's docstring)."""
     en_pages, fr_pages, sources = read_manpage_packages(debs_dir, check_sha256)
-    with open(os.path.join(data_dir, "manifest.json")) as f:
+    manifest_path = os.path.join(data_dir, "manifest.json")
+    with open(manifest_path) as f:
         manifest = json.load(f)
     outputs = manifest["outputs"]
-    held_out = checked_held_out_rows(data_dir, outputs)
     train_path = os.path.join(data_dir, outputs["train"]["file"])
+    # The train file and the manifest are rewritten on purpose, from what was read of them.
+    debs = [("--debs", os.path.join(debs_dir, name)) for name, _, _ in manpages.PACKAGES]
+    refuse_overwriting_inputs([("--data", train_path), ("--data", manifest_path)],
+                              [("--tokenizer", tokenizer_path), *debs])
+    held_out = checked_held_out_rows(data_dir, outputs)
     desc, desc_digest = checked_description_rows(train_path, outputs["train"])
     tok = Tokenizer.from_file(tokenizer_path)
     desc_counts = token_counts(tok, desc)

@@ -4,7 +4,10 @@
                                 [--shallow-exit-layer S] [--threshold 0.9]
 
 Writes config.json, model.safetensors (tied weights stored once, as transformers does),
-generation_config.json, tokenizer.json and free.json.
+generation_config.json, tokenizer.json and free.json. Each replaces its namesake in OUT_DIR
+whole (written beside it first, see atomic.py); OUT_DIR's other files (a model card, logs) stay.
+An OUT_DIR that is, holds or lies inside what the export reads (the run's model, tokenizer,
+args.json) is refused: exporting a run into its own folder would write into it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import os
 import shutil
 
 import torch
+
+from .atomic import refuse_overwriting_inputs, replacing_files, write_text
 
 DTYPES = {"f16": torch.float16, "f32": torch.float32, "bf16": torch.bfloat16}
 
@@ -38,8 +43,13 @@ def export(run_dir: str, out_dir: str, which: str = "auto", dtype: str = "f16",
            shallow_exit_layer: int | None = None, threshold: float = 0.9) -> str:
     from transformers import T5ForConditionalGeneration
     src = resolve_source(run_dir, which)
+    args_path = os.path.join(run_dir, "args.json")
+    tok_src = os.path.join(src, "tokenizer.json")
+    if not os.path.exists(tok_src):
+        tok_src = os.path.join(run_dir, "tokenizer.json")
+    refuse_overwriting_inputs([("OUT_DIR", out_dir)], [("the model", src), ("the tokenizer", tok_src),
+                                                       ("the run's settings", args_path)])
     if shallow_exit_layer is None:
-        args_path = os.path.join(run_dir, "args.json")
         if os.path.exists(args_path):
             with open(args_path) as f:
                 shallow_exit_layer = json.load(f).get("shallow_exit_layer")
@@ -50,20 +60,16 @@ def export(run_dir: str, out_dir: str, which: str = "auto", dtype: str = "f16",
     if not 1 <= shallow_exit_layer < L:
         raise SystemExit(f"shallow exit layer {shallow_exit_layer} is not in 1..{L - 1}")
     model.to(DTYPES[dtype])
-    os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tok_src = os.path.join(src, "tokenizer.json")
-    if not os.path.exists(tok_src):
-        tok_src = os.path.join(run_dir, "tokenizer.json")
-    shutil.copyfile(tok_src, os.path.join(out_dir, "tokenizer.json"))
-    write_free_json(out_dir, shallow_exit_layer, threshold)
+    with replacing_files(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        shutil.copyfile(tok_src, os.path.join(tmp, "tokenizer.json"))
+        write_free_json(tmp, shallow_exit_layer, threshold)
     return out_dir
 
 
 def write_free_json(out_dir: str, shallow_exit_layer: int, threshold: float = 0.9):
-    with open(os.path.join(out_dir, "free.json"), "w") as f:
-        json.dump(free_settings(shallow_exit_layer, threshold), f, indent=2)
-        f.write("\n")
+    settings = free_settings(shallow_exit_layer, threshold)
+    write_text(os.path.join(out_dir, "free.json"), json.dumps(settings, indent=2) + "\n")
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ import statistics
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from . import EOS, EOS_ID, PAD, PAD_ID, TASK_PREFIXES, UNK, UNK_ID
+from .atomic import refuse_overwriting_inputs, write_text
 
 
 def training_texts(rows):
@@ -81,11 +82,13 @@ def main(argv=None):
     t.add_argument("--vocab-size", type=int, default=4096)
     t.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    rows = read_jsonl(find_split(a.data, "train"))
+    train_path, val_path = find_split(a.data, "train"), find_split(a.data, "validation")
+    refuse_overwriting_inputs([("--out", a.out)], [("--data", train_path), ("--data", val_path)])
+    rows = read_jsonl(train_path)
     tok = train_tokenizer(training_texts(rows), a.vocab_size)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tok.save(a.out)
-    val = read_jsonl(find_split(a.data, "validation"))
+    write_text(a.out, tok.to_str(pretty=True))  # what tok.save writes
+    val = read_jsonl(val_path)
     print(f"vocab {tok.get_vocab_size()} -> {a.out}")
     for task, s in length_stats(tok, val).items():
         print(task, {k: round(v, 4) for k, v in s.items()})

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -34,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from . import EOS_ID, PAD_ID, TASK_PREFIXES
+from .atomic import refuse_overwriting_inputs, replacing_dir, write_text
 from .batching import collate, encode_rows, make_batches, real_tokens
 from .data import find_split, read_jsonl
 from .distributed import Dist, QuietLog
@@ -366,34 +366,22 @@ def evaluate(obj: FreeObjective, enc, batch_tokens: int, device) -> dict:
 
 
 def save_checkpoint(run_dir, model, tok, opt, state, log):
-    tmp = os.path.join(run_dir, CKPT + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save(os.path.join(tmp, "tokenizer.json"))
-    torch.save({"optimizer": opt.state_dict(), "state": state,
-                "torch_rng": torch.get_rng_state()}, os.path.join(tmp, "trainer_state.pt"))
     final = os.path.join(run_dir, CKPT)
-    old = os.path.join(run_dir, CKPT + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    with replacing_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        tok.save(os.path.join(tmp, "tokenizer.json"))
+        torch.save({"optimizer": opt.state_dict(), "state": state,
+                    "torch_rng": torch.get_rng_state()}, os.path.join(tmp, "trainer_state.pt"))
     log(f"checkpoint saved: step {state['step']}, {state['tokens'] / 1e6:.2f}M tokens -> {final}")
 
 
 def save_best(run_dir, model, tok, val, step):
-    tmp = os.path.join(run_dir, BEST + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save(os.path.join(tmp, "tokenizer.json"))
-    # Beside the weights, so a resume after a crash compares against this model's loss,
-    # not against an older one in a checkpoint saved before it.
-    with open(os.path.join(tmp, BEST_VAL), "w") as f:
-        json.dump({"ce_deep": val, "step": step}, f)
-    final = os.path.join(run_dir, BEST)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with replacing_dir(os.path.join(run_dir, BEST)) as tmp:
+        model.save_pretrained(tmp)
+        tok.save(os.path.join(tmp, "tokenizer.json"))
+        # Beside the weights, so a resume after a crash compares against this model's loss,
+        # not against an older one in a checkpoint saved before it.
+        write_text(os.path.join(tmp, BEST_VAL), json.dumps({"ce_deep": val, "step": step}))
 
 
 def pick_tokenizer(args, resume_dir: str | None, train_rows, tok_path: str, log):
@@ -412,7 +400,7 @@ def pick_tokenizer(args, resume_dir: str | None, train_rows, tok_path: str, log)
         from .tokenizer import train_tokenizer, training_texts
         log(f"training a Unigram tokenizer, vocab {args.vocab_size}, on {len(train_rows)} examples")
         tok = train_tokenizer(training_texts(train_rows), args.vocab_size)
-    tok.save(tok_path)
+    write_text(tok_path, tok.to_str(pretty=True))  # what tok.save writes
     return tok
 
 
@@ -492,6 +480,11 @@ def backward_step(forward, dist: Dist, my_batches: list, enc, device, autocast, 
 
 def main(argv=None):
     args = parse_args(argv)
+    train_path, val_path = find_split(args.data, "train"), find_split(args.data, "validation")
+    # The run folder takes new files and replaces checkpoint/ and best/ whole.
+    refuse_overwriting_inputs([("--run-dir", args.run_dir)], [
+        ("--data", train_path), ("--data", val_path), ("--init", args.init), ("--tokenizer", args.tokenizer),
+        ("--from-trunk", args.from_trunk)])
     from tokenizers import Tokenizer
     from transformers import T5ForConditionalGeneration
 
@@ -510,7 +503,7 @@ def main(argv=None):
     # tokenizer: rank 0 picks and writes it, the other ranks read its file (two trainings of a
     # new tokenizer need not agree)
     tok_path = os.path.join(args.run_dir, "tokenizer.json")
-    train_rows = read_jsonl(find_split(args.data, "train"))
+    train_rows = read_jsonl(train_path)
     if args.limit_train:
         train_rows = train_rows[: args.limit_train]
     tok = dist.on_main(pick_tokenizer, args, start_dir if resuming else None, train_rows, tok_path, log)
@@ -550,7 +543,7 @@ def main(argv=None):
     t0 = time.time()
     enc = encode_rows(tok, train_rows, args.max_source_len, args.max_target_len,
                       max_summarize_source=args.max_summarize_source)
-    val_rows = read_jsonl(find_split(args.data, "validation"))
+    val_rows = read_jsonl(val_path)
     if args.limit_val:
         val_rows = [r for t in TASK_PREFIXES for r in [x for x in val_rows if x["task"] == t][: args.limit_val]]
     venc = encode_rows(tok, val_rows, args.max_source_len, args.max_target_len)
@@ -594,8 +587,7 @@ def main(argv=None):
     # Written once the resume is known to be consistent: a refused one leaves the run's as it was.
     # (Every rank has read it in parse_args before the tokenizer's barrier.)
     if dist.is_main:
-        with open(os.path.join(args.run_dir, "args.json"), "w") as f:
-            json.dump(run_args(args), f, indent=2)
+        write_text(os.path.join(args.run_dir, "args.json"), json.dumps(run_args(args), indent=2))
 
     stop = {"flag": False}
 

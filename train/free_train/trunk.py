@@ -24,9 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 
 import torch
+
+from .atomic import refuse_overwriting_inputs, replacing_dir, write_text
 
 MANIFEST = "trunk.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -97,20 +98,19 @@ def save_trunk(run_dir: str, out_dir: str, optimizer_limit_mib: float = OPTIMIZE
     from safetensors.torch import save_file
     from .export import export
     ckpt = os.path.join(run_dir, "checkpoint")
+    args_path, metrics_path = os.path.join(run_dir, "args.json"), os.path.join(run_dir, "metrics.jsonl")
+    # The trunk folder is replaced whole: --out RUN_DIR would delete the run.
+    refuse_overwriting_inputs([("--out", out_dir)], [("the run's checkpoint", ckpt), ("its settings", args_path),
+                                                     ("its metrics", metrics_path)])
     ts_path = os.path.join(ckpt, "trainer_state.pt")
     if not os.path.exists(ts_path):
         raise SystemExit(f"{ckpt} has no trainer_state.pt: nothing to save as a trunk")
     ts = torch.load(ts_path, weights_only=False)
-    with open(os.path.join(run_dir, "args.json")) as f:
+    with open(args_path) as f:
         args = json.load(f)
-    tmp = out_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    export(run_dir, tmp, which="checkpoint", dtype="f16", shallow_exit_layer=args["shallow_exit_layer"])
     skeleton, tensors = flatten_optimizer(ts["optimizer"])
     mib = sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20
     keep_opt = mib <= optimizer_limit_mib
-    if keep_opt:
-        save_file(tensors, os.path.join(tmp, OPTIMIZER))
     state = {k: v for k, v in ts["state"].items() if k != "best_val"}
     man = {"format": FORMAT, "args": args, "state": state,
            "optimizer_state": skeleton if keep_opt else None,
@@ -118,22 +118,12 @@ def save_trunk(run_dir: str, out_dir: str, optimizer_limit_mib: float = OPTIMIZE
                               f"{args['optimizer']} state ({mib:.0f} MiB) not kept: a resume re-warms a fresh "
                               f"optimizer over --rewarm steps"),
            "last_validation": last_validation(run_dir, state["step"])}
-    with open(os.path.join(tmp, MANIFEST), "w") as f:
-        json.dump(man, f, indent=1)
-        f.write("\n")
-    replace_dir(tmp, out_dir)
+    with replacing_dir(out_dir) as tmp:
+        export(run_dir, tmp, which="checkpoint", dtype="f16", shallow_exit_layer=args["shallow_exit_layer"])
+        if keep_opt:
+            save_file(tensors, os.path.join(tmp, OPTIMIZER))
+        write_text(os.path.join(tmp, MANIFEST), json.dumps(man, indent=1) + "\n")
     return man
-
-
-def replace_dir(tmp: str, out_dir: str):
-    """Put the finished folder `tmp` in place of out_dir: two renames, so a stop leaves either
-    folder whole (out_dir, or out_dir.old beside tmp)."""
-    old = out_dir.rstrip("/") + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(out_dir):
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def describe(man: dict) -> str:
