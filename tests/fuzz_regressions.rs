@@ -1,14 +1,42 @@
 //! Inputs the fuzzers (fuzz/, scripts/fuzz.sh) once crashed on, kept under
-//! fuzz/regressions/TARGET/: each must now load as a typed error naming the file it came in.
+//! fuzz/regressions/TARGET/: each must now load as a typed error naming the file it came in
+//! (safetensors: be taken as the target takes it, without a panic). And the safetensors
+//! target's seeds must load and run, or its fuzzing never reaches the model.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use std::path::Path;
 
+use candle_core::Device;
 use common::fixtures;
+use free_wasm::config::T5Config;
+use free_wasm::decode::greedy;
 use free_wasm::error::{Error, ModelFile};
+use free_wasm::model::T5Model;
+use free_wasm::weights::Weights;
 use free_wasm::{ModelFiles, Pipeline};
+
+/// What the safetensors target does with an input: load it with the seeds' config and, if
+/// it loads, generate three tokens.
+fn take_weights(data: &[u8]) -> free_wasm::Result<Vec<u32>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tiny/config.json");
+    let config = T5Config::from_json(&std::fs::read(dir).unwrap())?;
+    let model = T5Model::load(config, Weights::from_bytes(data, &Device::Cpu)?, &Device::Cpu)?;
+    Ok(greedy(&model, &[5, 6, 7, 1], 3)?.tokens)
+}
+
+#[test]
+fn the_safetensors_seeds_load_and_generate() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/safetensors");
+    for dtype in ["f32", "f16", "bf16"] {
+        let path = corpus.join(format!("seed-tiny-{dtype}"));
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (tools/make_fuzz_seeds.py writes it)", path.display()));
+        assert!(data.len() <= 16384, "{}: {} bytes, over scripts/fuzz.sh's input cap", path.display(), data.len());
+        let tokens = take_weights(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(tokens.iter().all(|&t| t < 16), "{dtype}: ids outside the vocabulary: {tokens:?}");
+    }
+}
 
 #[test]
 fn every_saved_crash_is_now_a_typed_error() {
@@ -22,7 +50,12 @@ fn every_saved_crash_is_now_a_typed_error() {
             let path = input.unwrap().path();
             let data = std::fs::read(&path).unwrap();
             let (files, file) = match name.as_str() {
-                "safetensors" => (ModelFiles { weights: &data, ..fx.files() }, ModelFile::Weights),
+                "safetensors" => {
+                    // Any outcome but a panic: the target loads with the seeds' config.
+                    let _ = take_weights(&data);
+                    replayed += 1;
+                    continue;
+                }
                 "config" => (ModelFiles { config: &data, ..fx.files() }, ModelFile::Config),
                 "free_json" => (ModelFiles { free: Some(&data), ..fx.files() }, ModelFile::FreeSettings),
                 "tokenizer" => (ModelFiles { tokenizer: &data, ..fx.files() }, ModelFile::Tokenizer),

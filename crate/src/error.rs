@@ -83,6 +83,27 @@ pub enum Error {
     Compute(String),
 }
 
+/// Declares `Error::KINDS` and `Error::kind` from one list of the variants: `kind`'s match
+/// is exhaustive, so a new variant must join the list, and docs/errors.md is checked
+/// against the list (a test below), so the errors table cannot drift from the enum.
+macro_rules! kinds {
+    ($($variant:ident),* $(,)?) => {
+        impl Error {
+            /// Every variant's name, in declaration order: the rows of docs/errors.md.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The variant's name (e.g. "TensorShape"), for callers that tell errors apart.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Error::$variant { .. } => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+kinds!(Io, Malformed, MissingTensor, TensorShape, UnsupportedDtype, UnexpectedTensors, InvalidSetting, InvalidInput, Gpu, DeviceLost, Compute);
+
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Error::Compute(e.to_string())
@@ -90,3 +111,35 @@ impl From<candle_core::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::Error;
+
+    /// The library table of docs/errors.md: its rows' first cells, `` `Kind` ``.
+    fn documented_kinds() -> Vec<String> {
+        let doc = include_str!("../../docs/errors.md");
+        let table = doc.split("## Library errors").nth(1).expect("docs/errors.md has a \"## Library errors\" section");
+        let table = table.split("\n## ").next().unwrap_or(table);
+        table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`').map(|(kind, _)| kind.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_errors_table_has_one_row_per_kind_in_order() {
+        assert_eq!(documented_kinds(), Error::KINDS, "docs/errors.md's library table must list Error's variants, in order");
+    }
+
+    #[test]
+    fn kind_names_the_variant() {
+        let e = Error::TensorShape { name: "shared.weight".into(), expected: vec![4, 2], found: vec![2, 4] };
+        assert_eq!(e.kind(), "TensorShape");
+        assert_eq!(Error::DeviceLost("gone".into()).kind(), "DeviceLost");
+        assert_eq!(Error::InvalidInput("x".into()).kind(), "InvalidInput");
+    }
+}

@@ -17,5 +17,10 @@ pub mod wasm;
 #[cfg(all(target_arch = "wasm32", not(feature = "gpu")))]
 compile_error!("the wasm API needs the `gpu` feature (on by default)");
 
+// Every unit test module imports `wasm_bindgen_test as test` on wasm32, so `wasm-pack test`
+// runs all of them in the browser, not only natively.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 pub use error::{Error, Result};
 pub use pipeline::{GenerateOptions, ModelFiles, Pipeline, StrategyName, TextGeneration};

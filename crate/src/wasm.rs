@@ -14,7 +14,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::backend::gpu::{Gpu, GpuModel};
+use crate::backend::gpu::{DeviceHandle, Gpu, GpuModel};
 use crate::backend::Backend;
 use crate::decode::{Counters, TokenTrace};
 use crate::error::Error;
@@ -53,6 +53,8 @@ macro_rules! on_engine {
 #[wasm_bindgen]
 pub struct FreeModel {
     pipeline: Rc<RefCell<Option<Engine>>>,
+    /// The WebGPU device, reachable while a generation holds the pipeline (`loseDevice`).
+    device: Option<DeviceHandle>,
 }
 
 /// What `generate` returns to JavaScript.
@@ -203,7 +205,35 @@ impl FreeModel {
             )));
         }
         let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
-        Ok(FreeModel::new(Engine::Gpu(Pipeline::from_files_gpu(&files, gpu).map_err(device_error)?)))
+        let pipeline = Pipeline::from_files_gpu(&files, gpu).map_err(device_error)?;
+        let device = pipeline.model.gpu().handle();
+        Ok(FreeModel { device: Some(device), ..FreeModel::new(Engine::Gpu(pipeline)) })
+    }
+
+    /// Moves a model whose WebGPU device was lost (or any WebGPU model) to the CPU, built
+    /// from the same files' bytes, with what its adaptive threshold had learned: as it was
+    /// before the generation the loss ended (see `generateStreaming`). Later calls run on
+    /// the CPU. Fails while a generation runs, and on a model already on the CPU.
+    #[wasm_bindgen(js_name = moveToCpu)]
+    pub fn move_to_cpu(&mut self, config: &[u8], weights: &[u8], tokenizer: &[u8], free: Option<Vec<u8>>) -> Result<(), JsError> {
+        with_pipeline(&self.pipeline, |e| {
+            let Engine::Gpu(gpu) = e else { return Err(JsError::new("this FreeModel is already on the CPU")) };
+            let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
+            let mut cpu = Pipeline::from_files(&files)?;
+            std::mem::swap(&mut cpu.adaptive, &mut gpu.adaptive);
+            *e = Engine::Cpu(cpu);
+            Ok(())
+        })?;
+        self.device = None;
+        Ok(())
+    }
+
+    /// Destroys the model's WebGPU device now, as a driver reset would: the generation
+    /// running (if any) and later ones see a lost device. For testing what a page does
+    /// then, and for giving the GPU's memory back at once. False on the CPU.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) -> bool {
+        self.device.as_ref().inspect(|d| d.destroy()).is_some()
     }
 
     /// Where the model runs: "cpu" or "webgpu".
@@ -234,8 +264,10 @@ impl FreeModel {
     /// tokens, and earlier ones a deep pass annotated or a rollback dropped), and awaits
     /// what `onStep` returns when that is a promise. If that promise rejects, generation
     /// stops and the returned promise rejects with the same value (an `AbortError`, say);
-    /// the adaptive threshold keeps what it learned until then. Resolves to what
-    /// `generate` returns.
+    /// the adaptive threshold keeps what it learned until then. A generation that ends
+    /// because the WebGPU device was lost ("DeviceLostError") leaves the adaptive threshold
+    /// as it was before it, so that a replay on the CPU (`moveToCpu`) decides as an
+    /// uninterrupted run would. Resolves to what `generate` returns.
     #[wasm_bindgen(js_name = generateStreaming)]
     pub fn generate_streaming(&self, text: String, options: JsValue, on_step: js_sys::Function) -> js_sys::Promise {
         let cell = Rc::clone(&self.pipeline);
@@ -245,8 +277,18 @@ impl FreeModel {
             // the BUSY error instead of a model changing under this generation.
             let mut guard = cell.try_borrow_mut().map_err(|_| JsError::new(BUSY))?;
             let engine = guard.as_mut().ok_or_else(|| JsError::new(DISPOSED))?;
-            let output = on_engine!(engine, p => stream(p, &text, &options, &on_step).await?);
-            Ok(to_js(&output)?)
+            let output = match engine {
+                Engine::Cpu(p) => stream(p, &text, &options, &on_step).await,
+                Engine::Gpu(p) => {
+                    let before = p.adaptive.clone();
+                    let output = stream(p, &text, &options, &on_step).await;
+                    if let Err(Failure::Library(Error::DeviceLost(_))) = output {
+                        p.adaptive = before;
+                    }
+                    output
+                }
+            };
+            Ok(to_js(&output?)?)
         })
     }
 
@@ -296,7 +338,35 @@ impl FreeModel {
 
 impl FreeModel {
     fn new(engine: Engine) -> Self {
-        FreeModel { pipeline: Rc::new(RefCell::new(Some(engine))) }
+        FreeModel { pipeline: Rc::new(RefCell::new(Some(engine))), device: None }
+    }
+}
+
+/// Why a streaming generation stopped: the library failed, or JavaScript (an `onStep` that
+/// threw or rejected, a value that would not convert).
+enum Failure {
+    Library(Error),
+    Js(JsValue),
+}
+
+impl From<JsValue> for Failure {
+    fn from(e: JsValue) -> Self {
+        Failure::Js(e)
+    }
+}
+
+impl From<JsError> for Failure {
+    fn from(e: JsError) -> Self {
+        Failure::Js(e.into())
+    }
+}
+
+impl From<Failure> for JsValue {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Library(e) => js_error(e),
+            Failure::Js(e) => e,
+        }
     }
 }
 
@@ -307,14 +377,14 @@ async fn stream<B: Backend>(
     text: &str,
     options: &GenerateOptions,
     on_step: &js_sys::Function,
-) -> Result<GenerateOutput, JsValue> {
-    let (mut generating, clock) = start_timed(p, text, options).map_err(js_error)?;
+) -> Result<GenerateOutput, Failure> {
+    let (mut generating, clock) = start_timed(p, text, options).map_err(Failure::Library)?;
     while !generating.is_done() {
-        let from = generating.advance().await.map_err(js_error)?;
+        let from = generating.advance().await.map_err(Failure::Library)?;
         let entries = to_js(&generating.entries_from(from))?;
         let returned = on_step.call2(&JsValue::NULL, &JsValue::from(from as u32), &entries)?;
         JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
     }
     let timings = clock.timings();
-    Ok(GenerateOutput::new(generating.finish().map_err(js_error)?, timings))
+    Ok(GenerateOutput::new(generating.finish().map_err(Failure::Library)?, timings))
 }

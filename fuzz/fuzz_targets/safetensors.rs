@@ -1,9 +1,9 @@
-//! model.safetensors: any bytes, read and taken by the fixture's config.json; weights that
-//! load must also run (greedy decoding). The tokenizer is left out: loading it would cost
-//! most of each run.
+//! model.safetensors: any bytes, read and taken by a tiny T5's config.json
+//! (fuzz/seeds/tiny, written by tools/make_fuzz_seeds.py with the corpus's `seed-tiny-*`
+//! checkpoints, valid in f32, f16 and bf16, so mutations start from weights that load);
+//! weights that load must also run (greedy decoding). The tokenizer is left out: loading it
+//! would cost most of each run.
 #![no_main]
-#[path = "common.rs"]
-mod common;
 
 use std::sync::OnceLock;
 
@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn config() -> &'static T5Config {
     static CONFIG: OnceLock<T5Config> = OnceLock::new();
-    CONFIG.get_or_init(|| T5Config::from_json(common::CONFIG).expect("the fixture's config.json loads"))
+    CONFIG.get_or_init(|| T5Config::from_json(include_bytes!("../seeds/tiny/config.json")).expect("the seeds' config.json loads"))
 }
 
 fuzz_target!(|data: &[u8]| {

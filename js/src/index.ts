@@ -11,6 +11,7 @@ import { Turns } from "./turns.js";
 import type {
   AdaptiveState,
   Device,
+  DeviceChange,
   GenerateOptions,
   Generation,
   LoadOptions,
@@ -79,7 +80,7 @@ interface WasmOptions {
   runAhead?: boolean;
 }
 
-const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "runAhead", "onToken", "signal"];
+const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "runAhead", "onToken", "onDeviceChange", "signal"];
 
 function wasmOptions(options: GenerateOptions): WasmOptions {
   // The wasm layer refuses unknown fields; the wrapper must too, or a typo such as
@@ -128,10 +129,20 @@ function nextTask(): Promise<void> {
   });
 }
 
+/** The wasm layer's result: a Generation but for what this wrapper adds. */
+type RawGeneration = Omit<Generation, "deviceChanges">;
+
+/** The trace that a sequence of token events describes. */
+function applyEvent(trace: TraceEntry[], from: number, entries: TraceEntry[]): void {
+  trace.splice(from, trace.length - from, ...entries);
+}
+
 /** A loaded model. Load with `FreeModel.load`; free its memory with `dispose()`. */
 export class FreeModel {
-  readonly info: ModelInfo;
+  #info: ModelInfo;
   #raw: RawModel;
+  /** The files' bytes, kept while on WebGPU to rebuild the model on the CPU if the device is lost. */
+  #carry: LoadedFiles | null;
   /** Generations, and the calls that read or reset what they learn, one after another. */
   #turns = new Turns();
   /** Aborted by dispose(), to stop the running generation and those queued behind it. */
@@ -139,15 +150,21 @@ export class FreeModel {
   /** Set once the wasm side has freed the model; later calls get its "disposed" error. */
   #disposed = false;
 
-  private constructor(raw: RawModel, deviceNote: string | null) {
+  private constructor(raw: RawModel, deviceNote: string | null, carry: LoadedFiles | null) {
     this.#raw = raw;
-    this.info = {
+    this.#carry = raw.device() === "webgpu" ? carry : null;
+    this.#info = {
       device: raw.device() === "webgpu" ? "webgpu" : "cpu",
       deviceNote,
       decoderBlocks: raw.decoderBlocks(),
       shallowExitLayer: raw.shallowExitLayer() ?? null,
       tasks: raw.tasks(),
     };
+  }
+
+  /** What the model is and where it runs now. */
+  get info(): ModelInfo {
+    return this.#info;
   }
 
   /**
@@ -161,7 +178,7 @@ export class FreeModel {
     const [files] = await Promise.all([loadFiles(source, options), initWasm()]);
     options.signal?.throwIfAborted();
     const [raw, note] = await build(files, options.device);
-    return new FreeModel(raw, note);
+    return new FreeModel(raw, note, options.carryOver === false ? null : files);
   }
 
   /**
@@ -170,9 +187,11 @@ export class FreeModel {
    * disposed) it rejects with the abort reason, a DOMException named "AbortError" unless
    * you gave another; what the adaptive threshold learned until then stays. Calls made
    * while another generation runs wait for it (an abort meanwhile rejects at once). If
-   * the WebGPU device is lost (a driver reset, say) it rejects with an Error named
-   * "DeviceLostError", as does every later call: load the model again (`device: "cpu"`
-   * always works).
+   * the WebGPU device is lost (a driver reset, say), the model moves to the CPU and the
+   * generation finishes there as if nothing had happened, but for `deviceChanges` and
+   * `onDeviceChange`; later calls run on the CPU. With `carryOver: false` it rejects
+   * with an Error named "DeviceLostError" instead, as does every later call: load the
+   * model again (`device: "cpu"` always works).
    */
   generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
     // Bad arguments are refused now, not when the generations queued before this one end.
@@ -192,15 +211,79 @@ export class FreeModel {
     const disposing = this.#disposing.signal;
     signal?.throwIfAborted();
     if (!this.#disposed) disposing.throwIfAborted();
+    /** The trace as the caller was shown it. */
+    const shown: TraceEntry[] = [];
     const onStep = async (from: number, entries: TraceEntry[]) => {
+      applyEvent(shown, from, entries);
       onToken?.({ from, entries });
       await nextTask();
       signal?.throwIfAborted();
       disposing.throwIfAborted();
     };
-    // The wasm layer resolves to a value shaped as Generation (crate/src/wasm.rs
-    // GenerateOutput); types.ts mirrors it field for field.
-    return (await this.#raw.generateStreaming(text, raw, onStep)) as Generation;
+    try {
+      // The wasm layer resolves to a value shaped as Generation (crate/src/wasm.rs
+      // GenerateOutput) without deviceChanges; types.ts mirrors it field for field.
+      const out = (await this.#raw.generateStreaming(text, raw, onStep)) as RawGeneration;
+      return { ...out, deviceChanges: [] };
+    } catch (e) {
+      if (!(e instanceof Error && e.name === "DeviceLostError") || this.#carry === null) throw e;
+      const change: DeviceChange = { from: "webgpu", to: "cpu", reason: e.message, afterTokens: shown.length };
+      this.#moveToCpu(this.#carry, e);
+      options.onDeviceChange?.(change);
+      return { ...(await this.#replay(text, raw, options, shown)), deviceChanges: [change] };
+    }
+  }
+
+  /** Rebuilds the model on the CPU from the kept bytes, with what the threshold had learned. */
+  #moveToCpu(files: LoadedFiles, lost: Error): void {
+    try {
+      this.#raw.moveToCpu(files.config, files.weights, files.tokenizer, files.free);
+    } catch (cpu) {
+      const error = new Error(`${lost.message}; moving the model to the CPU failed too: ${errorText(cpu)}`);
+      error.name = "DeviceLostError";
+      throw error;
+    }
+    this.#carry = null;
+    this.#info = { ...this.#info, device: "cpu", deviceNote: `the WebGPU device was lost (${lost.message}); the model moved to the CPU` };
+  }
+
+  /**
+   * The generation again, on the CPU, from its start: the CPU decides what the GPU did, so
+   * the steps the caller was already shown are replayed silently, the first step past them
+   * carries the whole trace (`from` 0, replacing the GPU's entries with the CPU's own
+   * confidences), and the steps after it stream as usual.
+   */
+  async #replay(text: string, raw: WasmOptions, options: GenerateOptions, shown: TraceEntry[]): Promise<RawGeneration> {
+    const { onToken, signal } = options;
+    const disposing = this.#disposing.signal;
+    const trace: TraceEntry[] = [];
+    let caughtUp = false;
+    const onStep = async (from: number, entries: TraceEntry[]) => {
+      applyEvent(trace, from, entries);
+      if (caughtUp) {
+        onToken?.({ from, entries });
+      } else if (trace.length > shown.length) {
+        caughtUp = true;
+        onToken?.({ from: 0, entries: [...trace] });
+      }
+      await nextTask();
+      signal?.throwIfAborted();
+      disposing.throwIfAborted();
+    };
+    const out = (await this.#raw.generateStreaming(text, raw, onStep)) as RawGeneration;
+    // A replay that never went past what the GPU had shown still leaves the caller the CPU's trace.
+    if (!caughtUp) onToken?.({ from: 0, entries: [...trace] });
+    return out;
+  }
+
+  /**
+   * Destroys the model's WebGPU device now, as a driver reset would: the running
+   * generation (and later ones) then move to the CPU, or reject with a "DeviceLostError"
+   * under `carryOver: false`. For testing what your page does when the GPU goes away;
+   * callable from `onToken`. Returns false (and does nothing) on the CPU.
+   */
+  loseDevice(): boolean {
+    return !this.#disposed && this.#raw.loseDevice();
   }
 
   /**
@@ -230,6 +313,7 @@ export class FreeModel {
     this.#disposing.abort(new DOMException("the model was disposed during generate", "AbortError"));
     await this.#turns.settled();
     this.#raw.dispose();
+    this.#carry = null;
     this.#disposed = true;
   }
 }

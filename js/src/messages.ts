@@ -2,7 +2,7 @@
 // request carries an id; the worker answers it with any number of progress/warning/token messages
 // and then exactly one "done" or "error".
 
-import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, LoadProgress, ModelFiles, ModelInfo, TokenEvent } from "./types.js";
+import type { AdaptiveState, DeviceChange, GenerateOptions, Generation, LoadOptions, LoadProgress, ModelFiles, ModelInfo, TokenEvent } from "./types.js";
 
 /** What each request resolves to. */
 export interface Results {
@@ -10,6 +10,7 @@ export interface Results {
   generate: Generation;
   adaptiveState: AdaptiveState;
   resetAdaptive: null;
+  loseDevice: boolean;
   dispose: null;
 }
 
@@ -19,13 +20,15 @@ export type WorkerRequest =
       type: "load";
       /** A URL string already resolved against the page (the worker's base differs). */
       source: { baseUrl: string } | { files: ModelFiles };
-      options: Pick<LoadOptions, "cache" | "cacheName" | "device">;
+      options: Pick<LoadOptions, "cache" | "cacheName" | "device" | "carryOver">;
     }
-  | { id: number; type: "generate"; text: string; options: Omit<GenerateOptions, "onToken" | "signal"> }
+  | { id: number; type: "generate"; text: string; options: Omit<GenerateOptions, "onToken" | "onDeviceChange" | "signal"> }
   /** Aborts the generation that request `target` started. */
   | { id: number; type: "abort"; target: number }
   | { id: number; type: "adaptiveState" }
   | { id: number; type: "resetAdaptive" }
+  /** Answered at once, also while a generation runs (which then sees the loss). */
+  | { id: number; type: "loseDevice" }
   | { id: number; type: "dispose" };
 
 /** An error as it crosses the thread boundary: enough to rebuild an Error or DOMException. */
@@ -38,5 +41,6 @@ export type WorkerResponse =
   | { id: number; type: "progress"; progress: LoadProgress }
   | { id: number; type: "warning"; message: string }
   | { id: number; type: "token"; event: TokenEvent }
+  | { id: number; type: "deviceChange"; change: DeviceChange; info: ModelInfo }
   | { id: number; type: "done"; value: Results[keyof Results] }
   | { id: number; type: "error"; error: SentError };

@@ -62,6 +62,28 @@ export interface LoadOptions {
    * Storage (a full quota, say). Default: console.warn.
    */
   onWarning?: (message: string) => void;
+  /**
+   * On WebGPU: when the GPU device is lost (a driver reset, a crashed GPU process), move the
+   * model to the CPU and finish the generation there, with the tokens, exits and trace an
+   * uninterrupted run gives (see `Generation.deviceChanges`). This keeps the files' bytes
+   * in memory beside the GPU's copy (about the size of model.safetensors). Default true;
+   * false rejects with a "DeviceLostError" instead, and holds nothing.
+   */
+  carryOver?: boolean;
+}
+
+/**
+ * The model moved to another device during a generation: the WebGPU device was lost and
+ * the generation was replayed on the CPU (the input encoded again, the tokens before the
+ * loss decoded again with the adaptive threshold as it was before the call), then went on.
+ */
+export interface DeviceChange {
+  from: "webgpu";
+  to: "cpu";
+  /** Why: the lost device's message. */
+  reason: string;
+  /** Tokens the page had been shown from the GPU when the loss was noticed. */
+  afterTokens: number;
 }
 
 /** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */
@@ -125,8 +147,12 @@ export interface Generation {
   truncatedInputBytes: number;
   /** Every decided token in order, rolled-back ones included. */
   trace: TraceEntry[];
+  /** Counters of the run that produced the result (after a device change, the CPU's replay). */
   counters: Counters;
+  /** Of the run that produced the result (after a device change, the CPU's replay). */
   timings: Timings;
+  /** Where the model moved during this generation; empty when it stayed where it was. */
+  deviceChanges: DeviceChange[];
 }
 
 /** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`). */
@@ -180,6 +206,11 @@ export interface GenerateOptions {
   runAhead?: boolean;
   /** Called after every decoder step. */
   onToken?: (event: TokenEvent) => void;
+  /**
+   * Called when the model moves to another device during this generation (a lost GPU,
+   * with `LoadOptions.carryOver`), before the generation goes on there.
+   */
+  onDeviceChange?: (change: DeviceChange) => void;
   /** Cancels between decoder steps; `generate` then rejects with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -231,8 +262,9 @@ export interface Moments {
 
 /** What a loaded model is. */
 export interface ModelInfo {
+  /** Where the model runs now (a model moves to the CPU when its GPU is lost, see `carryOver`). */
   device: "cpu" | "webgpu";
-  /** With device "auto": why the model is on the CPU rather than WebGPU, else null. */
+  /** Why the model is on the CPU rather than WebGPU (device "auto", or a lost GPU), else null. */
   deviceNote: string | null;
   decoderBlocks: number;
   /** free.json's shallow exit, or null without free.json. */

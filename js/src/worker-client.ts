@@ -108,7 +108,7 @@ class Connection {
 
 /** A model loaded in a Web Worker; the API of FreeModel, asynchronous throughout. */
 export class FreeWorkerModel {
-  readonly info: ModelInfo;
+  #info: ModelInfo;
   #connection: Connection;
   #ownsWorker: boolean;
   #disposed = false;
@@ -116,7 +116,12 @@ export class FreeWorkerModel {
   private constructor(connection: Connection, ownsWorker: boolean, info: ModelInfo) {
     this.#connection = connection;
     this.#ownsWorker = ownsWorker;
-    this.info = info;
+    this.#info = info;
+  }
+
+  /** What the model is and where it runs now (as FreeModel.info; the worker tells of moves). */
+  get info(): ModelInfo {
+    return this.#info;
   }
 
   /** As FreeModel.load; the files are downloaded (and cached) by the worker. */
@@ -147,9 +152,9 @@ export class FreeWorkerModel {
     }
   }
 
-  /** As FreeModel.generate; `onToken` runs on the page's thread. */
+  /** As FreeModel.generate; `onToken` and `onDeviceChange` run on the page's thread. */
   async generate(text: string, options: GenerateOptions = {}): Promise<Generation> {
-    const { onToken, signal, ...rest } = options;
+    const { onToken, onDeviceChange, signal, ...rest } = options;
     signal?.throwIfAborted();
     const connection = this.#live();
     try {
@@ -159,6 +164,10 @@ export class FreeWorkerModel {
           // The worker may have decided more tokens before it heard of the abort; the
           // page sees none after it, as on the main thread.
           if (m.type === "token" && !signal?.aborted) onToken?.(m.event);
+          if (m.type === "deviceChange") {
+            this.#info = m.info;
+            onDeviceChange?.(m.change);
+          }
         },
         signal,
       );
@@ -174,6 +183,11 @@ export class FreeWorkerModel {
 
   async resetAdaptive(): Promise<void> {
     await this.#live().request<"resetAdaptive">({ type: "resetAdaptive" });
+  }
+
+  /** As FreeModel.loseDevice, in the worker; resolves once the device is destroyed. */
+  loseDevice(): Promise<boolean> {
+    return this.#live().request<"loseDevice">({ type: "loseDevice" });
   }
 
   /**

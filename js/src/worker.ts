@@ -44,10 +44,12 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
       const controller = new AbortController();
       generations.set(id, controller);
       try {
-        return await loaded().generate(request.text, {
+        const generating = loaded();
+        return await generating.generate(request.text, {
           ...request.options,
           signal: controller.signal,
           onToken: (event) => scope.postMessage({ id, type: "token", event }),
+          onDeviceChange: (change) => scope.postMessage({ id, type: "deviceChange", change, info: generating.info }),
         });
       } finally {
         generations.delete(id);
@@ -61,6 +63,8 @@ async function handle(request: WorkerRequest): Promise<Results[keyof Results]> {
     case "resetAdaptive":
       await loaded().resetAdaptive();
       return null;
+    case "loseDevice":
+      return loaded().loseDevice();
     case "dispose":
       return lifecycle.run(async () => {
         await model?.dispose();

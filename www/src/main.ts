@@ -3,7 +3,7 @@
 // charts, and runs the same input with `full` on request for the speedup and a diff.
 // URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
 
-import type { AdaptiveState, Counters, Device, GenerateOptions, ModelInfo, Moments, Strategy, TraceEntry } from "free-wasm";
+import type { AdaptiveState, Counters, Device, DeviceChange, GenerateOptions, ModelInfo, Moments, Strategy, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
 import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
@@ -59,6 +59,8 @@ interface Run {
   finished: boolean;
   /** What of the input the model did not see because it was longer than the model takes. */
   cut: { tokens: number; bytes: number };
+  /** The GPU was lost during the run and the package finished it on the CPU. */
+  moved: DeviceChange | null;
 }
 let last: Run | null = null;
 /** The generation under way (its trace so far), also when it is stopped. */
@@ -172,9 +174,13 @@ function drawAll(run: Run): void {
   drawBeta(ui.betaChart, adaptive, observations(run.trace));
 }
 
+/** "1 token", "2 tokens". */
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 /** The estimator's data: the calibration free.json ships (if any), then this page's runs. */
 function describePoints(state: AdaptiveState): string {
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const page = `${state.consistentPoints} consistent and ${state.inconsistentPoints} inconsistent points`;
   const calibration = state.calibration;
   if (!calibration) return `${page}, ${plural(state.fits, "fit")}`;
@@ -211,7 +217,7 @@ async function refreshAdaptive(): Promise<void> {
 async function generate(text: string, options: GenerateOptions & { strategy: Strategy }, draw: (run: Run) => void): Promise<Run> {
   if (!loaded) throw new Error("no model is loaded");
   running = new AbortController();
-  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false, cut: { tokens: 0, bytes: 0 } };
+  const run: Run = { text, options, trace: [], counters: null, timing: { start: performance.now(), first: null, last: null }, finished: false, cut: { tokens: 0, bytes: 0 }, moved: null };
   current = run;
   let frame = 0;
   try {
@@ -228,6 +234,14 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
           draw(run);
         });
       },
+      onDeviceChange: (change) => {
+        // The package moved the model to the CPU and goes on there: show where it runs now.
+        run.moved = change;
+        deviceAsked = "cpu";
+        ui.device.value = "cpu";
+        if (loaded) showDevice(loaded.model.info);
+        ui.status.textContent = `The GPU was lost after ${plural(change.afterTokens, "token")}; going on on the CPU…`;
+      },
     });
     cancelAnimationFrame(frame);
     run.timing.last = performance.now();
@@ -240,6 +254,12 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
     cancelAnimationFrame(frame);
     running = null;
   }
+}
+
+/** A sentence on a GPU lost during the run, or nothing. */
+function movedNote(moved: DeviceChange | null): string {
+  if (!moved) return "";
+  return ` The WebGPU device was lost after ${plural(moved.afterTokens, "token")} (${moved.reason}); the model moved to the CPU, which decided those tokens again the same way and finished the text.`;
 }
 
 /** A sentence on what of a long input the model did not read, or nothing. */
@@ -265,14 +285,14 @@ async function onGenerate(): Promise<void> {
   try {
     last = await generate(text, chosenOptions(), drawAll);
     ui.status.textContent = `Done: ${standing(last.trace).length} tokens${last.finished ? "" : " (stopped at the token limit)"}.`;
-    ui.status.textContent += cutNote(last.cut);
+    ui.status.textContent += cutNote(last.cut) + movedNote(last.moved);
   } catch (e) {
     if (e === STOPPED && current) {
       // Keep what was decided before the stop (no counters: the numbers stay estimates).
       last = current;
       ui.status.textContent = `Stopped by you after ${standing(current.trace).length} tokens.`;
     } else if (e instanceof Error && e.name === "DeviceLostError") {
-      // The model's GPU buffers are gone with the device: carry on with the CPU.
+      // The package could not move the model to the CPU itself: load it there afresh.
       ui.status.textContent = "Generation stopped.";
       showError(ui.error, `${describeError(e)}. The page loads the model on the CPU.`);
       ui.device.value = "cpu";

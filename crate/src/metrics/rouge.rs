@@ -90,6 +90,8 @@ fn lcs_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

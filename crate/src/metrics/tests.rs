@@ -3,6 +3,8 @@
 //! match bit for bit; BLEU goes through ln/exp, whose last bit depends on the platform's libm,
 //! so it is held to 1e-9 (on a 0-100 scale).
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::tokenize::{rouge_tokens, tokenize_13a};
 use super::*;
 use serde_json::Value;

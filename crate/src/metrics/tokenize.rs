@@ -144,6 +144,8 @@ pub(crate) fn clipped_matches<T: Eq + Hash>(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     fn joined(tokens: Vec<String>) -> String {

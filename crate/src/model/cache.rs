@@ -92,6 +92,8 @@ impl DecoderState {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use candle_core::{Device, Tensor};
 
     use super::BlockCache;

@@ -168,6 +168,8 @@ pub fn ln_gamma(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     /// Method of moments on samples in [0, 1] (clipped).

@@ -161,6 +161,9 @@ pub struct BmmState {
     pub fits: usize,
 }
 
+/// Clone is a snapshot: the wasm layer keeps one while a WebGPU generation runs, so a
+/// generation the device loss ends teaches the estimator nothing (its replay on the CPU does).
+#[derive(Clone)]
 pub struct AdaptiveThreshold {
     settings: BmmSettings,
     /// Online points, newest last (at most `window` of them).
@@ -353,6 +356,8 @@ fn highest_run(holds: impl Fn(f64) -> bool) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[derive(serde::Deserialize)]

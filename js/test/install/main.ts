@@ -2,7 +2,7 @@
 // bundled by Vite) and exposes one function per scenario for run.mjs to call and check.
 // It records what happened; run.mjs asserts the values.
 
-import { FreeModel, type Generation, type GenerateOptions, type LoadProgress, type Timings, type TokenEvent, type TraceEntry } from "free-wasm";
+import { FreeModel, type AdaptiveState, type DeviceChange, type Generation, type GenerateOptions, type LoadProgress, type Timings, type TokenEvent, type TraceEntry } from "free-wasm";
 import { FreeWorkerModel } from "free-wasm/worker";
 
 export interface Case {
@@ -58,6 +58,82 @@ function rebuild(events: TokenEvent[]): TraceEntry[] {
   const trace: TraceEntry[] = [];
   for (const { from, entries } of events) trace.splice(from, trace.length - from, ...entries);
   return trace;
+}
+
+/**
+ * Where a carry-over check destroys the GPU device: before the generation; once a token
+ * waits on the stack; just before the deep pass that synchronises a stack of two or more
+ * (so that pass is in flight or next); once half the tokens are shown; once the last token
+ * is shown; or after 3 tokens.
+ */
+export type LossPoint = "start" | "stack" | "sync" | "half" | "eos" | "mid";
+
+/** What of a generation must not depend on the device or on a loss along the way. */
+export interface Decided {
+  tokens: number[];
+  /** Per trace entry: token, exit, stacked, sync, deepToken, rolledBack. */
+  steps: string[];
+  /** The threshold in force per entry. */
+  thresholds: (number | null)[];
+}
+
+export interface CarryReport {
+  /** Uninterrupted on the CPU: the generation, and the same input again after it. */
+  reference: Decided;
+  referenceAgain: Decided;
+  /** Loaded on WebGPU, the device lost at the point: the generation, and the same input again. */
+  carried: Decided;
+  carriedAgain: Decided;
+  /** Tokens shown when the device was destroyed (null: the point never came). */
+  lostAt: number | null;
+  /**
+   * The adaptive threshold's data counts after the generation: consistent and inconsistent
+   * points and fits, on the CPU model and on the carried one (equal only if the points the
+   * lost run gave were dropped before its replay).
+   */
+  referenceCounts: number[];
+  carriedCounts: number[];
+  deviceChanges: DeviceChange[];
+  /** onDeviceChange calls, over both generations. */
+  events: DeviceChange[];
+  streamMatchesTrace: boolean;
+  deviceBefore: string;
+  deviceAfter: string;
+}
+
+function counts(s: AdaptiveState): number[] {
+  return [s.consistentPoints, s.inconsistentPoints, s.fits];
+}
+
+function decided(g: Generation): Decided {
+  return {
+    tokens: g.tokens,
+    steps: g.trace.map((t) => [t.token, t.exit, t.stacked, t.sync, t.deepToken, t.rolledBack].join(" ")),
+    thresholds: g.trace.map((t) => t.threshold),
+  };
+}
+
+/** The number of shown tokens at which to destroy the device, read off the CPU's trace. */
+function lossTrigger(point: LossPoint, reference: TraceEntry[]): (shown: TraceEntry[]) => boolean {
+  switch (point) {
+    case "start":
+      return () => false;
+    case "mid":
+      return (shown) => shown.length >= 3;
+    case "stack":
+      return (shown) => shown.some((t) => t.stacked);
+    case "half":
+      return (shown) => shown.length >= Math.ceil(reference.length / 2);
+    case "eos":
+      return (shown) => shown.length >= reference.length;
+    case "sync": {
+      // The first deep pass over two or more rows: the stacked tokens before the token it decided.
+      const rows = new Map<number, number>();
+      for (const t of reference) if (t.sync !== null) rows.set(t.sync, (rows.get(t.sync) ?? 0) + 1);
+      const at = reference.findIndex((t) => !t.stacked && t.sync !== null && (rows.get(t.sync) ?? 0) >= 2);
+      return at < 0 ? () => false : (shown) => shown.length >= at;
+    }
+  }
 }
 
 function describe(e: unknown): string {
@@ -213,6 +289,91 @@ const api = {
     const { threshold } = await model.adaptiveState();
     await model.dispose();
     return { fromCache, threshold };
+  },
+  /**
+   * The same generations on a CPU model and on a WebGPU model (after a first generation on
+   * another input, so the adaptive threshold has learned something) whose device is
+   * destroyed at `point`; then the same input again on both.
+   */
+  async carryOver(baseUrl: string, warm: Case, c: Case, point: LossPoint): Promise<CarryReport | string> {
+    try {
+      const cpu = await FreeModel.load({ baseUrl }, { device: "cpu" });
+      await cpu.generate(warm.text, warm.options);
+      const reference = await cpu.generate(c.text, c.options);
+      const referenceCounts = counts(await cpu.adaptiveState());
+      const referenceAgain = await cpu.generate(c.text, c.options);
+      await cpu.dispose();
+
+      const gpu = await FreeModel.load({ baseUrl }, { device: "webgpu" });
+      const deviceBefore = gpu.info.device;
+      await gpu.generate(warm.text, warm.options);
+      const trigger = lossTrigger(point, reference.trace);
+      const shown: TraceEntry[] = [];
+      const events: DeviceChange[] = [];
+      let lostAt: number | null = null;
+      if (point === "start") lostAt = gpu.loseDevice() ? 0 : null;
+      const carried = await gpu.generate(c.text, {
+        ...c.options,
+        onToken: ({ from, entries }) => {
+          shown.splice(from, shown.length - from, ...entries);
+          if (lostAt === null && trigger(shown) && gpu.loseDevice()) lostAt = shown.length;
+        },
+        onDeviceChange: (change) => events.push(change),
+      });
+      const streamMatchesTrace = JSON.stringify(shown) === JSON.stringify(carried.trace);
+      const carriedCounts = counts(await gpu.adaptiveState());
+      const carriedAgain = await gpu.generate(c.text, { ...c.options, onDeviceChange: (change) => events.push(change) });
+      const deviceAfter = gpu.info.device;
+      await gpu.dispose();
+      return {
+        reference: decided(reference),
+        referenceAgain: decided(referenceAgain),
+        carried: decided(carried),
+        carriedAgain: decided(carriedAgain),
+        lostAt,
+        referenceCounts,
+        carriedCounts,
+        deviceChanges: [...carried.deviceChanges, ...carriedAgain.deviceChanges],
+        events,
+        streamMatchesTrace,
+        deviceBefore,
+        deviceAfter,
+      };
+    } catch (e) {
+      return describe(e);
+    }
+  },
+  /**
+   * In a worker: a WebGPU model whose device is destroyed after the first token event (the
+   * message lands between later steps) finishes on the CPU with the tokens a CPU model
+   * gives; and with `carryOver: false` the loss rejects with a DeviceLostError.
+   */
+  async carryOverWorker(baseUrl: string, c: Case): Promise<Record<string, unknown>> {
+    try {
+      const cpu = await FreeModel.load({ baseUrl }, { device: "cpu" });
+      const reference = decided(await cpu.generate(c.text, c.options));
+      await cpu.dispose();
+      const worker = await FreeWorkerModel.load({ baseUrl }, { device: "webgpu" });
+      const deviceBefore = worker.info.device;
+      let losing: Promise<boolean> | undefined;
+      const events: DeviceChange[] = [];
+      const out = await worker.generate(c.text, {
+        ...c.options,
+        onToken: () => void (losing ??= worker.loseDevice()),
+        onDeviceChange: (change) => events.push(change),
+      });
+      const lost = await losing;
+      const deviceAfter = worker.info.device;
+      await worker.dispose();
+      const strict = await FreeModel.load({ baseUrl }, { device: "webgpu", carryOver: false });
+      strict.loseDevice();
+      const refused = await strict.generate(c.text, c.options).then(() => "resolved", describe);
+      const strictDevice = strict.info.device;
+      await strict.dispose();
+      return { reference, carried: decided(out), lost, deviceChanges: out.deviceChanges, events, deviceBefore, deviceAfter, refused, strictDevice };
+    } catch (e) {
+      return { failed: describe(e) };
+    }
   },
   /** Where "auto" put the model, and why. */
   async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {

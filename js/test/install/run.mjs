@@ -190,6 +190,54 @@ try {
       assert.deepEqual(r.after, expected[2]);
     });
   }
+  // A lost GPU: the generation moves to the CPU and ends as an uninterrupted CPU run does.
+  const warmCase = { text: "A tool to resize images from the command line.", options: { task: "summarize", strategy: "free", maxNewTokens: 24 } };
+  const carryCases = [
+    [cases[2], ["start", "mid", "eos"]],
+    [cases[0], ["start", "stack", "sync", "half", "eos"]],
+    [{ text: cases[1].text, options: { task: "translate", strategy: "free-exact", maxNewTokens: 24 } }, ["start", "stack", "sync", "half", "eos"]],
+  ];
+  /** Equal decisions; thresholds equal within 1e-4 (the warm-up's confidences differ by float rounding between devices). */
+  const sameDecisions = (got, want, what) => {
+    assert.deepEqual(got.tokens, want.tokens, `${what}: tokens`);
+    assert.deepEqual(got.steps, want.steps, `${what}: token, exit, stacked, sync, deepToken, rolledBack per entry`);
+    got.thresholds.forEach((t, i) => {
+      const w = want.thresholds[i];
+      assert.ok(t === w || (t !== null && w !== null && Math.abs(t - w) < 1e-4), `${what}: threshold of entry ${i}: ${t} vs ${w}`);
+    });
+  };
+  for (const [c, points] of carryCases) {
+    for (const point of points) {
+      await check(`a GPU lost at ${point} (${c.options.strategy}): the generation finishes on the CPU as an uninterrupted CPU run does, and so does the next`, async () => {
+        const r = await page.evaluate(([b, w, cc, pt]) => window.freeTest.carryOver(b, w, cc, pt), [baseUrl, warmCase, c, point]);
+        assert.equal(typeof r, "object", `the check failed: ${r}`);
+        assert.equal(r.deviceBefore, "webgpu");
+        assert.notEqual(r.lostAt, null, `the CPU's trace has no ${point} point: ${JSON.stringify(r.reference.steps)}`);
+        assert.equal(r.deviceChanges.length, 1, `one device change: ${JSON.stringify(r.deviceChanges)}`);
+        assert.deepEqual(r.events, r.deviceChanges, "onDeviceChange heard each change the results report");
+        assert.match(r.deviceChanges[0].reason, /WebGPU: the GPU device was lost/);
+        assert.ok(r.deviceChanges[0].afterTokens <= r.reference.tokens.length + 1);
+        assert.equal(r.deviceAfter, "cpu");
+        assert.ok(r.streamMatchesTrace, "the trace rebuilt from onToken events differs from the returned trace");
+        sameDecisions(r.carried, r.reference, "the carried generation");
+        assert.deepEqual(r.carriedCounts, r.referenceCounts, "the adaptive threshold's consistent and inconsistent points and fits after the generation");
+        sameDecisions(r.carriedAgain, r.referenceAgain, "the next generation");
+      });
+    }
+  }
+  await check("a worker's lost GPU: the generation finishes on the CPU with its tokens; with carryOver false the loss rejects", async () => {
+    const r = await page.evaluate(([b, cc]) => window.freeTest.carryOverWorker(b, cc), [baseUrl, cases[0]]);
+    assert.equal(r.failed, undefined, `the check failed: ${r.failed}`);
+    assert.equal(r.deviceBefore, "webgpu");
+    assert.equal(r.lost, true);
+    assert.equal(r.deviceChanges.length, 1);
+    assert.deepEqual(r.events, r.deviceChanges);
+    assert.equal(r.deviceAfter, "cpu");
+    sameDecisions(r.carried, r.reference, "the worker's carried generation");
+    assert.match(r.refused, /^DeviceLostError: WebGPU: the GPU device was lost/);
+    assert.equal(r.strictDevice, "webgpu");
+  });
+
   await check("a full Cache Storage quota: the model still loads (in a worker), a warning names the file and the fix", async () => {
     const cdp = await page.context().newCDPSession(page);
     const origin = `http://127.0.0.1:${port}`;

@@ -183,6 +183,17 @@ pub struct Gpu {
     fault: Arc<Mutex<Option<Fault>>>,
 }
 
+/// A second handle on a `Gpu`'s device, for destroying it while the model is in use.
+#[derive(Clone)]
+pub struct DeviceHandle(wgpu::Device);
+
+impl DeviceHandle {
+    /// `Gpu::destroy`, from outside the model.
+    pub fn destroy(&self) {
+        self.0.destroy();
+    }
+}
+
 /// An error the device reported from a callback, kept until the next `check`.
 #[derive(Clone)]
 enum Fault {
@@ -437,6 +448,12 @@ impl Gpu {
     /// GPU back at once, and for tests of what a user sees when the device goes away.
     pub fn destroy(&self) {
         self.device.destroy();
+    }
+
+    /// A handle on this device that can destroy it from outside the model (a running
+    /// generation holds the model; the handle does not).
+    pub fn handle(&self) -> DeviceHandle {
+        DeviceHandle(self.device.clone())
     }
 
     /// Fails with the first error the device reported, if any.
