@@ -191,30 +191,80 @@ async fn busy_and_disposed_models_say_what_to_do() {
     assert_eq!(message(err), disposed);
 }
 
-#[wasm_bindgen_test]
-fn loading_after_dispose_reuses_the_memory() {
-    let fx = &fixtures()[0];
-    let memory_bytes = || js_sys::WebAssembly::Memory::from(wasm_bindgen::memory()).buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length();
-    // The disposed objects stay referenced, as a page's variables may keep them: only
-    // dispose, not the JS garbage collector, gives their memory back.
-    let mut kept = Vec::new();
-    let mut cycle = || {
-        let model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
-        assert_eq!(model.decoder_blocks().unwrap(), 4);
-        model.dispose().unwrap();
-        kept.push(model);
-    };
+/// The wasm instance's memory, in bytes (it grows and never shrinks: flat means reused).
+fn memory_bytes() -> u32 {
+    js_sys::WebAssembly::Memory::from(wasm_bindgen::memory()).buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length()
+}
+
+/// Runs `cycle` 3 times to settle the allocator, then `n` times: the memory may grow by less
+/// than one model's weights in all (the allocator rounds a little), where a cycle that kept
+/// its model would add the weights every time.
+async fn flat_over<F: std::future::Future<Output = ()>>(n: usize, weights: usize, mut cycle: impl FnMut() -> F) {
     for _ in 0..3 {
-        cycle();
+        cycle().await;
     }
     let settled = memory_bytes();
-    for _ in 0..30 {
-        cycle();
+    for _ in 0..n {
+        cycle().await;
     }
-    // Without dispose each cycle would keep a copy of the weights (30 x 1.2 MB here); the
-    // allocator may still round a little, so allow less than one model's worth of growth.
     let grown = memory_bytes() - settled;
-    assert!((grown as usize) < fx.weights.len(), "memory grew by {grown} bytes over 30 load/dispose cycles");
+    assert!((grown as usize) < weights, "memory grew by {grown} bytes over {n} load/generate/dispose cycles");
+}
+
+#[wasm_bindgen_test]
+async fn a_hundred_load_generate_dispose_cycles_leave_the_memory_flat() {
+    let fx = &fixtures()[0];
+    let text = fx.expected().cases[1].text.clone();
+    // The disposed objects stay referenced, as a page's variables may keep them: only
+    // dispose, not the JS garbage collector, gives their memory back.
+    let kept = Rc::new(RefCell::new(Vec::new()));
+    flat_over(100, fx.weights.len(), || {
+        let (kept, text) = (kept.clone(), text.clone());
+        async move {
+            let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+            let out = model.generate(&text, options(r#"{"strategy": "free", "maxNewTokens": 8}"#)).unwrap();
+            assert!(js_sys::Array::from(&field(&out, "trace")).length() > 0);
+            model.dispose().unwrap();
+            kept.borrow_mut().push(model);
+        }
+    })
+    .await;
+}
+
+/// Load/generate/dispose cycles on WebGPU: fewer than on the CPU, because every load makes a
+/// device and compiles every kernel, about 3 s on SwiftShader (100 would take 5 minutes).
+const GPU_CYCLES: usize = 20;
+
+/// The same on WebGPU (SwiftShader): each cycle makes a device, and disposing the model must
+/// destroy it (the count of live devices falls back to zero) and free the wasm side.
+#[wasm_bindgen_test]
+async fn webgpu_cycles_leave_no_device_alive_and_the_memory_flat() {
+    let fx = &fixtures()[0];
+    let text = fx.expected().cases[1].text.clone();
+    let load = || FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), Some(fx.free.to_vec()), true);
+    if let Err(e) = load().await {
+        assert!(option_env!("FREE_REQUIRE_GPU").is_none(), "FREE_REQUIRE_GPU is set but WebGPU did not load: {}", message(e));
+        console_log!("no WebGPU test: {}", message(e));
+        return;
+    }
+    let before = free_wasm::backend::gpu::live_devices();
+    let kept = Rc::new(RefCell::new(Vec::new()));
+    let started = js_sys::Date::now();
+    flat_over(GPU_CYCLES, fx.weights.len(), || {
+        let (kept, text) = (kept.clone(), text.clone());
+        async move {
+            let model = load().await.unwrap_or_else(|e| panic!("{}", message(e)));
+            let (on_step, _, _keep) = recorder(|_| JsValue::UNDEFINED);
+            let out = JsFuture::from(model.generate_streaming(text, options(r#"{"strategy": "free", "maxNewTokens": 8}"#), on_step)).await.unwrap();
+            assert!(js_sys::Array::from(&field(&out, "trace")).length() > 0);
+            assert_eq!(free_wasm::backend::gpu::live_devices(), before + 1);
+            model.dispose().unwrap();
+            assert_eq!(free_wasm::backend::gpu::live_devices(), before, "dispose left the device alive");
+            kept.borrow_mut().push(model);
+        }
+    })
+    .await;
+    console_log!("{} WebGPU cycles in {:.1} s", GPU_CYCLES + 3, (js_sys::Date::now() - started) / 1e3);
 }
 
 /// The API on WebGPU (SwiftShader in this browser): the CPU's tokens and counters for a

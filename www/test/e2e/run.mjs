@@ -433,6 +433,41 @@ try {
     await p.page.fill("#max-tokens", "48");
   });
 
+  await check("a pasted 10 MB text and a limit of a million tokens: the form names the token limit, the text is cut before tokenizing, the page stays responsive and the next run works", async () => {
+    const sentence = "This package provides tools to read and write compressed archives in many formats. ";
+    const size = 10 * 1024 * 1024;
+    await p.page.locator("#text").evaluate((el, [s, n]) => {
+      el.value = s.repeat(Math.ceil(n / s.length)).slice(0, n);
+      el.dispatchEvent(new Event("input", { bubbles: true }));
+    }, [sentence, size]);
+    await p.configure({ strategy: "full", maxTokens: 1_000_000 });
+    const before = await p.runs();
+    await p.page.click("#run");
+    // The browser's form validation answers (the field's max is the page's limit); nothing runs.
+    const field = await p.page.locator("#max-tokens").evaluate((el) => ({ over: el.validity.rangeOverflow, message: el.validationMessage, max: el.max }));
+    assert.equal(field.over, true);
+    assert.match(field.message, new RegExp(field.max), `the message names the limit: ${field.message}`);
+    assert.equal(await p.runs(), before, "a run started with a million tokens asked for");
+    await p.configure({ maxTokens: 8 });
+    const started = Date.now();
+    await p.page.click("#run");
+    // The main thread answers while the worker takes the 10 MB text.
+    const t0 = Date.now();
+    await p.page.evaluate(() => document.body.dataset.state);
+    const pingMs = Date.now() - t0;
+    await p.ended(before);
+    const tookMs = Date.now() - started;
+    const [, bytes] = /its last \d+ tokens and ([\d,]+) bytes of text after them were left out\.$/.exec(await p.text("#status")) ?? [];
+    assert.equal(bytes, (size - 512 * 64).toLocaleString("en"), `status: ${await p.text("#status")}`);
+    // Generous bounds that only a hang or a tokenizer run over the whole text would break.
+    assert.ok(pingMs < 5_000 && tookMs < 30_000, `round trip ${pingMs} ms, the run ${tookMs} ms`);
+    console.log(`     (10 MB input, 8 tokens: ${tookMs} ms; a round trip to the page meanwhile: ${pingMs} ms)`);
+    await p.configure({ strategy: "free", task: "summarize", example: 0, maxTokens: 16 });
+    await p.generate();
+    assert.ok((await p.tokens()).length > 0, "no tokens in the run after the 10 MB one");
+    assert.doesNotMatch(await p.text("#status"), /left out/);
+  });
+
   await check("errors are shown in words: an empty input, an input too long, and a model folder that does not exist", async () => {
     await p.page.fill("#text", "   ");
     await p.page.click("#run");

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -183,6 +184,16 @@ pub struct Gpu {
     fault: Arc<Mutex<Option<Fault>>>,
 }
 
+impl Drop for Gpu {
+    /// Destroys the device, which frees every buffer made on it now, rather than whenever
+    /// the browser collects the JS objects behind them (a disposed model's memory is given
+    /// back at once).
+    fn drop(&mut self) {
+        self.device.destroy();
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A second handle on a `Gpu`'s device, for destroying it while the model is in use.
 #[derive(Clone)]
 pub struct DeviceHandle(wgpu::Device);
@@ -202,6 +213,15 @@ enum Fault {
     /// The device is gone; this replaces any error before it (a lost device also fails
     /// the work in flight, and that is not what the user needs to hear about).
     Lost(String),
+}
+
+/// `Gpu`s alive in this process (or wasm instance): each holds a device and the buffers made
+/// on it, so a count that does not fall back after models are disposed is a leak.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many `Gpu`s (devices) are alive now.
+pub fn live_devices() -> usize {
+    LIVE.load(Ordering::Relaxed)
 }
 
 fn gpu_error(what: impl std::fmt::Display) -> Error {
@@ -250,6 +270,7 @@ impl Gpu {
         });
         let info = adapter.get_info();
         let software = info.device_type == wgpu::DeviceType::Cpu;
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Gpu {
             adapter_name: info.name,
             software,

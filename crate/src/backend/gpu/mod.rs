@@ -4,7 +4,7 @@
 mod context;
 mod model;
 
-pub use context::{DeviceHandle, Gpu, GpuCounts};
+pub use context::{live_devices, DeviceHandle, Gpu, GpuCounts};
 pub use model::{GpuModel, GpuRows, GpuState, PendingTop2, Top2};
 
 use std::ops::Range;
