@@ -100,16 +100,31 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/** What names this version of a file, if it can vouch for the bytes: a strong ETag, else Last-Modified. */
+function version(response: Response): string | null {
+  const etag = response.headers.get("etag");
+  return etag !== null && !etag.startsWith("W/") ? etag : response.headers.get("last-modified");
+}
+
 /**
- * The rest of `url` from byte `from` on. A server that honours the Range request answers
- * 206 with a Content-Range starting there; with any other answer the file is fetched
- * whole again (`from` becomes 0). Another origin must expose Content-Range (CORS) for a
- * resume to be recognised.
+ * The rest of `url` from byte `from` on, if it is still the version `was` (`version` of
+ * the first response). A server that honours the Range request answers 206 with a
+ * Content-Range starting there and the same version; with any other answer the file is
+ * fetched whole again (`from` becomes 0), so a file replaced on the server, even by one of
+ * the same size, is never stitched from two versions. On this page's origin the request
+ * says so itself (If-Range: the server sends the whole new file); another origin would
+ * need a CORS preflight for If-Range, which many servers refuse, so there the 206's
+ * version is compared, and it must expose Content-Range and ETag (or Last-Modified).
+ * Without a version to compare, only a whole new download is safe.
  */
-async function fetchRest(url: URL, from: number, total: number, signal: AbortSignal | undefined): Promise<{ response: Response; from: number }> {
-  const partial = await fetch(url, { headers: { range: `bytes=${from}-` }, cache: "no-store", signal });
+async function fetchRest(url: URL, from: number, total: number, was: string | null, signal: AbortSignal | undefined): Promise<{ response: Response; from: number }> {
+  if (was === null) return { response: checkedWhole(await fetch(url, { cache: "no-store", signal }), total), from: 0 };
+  const headers: Record<string, string> = { range: `bytes=${from}-` };
+  if (url.origin === globalThis.location?.origin) headers["if-range"] = was;
+  const partial = await fetch(url, { headers, cache: "no-store", signal });
   const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(partial.headers.get("content-range") ?? "");
-  if (partial.status === 206 && range && Number(range[1]) === from && Number(range[2]) === total) return { response: partial, from };
+  const same = version(partial) === was;
+  if (partial.status === 206 && same && range && Number(range[1]) === from && Number(range[2]) === total) return { response: partial, from };
   // A 200 is the whole file, to be read; any other answer is dropped and the file asked for again.
   if (partial.status === 200) return { response: checkedWhole(partial, total), from: 0 };
   await partial.body?.cancel();
@@ -130,6 +145,7 @@ function checkedWhole(whole: Response, total: number): Response {
  */
 async function readBody(first: Response, url: URL, file: ModelFileName, options: LoadOptions, fromCache: boolean): Promise<Uint8Array<ArrayBuffer>> {
   const total = declaredSize(first);
+  const was = version(first);
   const received = new Received(total);
   const report = () => options.onProgress?.({ file, loaded: received.loaded, total, fromCache });
   report();
@@ -140,7 +156,7 @@ async function readBody(first: Response, url: URL, file: ModelFileName, options:
       if (resume > 0) {
         await pause(500 * 2 ** (resume - 1), options.signal);
         // Without a trustworthy size (none stated, or a compressed body) only a whole new download will do.
-        const next = total === null ? { response: await fetch(url, { cache: "no-store", signal: options.signal }), from: 0 } : await fetchRest(url, received.loaded, total, options.signal);
+        const next = total === null ? { response: await fetch(url, { cache: "no-store", signal: options.signal }), from: 0 } : await fetchRest(url, received.loaded, total, was, options.signal);
         response = next.response;
         if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
         received.loaded = next.from;
@@ -283,6 +299,13 @@ export async function loadFiles(source: ModelSource, options: LoadOptions): Prom
   // the folder the base for the file names.
   const base = new URL(String(source.baseUrl), globalThis.location?.href);
   if (!base.pathname.endsWith("/")) base.pathname += "/";
+  const here = globalThis.location?.origin;
+  if (here !== undefined && here !== "null" && base.origin !== here && !options.allowCrossOrigin) {
+    throw new DOMException(
+      `the model folder ${base.href} is on another origin than this page (${here}); load with allowCrossOrigin: true to allow it, from servers you trust`,
+      "SecurityError",
+    );
+  }
   const cache = options.cache ? await openCache(options.cacheName ?? DEFAULT_CACHE, options) : null;
   const url = (file: ModelFileName) => new URL(file, base);
   // The first file that fails stops the others: no download goes on (or lands in the cache)

@@ -51,6 +51,12 @@ export interface LoadOptions {
    * offline. Needs a secure context (https or localhost). Default false.
    */
   cache?: boolean;
+  /**
+   * Allow a `baseUrl` on another origin than the page's (a CDN, the Hugging Face hub). Off by
+   * default, so a page that builds `baseUrl` from its own URL or its users' input cannot be
+   * made to load files from anywhere: a model's files decide what the page shows.
+   */
+  allowCrossOrigin?: boolean;
   /** The Cache Storage bucket; default "free-wasm-models". */
   cacheName?: string;
   /** Default "auto". */

@@ -19,8 +19,8 @@ export interface WorkerLoadOptions extends LoadOptions {
 }
 
 function rebuild(error: SentError): Error {
-  // Abort and "not supported" errors keep their DOMException names, as on the main thread.
-  if (error.name === "AbortError" || error.name === "NotSupportedError") return new DOMException(error.message, error.name);
+  // Abort, "not supported" and security errors keep their DOMException names, as on the main thread.
+  if (error.name === "AbortError" || error.name === "NotSupportedError" || error.name === "SecurityError") return new DOMException(error.message, error.name);
   if (error.name === "TypeError") return new TypeError(error.message);
   // Other names stay too (a lost GPU's "DeviceLostError", say): pages tell errors apart by them.
   const rebuilt = new Error(error.message);

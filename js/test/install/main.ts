@@ -218,6 +218,7 @@ const api = {
     const warnings: string[] = [];
     let weights: LoadProgress | null = null;
     const options = {
+      allowCrossOrigin: true,
       cache: cacheName !== null,
       cacheName: cacheName ?? undefined,
       onWarning: (w: string) => warnings.push(w),
@@ -274,7 +275,7 @@ const api = {
     const controller = new AbortController();
     const reason = new DOMException("stopped during the load", "AbortError");
     const onProgress = () => controller.abort(reason);
-    const load = FreeWorkerModel.load({ baseUrl }, { signal: controller.signal, onProgress }).then(
+    const load = FreeWorkerModel.load({ baseUrl }, { signal: controller.signal, onProgress, allowCrossOrigin: true }).then(
       (m) => m.dispose().then(() => "loaded"),
       (e) => (e === reason ? "the abort reason" : describe(e)),
     );
@@ -285,7 +286,7 @@ const api = {
   /** Loads with Cache Storage `cacheName`: where each file came from, and the model's initial threshold. */
   async cachedLoad(baseUrl: string, cacheName: string): Promise<{ fromCache: Record<string, boolean>; threshold: number }> {
     const fromCache: Record<string, boolean> = {};
-    const model = await FreeModel.load({ baseUrl }, { cache: true, cacheName, onProgress: (p) => void (fromCache[p.file] = p.fromCache) });
+    const model = await FreeModel.load({ baseUrl }, { cache: true, cacheName, allowCrossOrigin: true, onProgress: (p) => void (fromCache[p.file] = p.fromCache) });
     const { threshold } = await model.adaptiveState();
     await model.dispose();
     return { fromCache, threshold };
@@ -374,6 +375,10 @@ const api = {
     } catch (e) {
       return { failed: describe(e) };
     }
+  },
+  /** What a load from `baseUrl` without allowCrossOrigin rejects with, on the main thread and in a worker. */
+  async crossOriginRefused(baseUrl: string): Promise<string[]> {
+    return Promise.all([FreeModel.load({ baseUrl }), FreeWorkerModel.load({ baseUrl })].map((p) => p.then((m) => m.dispose().then(() => "loaded"), describe)));
   },
   /** Where "auto" put the model, and why. */
   async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {

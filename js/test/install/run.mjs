@@ -53,7 +53,7 @@ const weightsSize = statSync(join(modelDir, "model.safetensors")).size;
  * body and then drops the connection. `weightRequests`: the byte each weights answer began at.
  * Each file's ETag is a hash of what `served` holds now (a test changes a file there).
  */
-const flaky = { cuts: 0, cutAt: 0, ranges: true, weightRequests: [] };
+const flaky = { cuts: 0, cutAt: 0, ranges: true, weightRequests: [], afterCut: null };
 const served = Object.fromEntries(["config.json", "model.safetensors", "tokenizer.json", "free.json"].map((f) => [f, readFileSync(join(modelDir, f))]));
 const flakyServer = createServer((req, res) => {
   const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range, etag", "accept-ranges": "bytes", "cache-control": "no-store" };
@@ -73,6 +73,7 @@ const flakyServer = createServer((req, res) => {
   if (flaky.cuts === 0) return void res.end(body);
   flaky.cuts--;
   res.write(body.subarray(0, flaky.cutAt), () => res.destroy());
+  flaky.afterCut?.();
 });
 await new Promise((resolve) => flakyServer.listen(0, "127.0.0.1", resolve));
 const flakyUrl = `http://127.0.0.1:${flakyServer.address().port}/model/`;
@@ -155,6 +156,27 @@ try {
     assert.deepEqual(result.weights, { file: "model.safetensors", loaded: weightsSize, total: weightsSize, fromCache: false });
     assert.deepEqual(result.warnings, []);
   });
+  await check("a download that breaks off while the file is replaced by one of the same size is fetched whole again, never stitched from both", async () => {
+    const original = served["model.safetensors"];
+    // The same weights under a header that differs in one byte: another file (another ETag), as valid.
+    const replaced = Buffer.from(original);
+    const headerEnd = 8 + Number(original.readBigUInt64LE(0));
+    const at = original.subarray(8, headerEnd).indexOf('"pt"');
+    assert.ok(at >= 0, "the weights' header names its format");
+    replaced.write('"PT"', 8 + at);
+    Object.assign(flaky, { cuts: 1, cutAt: Math.floor(weightsSize * 0.4), weightRequests: [], afterCut: () => (served["model.safetensors"] = replaced) });
+    try {
+      const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
+      assert.equal(typeof result, "object", `the load failed: ${result}`);
+      assert.deepEqual(result.tokens, expected[2]);
+      // The resume asked from where it stopped, saw another version and took the whole new file.
+      assert.equal(flaky.weightRequests.length, 3, `weights requested from bytes ${flaky.weightRequests}`);
+      assert.ok(flaky.weightRequests[0] === 0 && flaky.weightRequests[1] > 0 && flaky.weightRequests[2] === 0, `weights requested from bytes ${flaky.weightRequests}`);
+    } finally {
+      served["model.safetensors"] = original;
+      flaky.afterCut = null;
+    }
+  });
   await check("a download that keeps breaking off fails after 3 resumes with an error that says what to do", async () => {
     Object.assign(flaky, { cuts: 100, cutAt: 1_000_000, weightRequests: [] });
     const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
@@ -173,6 +195,11 @@ try {
     } finally {
       flaky.ranges = true;
     }
+  });
+  await check("a model folder on another origin is refused unless the caller allows it", async () => {
+    const refused = await page.evaluate((b) => window.freeTest.crossOriginRefused(b), flakyUrl);
+    const message = `SecurityError: the model folder ${flakyUrl} is on another origin than this page (http://127.0.0.1:${port}); load with allowCrossOrigin: true to allow it, from servers you trust`;
+    assert.deepEqual(refused, [message, message]);
   });
   await check("a worker load aborted midway rejects with the abort reason", async () => {
     assert.equal(await page.evaluate((b) => window.freeTest.abortedWorkerLoad(b), flakyUrl), "the abort reason");

@@ -82,13 +82,20 @@ export class Page {
     if (midShot) await this.page.evaluate(() => window.scrollTo(0, 0));
     if (midShot) {
       await this.page.waitForFunction(() => document.querySelectorAll("#output .tok").length >= 24 || document.body.dataset.state !== "generating", null, { polling: "raf" });
-      const t0 = Date.now();
-      seen = await this.page.evaluate(() => ({
-        state: document.body.dataset.state,
-        tokens: document.querySelectorAll("#output .tok").length,
-        numbers: [...document.querySelectorAll("#numbers dd")].map((d) => d.textContent).join(" | "),
-      }));
-      seen.pingMs = Date.now() - t0;
+      // The fastest of five round trips to the main thread while tokens arrive: a thread that
+      // the generation blocked would hold up every one of them, while a busy machine (other
+      // processes on the same cores) delays some of them only.
+      const pings = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = Date.now();
+        seen = await this.page.evaluate(() => ({
+          state: document.body.dataset.state,
+          tokens: document.querySelectorAll("#output .tok").length,
+          numbers: [...document.querySelectorAll("#numbers dd")].map((d) => d.textContent).join(" | "),
+        }));
+        pings.push(Date.now() - t0);
+      }
+      seen.pingMs = Math.min(...pings);
       assert.equal(seen.state, "generating", "the run ended before the mid-generation screenshot");
       await this.shot(midShot, { fullPage: false });
     }

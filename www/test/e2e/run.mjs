@@ -138,7 +138,8 @@ try {
   await check("Stop ends a generation mid-way and keeps the tokens decided so far", async () => {
     // free-exact gives the full model's long output; plain free may end early on a shallow
     // exit's EOS (snapshot 7 on a shorter input: after 12 tokens, before the click landed).
-    await p.configure({ task: "translate", strategy: "free-exact", threshold: 0.1, maxTokens: 128 });
+    // The page's largest token limit leaves the click the most room on a busy machine.
+    await p.configure({ task: "translate", strategy: "free-exact", threshold: 0.1, maxTokens: 256 });
     await p.page.fill("#text", longText);
     const before = await p.runs();
     await p.page.click("#run");
@@ -146,7 +147,7 @@ try {
     await p.page.click("#stop");
     await p.ended(before);
     const [, n] = /^Stopped by you after (\d+) tokens\.$/.exec(await p.text("#status")) ?? [];
-    assert.ok(Number(n) >= 4 && Number(n) < 128, `status: ${await p.text("#status")}`);
+    assert.ok(Number(n) >= 4 && Number(n) < 256, `status: ${await p.text("#status")}`);
     const kept = await p.tokens();
     assert.equal(kept.filter((t) => !t.rolledBack).length, Number(n));
     assert.equal(await p.page.locator("#error").isHidden(), true);
@@ -239,7 +240,10 @@ try {
     const [, shown, mine, full] = /^static: decoding (\d+\.\d\d)× as fast as full \(([\d.]+) against ([\d.]+) ms per token after the first\)/.exec(said) ?? [];
     assert.ok(shown, `speedup text: ${said}`);
     assert.equal(Number(shown), Number(speed.toFixed(2)));
-    assert.ok(Math.abs(Number(full) / Number(mine) - speed) < 0.02 * speed, `${full} / ${mine} should be about ${speed}`);
+    // The times are shown rounded: the ratio must lie between the ratios their roundings allow.
+    const half = (s) => 0.5 * 10 ** -((s.split(".")[1] ?? "").length);
+    const [lo, hi] = [(Number(full) - half(full)) / (Number(mine) + half(mine)), (Number(full) + half(full)) / (Number(mine) - half(mine))];
+    assert.ok(speed >= lo && speed <= hi, `${full} / ${mine} allows ${lo.toFixed(4)}-${hi.toFixed(4)}, not ${speed}`);
     console.log(`     static decodes ${speed.toFixed(2)}x as fast as full here`);
     assert.match(said, /tokens in common; \d+ only in this run, \d+ only in full \(marked\)\.$/);
     assert.ok((await p.page.locator("#left mark").count()) > 0, "the young model's static exit differs from full");
@@ -468,7 +472,7 @@ try {
     assert.doesNotMatch(await p.text("#status"), /left out/);
   });
 
-  await check("errors are shown in words: an empty input, an input too long, and a model folder that does not exist", async () => {
+  await check("errors are shown in words: an empty input, an input too long, a model folder that does not exist and one on another origin", async () => {
     await p.page.fill("#text", "   ");
     await p.page.click("#run");
     assert.equal(await p.text("#error"), "Type a text or pick an example first.");
@@ -489,6 +493,11 @@ try {
     await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
     assert.match(await lost.text("#device-error"), /^Could not load the model: could not download http:\/\/127\.0\.0\.1:\d+\/no-such-model\/(config\.json|model\.safetensors|tokenizer\.json): HTTP 404 Not Found; the model folder must serve \1$/);
     await lost.shot("16-load-error");
+    // A ?model= on another origin (localhost is not 127.0.0.1 to the browser) is refused.
+    const foreign = `http://localhost:${new URL(url).port}/model/`;
+    await lost.open(`${url}?model=${encodeURIComponent(foreign)}`);
+    await lost.page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 60_000 });
+    assert.equal(await lost.text("#device-error"), `Could not load the model: SecurityError: the model folder ${foreign} is on another origin than this page (${new URL(url).origin}); load with allowCrossOrigin: true to allow it, from servers you trust`);
   });
 
   await check("no uncaught errors on the page", async () => assert.deepEqual(p.errors, []));
