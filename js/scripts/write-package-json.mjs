@@ -37,6 +37,7 @@ const pkg = {
     "index.d.ts",
     "types.d.ts",
     "files.js",
+    "checksums.js",
     "abort.js",
     "turns.js",
     "worker-client.js",

@@ -3,6 +3,7 @@
 // load the same model again offline.
 
 import { following } from "./abort.js";
+import { byteCap, readChecksums, TooLarge, tooLarge, verify, type Checksums } from "./checksums.js";
 import type { Bytes, LoadOptions, ModelFileName, ModelFiles, ModelSource } from "./types.js";
 
 /** The bytes `FreeModel.load` of the wasm layer takes. */
@@ -55,12 +56,19 @@ const RESUMES = 3;
 class Received {
   buffer: Uint8Array<ArrayBuffer>;
   loaded = 0;
+  #tooLarge: (bytes: number) => TooLarge;
+  #cap: number;
 
-  constructor(size: number | null) {
-    this.buffer = new Uint8Array(size ?? 1 << 20);
+  /** `cap`: the most bytes the file may have, past which `append` throws `tooLarge`'s error. */
+  constructor(size: number | null, cap: number, tooLarge: (bytes: number) => TooLarge) {
+    if (size !== null && size > cap) throw tooLarge(size);
+    this.buffer = new Uint8Array(size ?? Math.min(1 << 20, cap));
+    this.#cap = cap;
+    this.#tooLarge = tooLarge;
   }
 
   append(chunk: Uint8Array): void {
+    if (this.loaded + chunk.byteLength > this.#cap) throw this.#tooLarge(this.loaded + chunk.byteLength);
     if (this.loaded + chunk.byteLength > this.buffer.byteLength) {
       const grown = new Uint8Array(Math.max(this.buffer.byteLength * 2, this.loaded + chunk.byteLength));
       grown.set(this.buffer.subarray(0, this.loaded));
@@ -143,10 +151,10 @@ function checkedWhole(whole: Response, total: number): Response {
  * off (the connection drops, or the body ends short of its Content-Length), it is taken up
  * again where it stopped, with a pause of 0.5, 1 and then 2 s before each try.
  */
-async function readBody(first: Response, url: URL, file: ModelFileName, options: LoadOptions, fromCache: boolean): Promise<Uint8Array<ArrayBuffer>> {
+async function readBody(first: Response, url: URL, file: ModelFileName, options: LoadOptions, fromCache: boolean, declared: Checksums): Promise<Uint8Array<ArrayBuffer>> {
   const total = declaredSize(first);
   const was = version(first);
-  const received = new Received(total);
+  const received = new Received(total, byteCap(file, declared), (bytes) => tooLarge(file, declared, bytes));
   const report = () => options.onProgress?.({ file, loaded: received.loaded, total, fromCache });
   report();
   let response = first;
@@ -178,6 +186,7 @@ async function readBody(first: Response, url: URL, file: ModelFileName, options:
       failure = `the body ended after ${megabytes(received.loaded)} of ${megabytes(total)}`;
     } catch (e) {
       if (options.signal?.aborted) throw options.signal.reason;
+      if (e instanceof TooLarge) throw e;
       failure = reason(e);
     }
     if (fromCache) {
@@ -212,6 +221,9 @@ async function openCache(name: string, options: LoadOptions): Promise<Cache | nu
 /** The headers that tell one version of a file from another, strongest first. */
 const VALIDATORS = ["etag", "last-modified"] as const;
 
+/** The SHA-256 of a cached copy, as verified when it was downloaded. */
+const HASH_HEADER = "x-free-wasm-sha256";
+
 /** How long a load waits to hear whether a cached file changed before it uses the copy as it is. */
 const REVALIDATE_MS = 3000;
 
@@ -221,7 +233,7 @@ const REVALIDATE_MS = 3000;
  * against the copy's. When the server cannot be reached (offline) or does not answer
  * within REVALIDATE_MS, or answers with an error, the copy is used as it is.
  */
-async function stillCurrent(url: URL, cached: Response, signal: AbortSignal | undefined): Promise<boolean> {
+async function stillCurrent(url: URL, cached: Response, signal: AbortSignal | undefined, declared: Checksums, file: ModelFileName): Promise<boolean> {
   const asking = following(signal);
   const timer = setTimeout(() => asking.controller.abort(), REVALIDATE_MS);
   let head: Response;
@@ -242,18 +254,22 @@ async function stillCurrent(url: URL, cached: Response, signal: AbortSignal | un
     const then = cached.headers.get(name);
     if (now !== null && then !== null) return now === then;
   }
+  // Sizes can stay when contents change: the folder's declared hash is the better test.
+  const hash = declared[file]?.sha256;
+  const kept = cached.headers.get(HASH_HEADER);
+  if (hash !== undefined && kept !== null) return hash === kept;
   const size = declaredSize(head);
   return size === null || size === declaredSize(cached);
 }
 
 // Only free.json may be missing (HTTP 404): the overloads tell the caller which files come back for sure.
-async function download(url: URL, file: "free.json", options: LoadOptions, cache: Cache | null): Promise<Uint8Array | undefined>;
-async function download(url: URL, file: Exclude<ModelFileName, "free.json">, options: LoadOptions, cache: Cache | null): Promise<Uint8Array>;
-async function download(url: URL, file: ModelFileName, options: LoadOptions, cache: Cache | null): Promise<Uint8Array | undefined> {
+async function download(url: URL, file: "free.json", options: LoadOptions, cache: Cache | null, declared: Checksums): Promise<Uint8Array | undefined>;
+async function download(url: URL, file: Exclude<ModelFileName, "free.json">, options: LoadOptions, cache: Cache | null, declared: Checksums): Promise<Uint8Array>;
+async function download(url: URL, file: ModelFileName, options: LoadOptions, cache: Cache | null, declared: Checksums): Promise<Uint8Array | undefined> {
   const optional = file === "free.json";
   const request = new Request(url);
   let cached = cache ? await cache.match(request) : undefined;
-  if (cached && !(await stillCurrent(url, cached, options.signal))) cached = undefined;
+  if (cached && !(await stillCurrent(url, cached, options.signal, declared, file))) cached = undefined;
   let response: Response;
   if (cached) {
     response = cached;
@@ -273,23 +289,30 @@ async function download(url: URL, file: ModelFileName, options: LoadOptions, cac
   if (!response.ok) {
     throw new Error(`could not download ${url}: HTTP ${response.status} ${response.statusText}; the model folder must serve ${file}`);
   }
-  const body = await readBody(response, url, file, options, cached !== undefined);
-  if (cache && !cached) {
-    const headers: Record<string, string> = { "content-type": response.headers.get("content-type") ?? "application/octet-stream", "content-length": String(body.byteLength) };
-    // Kept for stillCurrent's comparison on the next load.
-    for (const name of VALIDATORS) {
-      const value = response.headers.get(name);
-      if (value !== null) headers[name] = value;
-    }
-    try {
-      await cache.put(request, new Response(body, { headers }));
-    } catch (e) {
-      // The bytes are here: the load goes on, only the offline copy is missing.
-      const name = e instanceof DOMException || e instanceof Error ? `${e.name}: ` : "";
-      warn(options, `${file} could not be kept in Cache Storage (${name}${reason(e)}), so the next load downloads it again; free some of this site's storage (a full quota is the usual cause) or load with cache: false`);
-    }
+  const body = await readBody(response, url, file, options, cached !== undefined, declared);
+  if (!cached) {
+    const hash = await verify(file, url, body, declared);
+    if (cache) await keep(cache, request, response, body, hash, file, options);
   }
   return body;
+}
+
+/** Puts a downloaded file into Cache Storage with what tells its version later; a failure only warns. */
+async function keep(cache: Cache, request: Request, response: Response, body: Uint8Array<ArrayBuffer>, hash: string | null, file: ModelFileName, options: LoadOptions): Promise<void> {
+  const headers: Record<string, string> = { "content-type": response.headers.get("content-type") ?? "application/octet-stream", "content-length": String(body.byteLength) };
+  if (hash !== null) headers[HASH_HEADER] = hash;
+  // Kept for stillCurrent's comparison on the next load.
+  for (const name of VALIDATORS) {
+    const value = response.headers.get(name);
+    if (value !== null) headers[name] = value;
+  }
+  try {
+    await cache.put(request, new Response(body, { headers }));
+  } catch (e) {
+    // The bytes are here: the load goes on, only the offline copy is missing.
+    const name = e instanceof DOMException || e instanceof Error ? `${e.name}: ` : "";
+    warn(options, `${file} could not be kept in Cache Storage (${name}${reason(e)}), so the next load downloads it again; free some of this site's storage (a full quota is the usual cause) or load with cache: false`);
+  }
 }
 
 /** The model's files, from memory or downloaded (and cached) from `baseUrl`. */
@@ -318,11 +341,12 @@ export async function loadFiles(source: ModelSource, options: LoadOptions): Prom
       throw e;
     });
   try {
+    const declared = await readChecksums(base, inner.signal);
     const [config, weights, tokenizer, free] = await Promise.all([
-      failFast(download(url("config.json"), "config.json", inner, cache)),
-      failFast(download(url("model.safetensors"), "model.safetensors", inner, cache)),
-      failFast(download(url("tokenizer.json"), "tokenizer.json", inner, cache)),
-      failFast(download(url("free.json"), "free.json", inner, cache)),
+      failFast(download(url("config.json"), "config.json", inner, cache, declared)),
+      failFast(download(url("model.safetensors"), "model.safetensors", inner, cache, declared)),
+      failFast(download(url("tokenizer.json"), "tokenizer.json", inner, cache, declared)),
+      failFast(download(url("free.json"), "free.json", inner, cache, declared)),
     ]);
     return { config, weights, tokenizer, free };
   } finally {

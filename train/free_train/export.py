@@ -4,7 +4,8 @@
                                 [--shallow-exit-layer S] [--threshold 0.9]
 
 Writes config.json, model.safetensors (tied weights stored once, as transformers does),
-generation_config.json, tokenizer.json and free.json. Each replaces its namesake in OUT_DIR
+generation_config.json, tokenizer.json, free.json and checksums.json (the weights' size and
+SHA-256, which the npm package checks downloads against). Each replaces its namesake in OUT_DIR
 whole (written beside it first, see atomic.py); OUT_DIR's other files (a model card, logs) stay.
 An OUT_DIR that is, holds or lies inside what the export reads (the run's model, tokenizer,
 args.json) is refused: exporting a run into its own folder would write into it.
@@ -12,6 +13,7 @@ args.json) is refused: exporting a run into its own folder would write into it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -64,7 +66,21 @@ def export(run_dir: str, out_dir: str, which: str = "auto", dtype: str = "f16",
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copyfile(tok_src, os.path.join(tmp, "tokenizer.json"))
         write_free_json(tmp, shallow_exit_layer, threshold)
+        write_checksums(tmp)
     return out_dir
+
+
+def write_checksums(folder: str):
+    """checksums.json: model.safetensors' size and SHA-256. Downloads of it are capped at that
+    size and must match the hash, and a cached copy is told from a changed file by it (the other
+    files are small, and free.json is rewritten by `free calibrate`, so only the weights are listed)."""
+    path = os.path.join(folder, "model.safetensors")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    entry = {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    write_text(os.path.join(folder, "checksums.json"), json.dumps({"model.safetensors": entry}, indent=2) + "\n")
 
 
 def write_free_json(out_dir: str, shallow_exit_layer: int, threshold: float = 0.9):

@@ -1,5 +1,6 @@
 """A short training smoke run (both exits' losses must fall), --resume, --init, and the exporter."""
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -110,6 +111,9 @@ def test_export_round_trip(trained, tmp_path):
     with open(out / "free.json") as f:
         assert json.load(f) == {"shallow_exit_layer": 2, "confidence": "top2_gap", "threshold": 0.9,
                                 "bmm": {"zeta": 0.4, "min_points": 50}}
+    weights = (out / "model.safetensors").read_bytes()
+    with open(out / "checksums.json") as f:
+        assert json.load(f) == {"model.safetensors": {"bytes": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}}
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
         assert "shared.weight" in keys

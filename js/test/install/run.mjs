@@ -53,8 +53,20 @@ const weightsSize = statSync(join(modelDir, "model.safetensors")).size;
  * body and then drops the connection. `weightRequests`: the byte each weights answer began at.
  * Each file's ETag is a hash of what `served` holds now (a test changes a file there).
  */
-const flaky = { cuts: 0, cutAt: 0, ranges: true, weightRequests: [], afterCut: null };
+const flaky = { cuts: 0, cutAt: 0, ranges: true, validators: true, weightRequests: [], afterCut: null };
 const served = Object.fromEntries(["config.json", "model.safetensors", "tokenizer.json", "free.json"].map((f) => [f, readFileSync(join(modelDir, f))]));
+/** What the exporter's checksums.json says of `weights` (the folder's declaration of its weights). */
+const checksums = (weights) => Buffer.from(JSON.stringify({ "model.safetensors": { bytes: weights.length, sha256: createHash("sha256").update(weights).digest("hex") } }));
+served["checksums.json"] = checksums(served["model.safetensors"]);
+/** The weights under a header that differs in one byte: another file of the same size (another ETag and hash), as valid. */
+function otherWeights(original) {
+  const replaced = Buffer.from(original);
+  const headerEnd = 8 + Number(original.readBigUInt64LE(0));
+  const at = original.subarray(8, headerEnd).indexOf('"pt"');
+  assert.ok(at >= 0, "the weights' header names its format");
+  replaced.write('"PT"', 8 + at);
+  return replaced;
+}
 const flakyServer = createServer((req, res) => {
   const headers = { "access-control-allow-origin": "*", "access-control-allow-headers": "range", "access-control-expose-headers": "content-range, etag", "accept-ranges": "bytes", "cache-control": "no-store" };
   if (req.method === "OPTIONS") return void res.writeHead(204, headers).end();
@@ -65,7 +77,7 @@ const flakyServer = createServer((req, res) => {
   const from = range ? Number(range[1]) : 0;
   const body = data.subarray(from);
   if (range) headers["content-range"] = `bytes ${from}-${data.length - 1}/${data.length}`;
-  headers.etag = `"${createHash("sha256").update(data).digest("hex").slice(0, 16)}"`;
+  if (flaky.validators) headers.etag = `"${createHash("sha256").update(data).digest("hex").slice(0, 16)}"`;
   res.writeHead(range ? 206 : 200, { ...headers, "content-type": "application/octet-stream", "content-length": body.length });
   if (req.method === "HEAD") return void res.end();
   if (name !== "model.safetensors") return void res.end(body);
@@ -158,12 +170,10 @@ try {
   });
   await check("a download that breaks off while the file is replaced by one of the same size is fetched whole again, never stitched from both", async () => {
     const original = served["model.safetensors"];
-    // The same weights under a header that differs in one byte: another file (another ETag), as valid.
-    const replaced = Buffer.from(original);
-    const headerEnd = 8 + Number(original.readBigUInt64LE(0));
-    const at = original.subarray(8, headerEnd).indexOf('"pt"');
-    assert.ok(at >= 0, "the weights' header names its format");
-    replaced.write('"PT"', 8 + at);
+    const declared = served["checksums.json"];
+    const replaced = otherWeights(original);
+    // A folder without checksums.json: what is checked here is the resume alone.
+    delete served["checksums.json"];
     Object.assign(flaky, { cuts: 1, cutAt: Math.floor(weightsSize * 0.4), weightRequests: [], afterCut: () => (served["model.safetensors"] = replaced) });
     try {
       const result = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
@@ -174,7 +184,23 @@ try {
       assert.ok(flaky.weightRequests[0] === 0 && flaky.weightRequests[1] > 0 && flaky.weightRequests[2] === 0, `weights requested from bytes ${flaky.weightRequests}`);
     } finally {
       served["model.safetensors"] = original;
+      served["checksums.json"] = declared;
       flaky.afterCut = null;
+    }
+  });
+  await check("weights that do not match the folder's checksums.json, or outgrow its size, are refused", async () => {
+    const original = served["model.safetensors"];
+    try {
+      served["model.safetensors"] = otherWeights(original);
+      const other = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "main", null, c), [flakyUrl, cases[2]]);
+      assert.match(String(other), /^Error: http:\/\/127\.0\.0\.1:\d+\/model\/model\.safetensors does not match checksums\.json \(SHA-256 [0-9a-f]{16}…, declared [0-9a-f]{16}…\): the download is corrupt or the folder holds files of two versions; load again$/);
+      served["model.safetensors"] = Buffer.concat([original, Buffer.alloc(1 << 20)]);
+      flaky.weightRequests = [];
+      const larger = await page.evaluate(([b, c]) => window.freeTest.loadAndGenerate(b, "worker", null, c), [flakyUrl, cases[2]]);
+      assert.equal(String(larger), `Error: model.safetensors has more than ${original.length} bytes (${original.length + (1 << 20)} or more), the size checksums.json declares for it; the server sends another file than the folder declares`);
+      assert.equal(flaky.weightRequests.length, 1, "no resume of a file too large");
+    } finally {
+      served["model.safetensors"] = original;
     }
   });
   await check("a download that keeps breaking off fails after 3 resumes with an error that says what to do", async () => {
@@ -325,17 +351,40 @@ try {
     }
   });
 
+  await check("without ETag or Last-Modified, a cached file is told from a changed one of the same size by checksums.json's hash", async () => {
+    const cacheName = "free-wasm-revalidate-hash";
+    const original = served["model.safetensors"];
+    const declared = served["checksums.json"];
+    flaky.validators = false;
+    try {
+      const first = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(first.fromCache, { "config.json": false, "free.json": false, "model.safetensors": false, "tokenizer.json": false });
+      const second = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(second.fromCache, { "config.json": true, "free.json": true, "model.safetensors": true, "tokenizer.json": true });
+      served["model.safetensors"] = otherWeights(original);
+      served["checksums.json"] = checksums(served["model.safetensors"]);
+      const third = await page.evaluate(([b, n]) => window.freeTest.cachedLoad(b, n), [flakyUrl, cacheName]);
+      assert.deepEqual(third.fromCache, { "config.json": true, "free.json": true, "model.safetensors": false, "tokenizer.json": true });
+    } finally {
+      flaky.validators = true;
+      served["model.safetensors"] = original;
+      served["checksums.json"] = declared;
+      await page.evaluate((n) => caches.delete(n), cacheName);
+    }
+  });
+
   // From here on the model folder is unreachable: only Cache Storage can provide it. Loads
-  // still ask whether a cached file changed (HEAD), and use the copy when nobody answers.
+  // still ask whether a cached file changed (HEAD) and for the folder's checksums.json (GET,
+  // never cached), and use the copies when nobody answers.
   const blocked = [];
   await page.context().route("**/model/**", (route) => {
-    blocked.push(route.request().method());
+    blocked.push(`${route.request().method()} ${new URL(route.request().url()).pathname.split("/").pop()}`);
     return route.abort("internetdisconnected");
   });
   await check("main thread, offline: the model comes from Cache Storage and generates the same tokens", async () => {
     const report = await page.evaluate(([b, c]) => window.freeTest.mainThread(b, c), [baseUrl, cases]);
     checkReport(report, true);
-    assert.ok(blocked.every((m) => m === "HEAD"), `only the revalidation should have asked the network: ${blocked}`);
+    assert.ok(blocked.every((r) => r.startsWith("HEAD ") || r === "GET checksums.json"), `only the revalidation should have asked the network: ${blocked}`);
   });
   await check("worker, offline: same API, same tokens, files from Cache Storage", async () => {
     const report = await page.evaluate(([b, c]) => window.freeTest.worker(b, c), [baseUrl, cases]);

@@ -196,12 +196,19 @@ impl Drop for Gpu {
 
 /// A second handle on a `Gpu`'s device, for destroying it while the model is in use.
 #[derive(Clone)]
-pub struct DeviceHandle(wgpu::Device);
+pub struct DeviceHandle {
+    device: wgpu::Device,
+    fault: Arc<Mutex<Option<Fault>>>,
+}
 
 impl DeviceHandle {
-    /// `Gpu::destroy`, from outside the model.
+    /// `Gpu::destroy`, from outside the model. The loss is recorded at once, so a step that
+    /// fails before the device's own notice arrives already reports it.
     pub fn destroy(&self) {
-        self.0.destroy();
+        if let Ok(mut s) = self.fault.lock() {
+            s.get_or_insert(Fault::Lost("the device was destroyed (loseDevice)".into()));
+        }
+        self.device.destroy();
     }
 }
 
@@ -474,7 +481,7 @@ impl Gpu {
     /// A handle on this device that can destroy it from outside the model (a running
     /// generation holds the model; the handle does not).
     pub fn handle(&self) -> DeviceHandle {
-        DeviceHandle(self.device.clone())
+        DeviceHandle { device: self.device.clone(), fault: self.fault.clone() }
     }
 
     /// Fails with the first error the device reported, if any.
@@ -543,17 +550,7 @@ impl Gpu {
         if let Err(e) = (&mut readback.mapped).await {
             // Nothing is mapped, so nothing to give back to the pool.
             readback.staging = None;
-            // A lost device fails the mapping too, and its own error says more; in a browser
-            // its notice can come a few turns of the event loop after the failed mapping.
-            #[cfg(target_arch = "wasm32")]
-            for _ in 0..LOST_NOTICE_TURNS {
-                if self.check().is_err() {
-                    break;
-                }
-                next_task().await;
-            }
-            self.check()?;
-            return Err(gpu_error(format!("reading a result back failed: {e}")));
+            return Err(self.failed(format!("reading a result back failed: {e}")).await);
         }
         self.check()?;
         let bytes = readback.bytes;
@@ -562,8 +559,27 @@ impl Gpu {
             c.bytes_read += bytes;
         });
         let staging = readback.staging.as_ref().ok_or_else(|| gpu_error("a readback lost its staging buffer"))?;
-        let data = staging.get_mapped_range(..bytes).map_err(gpu_error)?.to_vec();
-        Ok(data)
+        // The device can be lost between the mapping and this read (a page's `loseDevice` runs
+        // between tasks), which fails the read as well.
+        let range = staging.get_mapped_range(..bytes).map(|view| view.to_vec());
+        match range {
+            Ok(data) => Ok(data),
+            Err(e) => Err(self.failed(e.to_string()).await),
+        }
+    }
+
+    /// The error for a failed readback: the device's loss when that is the cause (its own
+    /// error says more; in a browser its notice can come a few turns of the event loop after
+    /// the failure), else `what`.
+    async fn failed(&self, what: String) -> Error {
+        #[cfg(target_arch = "wasm32")]
+        for _ in 0..LOST_NOTICE_TURNS {
+            if self.check().is_err() {
+                break;
+            }
+            next_task().await;
+        }
+        self.check().err().unwrap_or_else(|| gpu_error(what))
     }
 }
 
