@@ -740,8 +740,14 @@ def merged_manifest(rec: dict) -> dict:
 
 
 def check_merge_target(rec: dict, trunk_out: str, force: bool):
-    """Refuse to replace a trunk that is not the one the burst started from."""
-    if force or not os.path.exists(os.path.join(trunk_out, MANIFEST)):
+    """Refuse to replace a trunk that is not the one the burst started from, or a folder that
+    is not a trunk at all (a model folder, say: it would be replaced whole, card and logs too)."""
+    if force or not os.path.exists(trunk_out):
+        return
+    if not os.path.exists(os.path.join(trunk_out, MANIFEST)):
+        if os.listdir(trunk_out):
+            raise SystemExit(f"{trunk_out} is not a trunk (it has no {MANIFEST}) and the merge replaces --trunk-out whole, "
+                             "which would delete its files; give a trunk or a new folder (--force replaces it anyway)")
         return
     now, then = read_manifest(trunk_out)["state"], rec["start"]["state"]
     if (now["step"], now["tokens"]) != (then["step"], then["tokens"]):

@@ -117,6 +117,11 @@ def test_merge_puts_back_exactly_the_parts_weights(burst_run, tiny_trunk, worksp
     assert man["bursts"][0]["steps"] == 2
     with pytest.raises(SystemExit, match="apply the burst twice"):
         burst.merge(str(out), str(trunk))
+    # a folder that is not a trunk (the model export) is never replaced whole
+    before = sorted(os.listdir(model))
+    with pytest.raises(SystemExit, match="is not a trunk"):
+        burst.merge(str(out), str(model))
+    assert sorted(os.listdir(model)) == before
 
     # the CPU line goes on from the merged trunk
     cont = tmp_path / "cont"
