@@ -4,7 +4,9 @@
     python -m free_train.curve models/free-t5-mini --project 200 300   # where the curve heads
 
 Reads the folder's train-1.log, train-2.log, ... (each snapshot's run, continued from the
-previous snapshot) and plots, against the training tokens seen since the first run: the
+previous snapshot, or, where a log says `token counter continues from train-N.log`, from the
+same point as run N: the training line's trunk, of which each shipped snapshot is a branch)
+and plots, against the training tokens seen since the first run: the
 validation loss of the shallow exit and of the deep model, the training loss (FREE's
 combined objective) and a line where each snapshot ends. Standard library only, so the
 picture can be redrawn without plotting packages.
@@ -21,6 +23,7 @@ from .atomic import refuse_overwriting_inputs, write_text
 
 TRAIN = re.compile(r"\] step (\d+) \| ep \d+ \| ([\d.]+)M tok \| loss ([\d.]+)")
 VALIDATION = re.compile(r"\] validation step (\d+): S ([\d.]+) L ([\d.]+)")
+CONTINUES = re.compile(r"token counter continues from train-(\d+)\.log")
 
 
 @dataclass
@@ -45,15 +48,22 @@ def read_curves(logs: list[Path]) -> Curves:
     """Validation points take the token count of the last training step logged before them."""
     curves = Curves()
     offset = 0.0
+    #: Where each log's token counter starts on the axis, by its run number.
+    starts: dict[int, float] = {}
     for log in logs:
         tokens = 0.0
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            if m := TRAIN.search(line):
+            if m := CONTINUES.search(line):
+                if int(m.group(1)) not in starts:
+                    raise SystemExit(f"{log}: continues train-{m.group(1)}.log, which comes later or is missing")
+                offset = starts[int(m.group(1))]
+            elif m := TRAIN.search(line):
                 tokens = float(m.group(2))
                 curves.train.append((offset + tokens, float(m.group(3))))
             elif m := VALIDATION.search(line):
                 curves.shallow.append((offset + tokens, float(m.group(2))))
                 curves.deep.append((offset + tokens, float(m.group(3))))
+        starts[int(re.sub(r"\D", "", log.stem) or 0)] = offset
         offset += tokens
         curves.snapshots.append(offset)
     return curves

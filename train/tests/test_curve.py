@@ -36,6 +36,20 @@ def test_runs_continue_on_one_token_axis(folder):
     assert curves.snapshots == [1.25, 1.5]
 
 
+def test_a_branch_log_continues_its_trunks_counter(folder):
+    # run 3 continues run 2's counter (the trunk), not run 2's end: its tokens are counted from
+    # where run 2's counter started (1.25M), so its 0.75M lands at 2.0M, not 2.25M
+    (folder / "train-3.log").write_text(
+        "# token counter continues from train-2.log: the trunk, resumed\n"
+        "[12:00:00] step 9 | ep 0 | 0.75M tok | loss 4.5 (S 4.6 L 4.4 kd 0.1) | x\n")
+    curves = read_curves(log_files(folder))
+    assert curves.train[-1] == (2.0, 4.5)
+    assert curves.snapshots == [1.25, 1.5, 2.0]
+    (folder / "train-3.log").write_text("# token counter continues from train-4.log\n")
+    with pytest.raises(SystemExit, match="comes later or is missing"):
+        read_curves(log_files(folder))
+
+
 def test_the_picture_has_a_line_per_series_with_every_point(folder, capsys):
     main([str(folder)])
     svg = (folder / "loss.svg").read_text()
