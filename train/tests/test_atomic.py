@@ -147,7 +147,8 @@ def test_export_replaces_the_model_files_and_keeps_the_card(run, tmp_path):
     (out / "config.json").write_text("{}")
     export(str(run), str(out), which="best")
     assert listing(tmp_path) == ["model"] + [f"model/{n}" for n in (
-        "README.md", "config.json", "free.json", "generation_config.json", "model.safetensors", "tokenizer.json")]
+        "README.md", "checksums.json", "config.json", "free.json", "generation_config.json", "model.safetensors",
+        "tokenizer.json")]
     assert (out / "README.md").read_text() == "the card"
     assert json.loads((out / "config.json").read_text())["num_decoder_layers"] == 6
     assert json.loads((out / "free.json").read_text())["shallow_exit_layer"] == 2
@@ -237,8 +238,8 @@ def test_a_trunk_save_replaces_the_old_trunk_whole(run, tmp_path):
     (trunk / "stale.txt").write_text("from an older trunk")
     save_trunk(str(run), str(trunk))
     assert listing(tmp_path / "line") == ["trunk"] + [f"trunk/{n}" for n in (
-        "config.json", "free.json", "generation_config.json", "model.safetensors", "optimizer.safetensors",
-        "tokenizer.json", "trunk.json")]
+        "checksums.json", "config.json", "free.json", "generation_config.json", "model.safetensors",
+        "optimizer.safetensors", "tokenizer.json", "trunk.json")]
     assert read_manifest(str(trunk))["state"] == {"step": 3, "tokens": 300, "epoch": 0, "batch_in_epoch": 3}
 
 
