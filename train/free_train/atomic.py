@@ -59,12 +59,25 @@ def staged_dir(out_dir: str):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def created_mode(folder: str) -> None:
+    """Gives the folder's files the permissions open() would (0666 less the umask): savers
+    that write through a temporary file of their own (transformers' save_pretrained) leave
+    0600, which a web server reading the folder as another user could not serve."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def replacing_dir(out_dir: str):
     """A folder to fill that takes out_dir's place when the block ends without an error: two
     renames, so a stop leaves a whole folder (out_dir, or out_dir.old beside out_dir.tmp)."""
     with staged_dir(out_dir) as tmp:
         yield tmp
+        created_mode(tmp)
         old = os.path.abspath(out_dir) + ".old"
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(out_dir):
@@ -79,6 +92,7 @@ def replacing_files(out_dir: str):
     namesake in out_dir (one rename each); out_dir's other files stay."""
     with staged_dir(out_dir) as tmp:
         yield tmp
+        created_mode(tmp)
         os.makedirs(out_dir, exist_ok=True)
         for name in sorted(os.listdir(tmp)):
             os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))

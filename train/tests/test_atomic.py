@@ -150,6 +150,10 @@ def test_export_replaces_the_model_files_and_keeps_the_card(run, tmp_path):
         "README.md", "checksums.json", "config.json", "free.json", "generation_config.json", "model.safetensors",
         "tokenizer.json")]
     assert (out / "README.md").read_text() == "the card"
+    # readable as open() would have made it, not 0600 as save_pretrained's own temporary file is
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {(out / n).stat().st_mode & 0o777 for n in ("model.safetensors", "config.json")} == {0o666 & ~mask}
     assert json.loads((out / "config.json").read_text())["num_decoder_layers"] == 6
     assert json.loads((out / "free.json").read_text())["shallow_exit_layer"] == 2
     assert (out / "tokenizer.json").read_bytes() == (run / "best" / "tokenizer.json").read_bytes()
