@@ -81,8 +81,8 @@ export async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string | n
 
 /**
  * Fails unless `bytes` are what checksums.json declares for `file`; returns their hash, to
- * keep with a cached copy. A file the folder declares nothing about is not hashed (25 MB of
- * weights take a tenth of a second or more).
+ * keep with a cached copy. A file the folder declares nothing about is not hashed: the
+ * hash would go unused.
  */
 export async function verify(file: ModelFileName, url: URL, bytes: Uint8Array<ArrayBuffer>, declared: Checksums): Promise<string | null> {
   const want = declared[file];
