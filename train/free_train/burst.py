@@ -20,10 +20,14 @@ What keeps the GPU busy:
   the device, the step's figures summed on the device and read every --read-every seconds,
   where a non-finite loss stops the run before anything is written; on CUDA the second step
   runs under torch.cuda.set_sync_debug_mode and the log says how many syncs it made;
-* bf16 autocast over f32 master weights, fused AdamW with the line's parameter groups
-  (free_train.train.param_groups), the line's rate scaled for the larger batch (--lr-scaling:
-  by default sqrt(batch tokens / the line's batch tokens), the usual rule for Adam) and
+* bf16 autocast over f32 master weights, the line's optimizer with its parameter groups
+  (free_train.train.param_groups): Adafactor (free_train.adafactor, written without host
+  syncs) or fused AdamW; the line's rate scaled for the larger batch (--lr-scaling: by default
+  sqrt(batch tokens / the line's batch tokens), the usual rule for adaptive optimizers) and
   warmed up over --warmup steps, as every fresh optimizer on this line is;
+* --dropout for the burst (a merge hands it on to the line) and --keep-best, which writes a
+  set only when the deep exit validates below every earlier figure: at the GPU's rate a burst
+  passes over the ~10M-token data many times and may overfit, and the set left is the best;
 * torch.compile only with --compile: compiling T5's forward and backward costs a minute or
   more of a 7-minute budget, recompiles as the shapes change and again for validation, and
   has never run on the GPU; a burst must work the first time. The eager tokens/s in the log
@@ -84,10 +88,10 @@ try:
     from .batching import collate, encode_rows
     from .data import find_split, read_jsonl
     from .distributed import Dist, QuietLog
-    from .export import export, write_free_json
+    from .export import export, write_checksums, write_free_json
     from .free import FreeObjective
-    from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, param_groups,
-                        precision_context, run_args, set_dropout, set_lr)
+    from .train import (Logger, build_parser, compile_in_place, evaluate, fmt_time, lr_at, make_optimizer,
+                        param_groups, precision_context, run_args, set_dropout, set_lr)
     from .trunk import DEFAULT_DIR as TRUNK, FORMAT, MANIFEST, describe, read_manifest
 except ImportError as e:
     raise SystemExit(f"free_train.burst: {e}. It needs Python>=3.10, {REQUIRES_TEXT}.")
@@ -134,9 +138,15 @@ def build_burst_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-scaling", default="sqrt", choices=["sqrt", "linear", "none"],
                    help="the line's rate times (batch tokens / the line's batch tokens) ** 0.5, ** 1 or ** 0")
     g.add_argument("--warmup", type=int, default=100, help="steps over which the fresh optimizer's rate ramps up")
+    g = ap.add_argument_group("regularisation")
+    g.add_argument("--dropout", type=float, default=None,
+                   help="dropout rate for the burst (default: the line's); a merge hands it on to the line")
     g = ap.add_argument_group("output")
     g.add_argument("--read-every", type=float, default=15, help="seconds between reads of the figures (a sync)")
     g.add_argument("--save-every", type=float, default=90, help="seconds between saves (each one validates)")
+    g.add_argument("--keep-best", action="store_true",
+                   help="write a set only when the deep exit's validation is below every earlier one (the "
+                        "start's included): many passes over the data can overfit, and the set left is the best")
     g.add_argument("--part-mib", type=float, default=16, help="largest part file")
     return ap
 
@@ -345,10 +355,20 @@ def peak_lr(args, settings: dict, per_step: int = 1) -> float:
     return settings["lr"] * (args.batch_tokens * per_step / settings["batch_tokens"]) ** power
 
 
-def make_fused_optimizer(model, settings: dict, lr: float, device):
+def make_burst_optimizer(model, settings: dict, lr: float, device):
+    """The line's optimizer at the burst's rate: Adafactor (free_train.adafactor: no host sync in
+    a step) as train.make_optimizer builds it, or AdamW, fused on CUDA."""
+    if settings["optimizer"].startswith("adafactor"):
+        return make_optimizer(model, argparse.Namespace(**{**settings, "lr": lr}))
     groups = param_groups(model, argparse.Namespace(**settings))
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, settings["beta2"]), eps=1e-8,
                              fused=device.type == "cuda")
+
+
+def describe_optimizer(opt, settings: dict) -> str:
+    if settings["optimizer"].startswith("adafactor"):
+        return f"Adafactor ({settings['optimizer']}, sync-free)"
+    return f"AdamW{' fused' if opt.defaults.get('fused') else ''} betas (0.9, {settings['beta2']})"
 
 
 def train_step(forward, opt, batches: list, lr: float, settings: dict, autocast, dist: Dist) -> torch.Tensor:
@@ -397,8 +417,13 @@ def check_sync_free(obj, batch, tol: float = 1e-4) -> float:
     """The sync-free objective against the plain one on a few rows of a real batch (f32, no
     gradient): proves the 4-D mask path under this machine's transformers."""
     inp, att, lab, _ = (t[:8] if torch.is_tensor(t) else t for t in batch)
-    with torch.no_grad():
-        diff = float((obj(inp, att, lab, sync_free=True).loss - obj(inp, att, lab).loss).abs())
+    was_training = obj.model.training
+    obj.model.eval()  # dropout would make the two passes differ
+    try:
+        with torch.no_grad():
+            diff = float((obj(inp, att, lab, sync_free=True).loss - obj(inp, att, lab).loss).abs())
+    finally:
+        obj.model.train(was_training)
     if not diff <= tol:
         raise SystemExit(f"the sync-free objective differs from free.py's by {diff:.2e} (> {tol}): "
                          "transformers' mask handling changed; do not train with it")
@@ -468,6 +493,16 @@ class Run:
         self.rec.validation(res, p, when, time.time() - t)
 
     def save(self, p: Progress, order: EpochOrder):
+        if self.args.keep_best:
+            vals = self.rec.record["validation"]
+            if not vals or vals[-1]["burst_step"] != p.step:
+                self.rec.log(f"--keep-best: burst step {p.step} not written (not validated)")
+                return
+            best = min(v["all_ce_deep"] for v in vals[:-1])
+            if vals[-1]["all_ce_deep"] >= best:
+                self.rec.log(f"--keep-best: burst step {p.step} not written (deep validation "
+                             f"{vals[-1]['all_ce_deep']:.4f}, best {best:.4f})")
+                return
         write_parts(self.args.out, self.model, self.rec.at(p, order), self.args.part_mib, self.rec.log)
 
 
@@ -480,6 +515,9 @@ def setup(args, versions: dict, t0: float, dist: Dist) -> Run:
     log = Logger(args.out) if dist.is_main else QuietLog()
     start = find_start(args.start)
     s = start.settings
+    if args.dropout is not None and args.dropout != s["dropout"]:
+        log(f"dropout {args.dropout} (the line's: {s['dropout']}); a merge hands it on to the line")
+        s["dropout"] = args.dropout
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     log(f"burst on {device_name}, {args.precision}{' +compile' if args.compile else ''}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -494,12 +532,12 @@ def setup(args, versions: dict, t0: float, dist: Dist) -> Run:
         log(f"global batch: {dist.describe()} x {args.accumulate} accumulated = {per_step} batches of "
             f"{args.batch_tokens} tokens per step")
     lr = peak_lr(args, s, per_step)
+    opt = make_burst_optimizer(model, s, lr, device)
     log(f"rate: {lr:.3g} peak ({s['lr']:.3g} at {s['batch_tokens']} tokens, {args.lr_scaling} scaling to "
-        f"{args.batch_tokens * per_step}), {args.warmup} warm-up steps; AdamW{' fused' if device.type == 'cuda' else ''} "
-        f"betas (0.9, {s['beta2']}), weight decay {s['weight_decay']}, clip {s['clip']}; S={s['shallow_exit_layer']}, "
-        f"alpha {s['alpha']}; setup {time.time() - t0:.0f}s after {IMPORT_SECONDS:.0f}s of imports")
-    return Run(args, s, device, model, FreeObjective(model, s["shallow_exit_layer"], s["alpha"]),
-               make_fused_optimizer(model, s, lr, device),
+        f"{args.batch_tokens * per_step}), {args.warmup} warm-up steps; {describe_optimizer(opt, s)}, "
+        f"weight decay {s['weight_decay']}, clip {s['clip']}; S={s['shallow_exit_layer']}, alpha {s['alpha']}, "
+        f"dropout {s['dropout']}; setup {time.time() - t0:.0f}s after {IMPORT_SECONDS:.0f}s of imports")
+    return Run(args, s, device, model, FreeObjective(model, s["shallow_exit_layer"], s["alpha"]), opt,
                argparse.Namespace(lr=lr, warmup=args.warmup, schedule="constant", decay_steps=0, decay_start=0),
                data, venc, Recorder(args, start, log, versions, device_name, lr, sha256_file(tok_path), dist.world),
                dist)
@@ -701,8 +739,8 @@ def write_parts(out_dir: str, model, record: dict, part_mib: float, log) -> list
     return names
 
 
-def read_parts(parts_dir: str) -> tuple[dict, dict]:
-    """(record, tensors) of the newest complete set of parts in parts_dir."""
+def newest_set(parts_dir: str) -> tuple[list[str], dict]:
+    """(file names in part order, record) of the newest complete set of parts in parts_dir."""
     sets = {}
     for f in sorted(os.listdir(parts_dir)):
         if f.startswith(PART_PREFIX) and f.endswith(".safetensors"):
@@ -714,11 +752,55 @@ def read_parts(parts_dir: str) -> tuple[dict, dict]:
     if not complete:
         raise SystemExit(f"{parts_dir}: no complete set of {PART_PREFIX}*.safetensors parts")
     chosen = sets[max(complete)]
+    return [chosen[i][0] for i in range(len(chosen))], chosen[0][1]
+
+
+def read_parts(parts_dir: str) -> tuple[dict, dict]:
+    """(record, tensors) of the newest complete set of parts in parts_dir."""
+    files, rec = newest_set(parts_dir)
     tensors = {}
-    for i in range(len(chosen)):
-        with safe_open(os.path.join(parts_dir, chosen[i][0]), "pt") as h:
+    for f in files:
+        with safe_open(os.path.join(parts_dir, f), "pt") as h:
             tensors.update({k: h.get_tensor(k) for k in h.keys()})
-    return chosen[0][1], tensors
+    return rec, tensors
+
+
+# ------------------------------------------------------------------ arms ---
+
+ARM_PREFIX = "arm-"
+
+
+def pick(out_dir: str) -> str | None:
+    """After train/gpu-arms.sh (several bursts side by side on one GPU, each in OUT/arm-NAME):
+    the arm whose set validated lowest on the deep exit becomes OUT/burst and the other arms'
+    folders are deleted, their logs (OUT/arm-NAME.log, written by the script) kept, so that what
+    comes back from a lent GPU fits its limits (8 files, 64 MiB). A set saved without a
+    validation at its step (a signal stopped the arm) ranks last. Returns the arm's name, or
+    None when no arm left a complete set."""
+    dest = os.path.join(out_dir, "burst")
+    if os.path.exists(dest):
+        raise SystemExit(f"{dest} exists: pick into a folder where no arm was picked yet")
+    arms = sorted(d for d in os.listdir(out_dir) if d.startswith(ARM_PREFIX) and os.path.isdir(os.path.join(out_dir, d)))
+    scored = []
+    for d in arms:
+        try:
+            _, rec = newest_set(os.path.join(out_dir, d))
+        except SystemExit:
+            print(f"{d}: no complete set")
+            continue
+        at = [v["all_ce_deep"] for v in rec["validation"] if v["burst_step"] == rec["step"]]
+        start = rec["validation"][0]["all_ce_deep"] if rec["validation"] else math.nan
+        print(f"{d}: set of burst step {rec['step']} ({rec['tokens'] / 1e6:.1f}M tokens), deep validation "
+              f"{at[-1] if at else math.nan:.4f} (start {start:.4f})")
+        scored.append((at[-1] if at else math.inf, d))
+    best = min(scored)[1] if scored else None
+    for d in arms:
+        if d == best:
+            os.rename(os.path.join(out_dir, d), dest)
+        else:
+            shutil.rmtree(os.path.join(out_dir, d))
+    print(f"picked {best} -> {dest}" if best else "no arm left a complete set")
+    return best[len(ARM_PREFIX):] if best else None
 
 
 # ----------------------------------------------------------------- merge ---
@@ -772,16 +854,19 @@ def merge(parts_dir: str, trunk_out: str, export_dir: str | None = None, start_d
     tok = os.path.join(start_dir, "tokenizer.json")
     if sha256_file(tok) != rec["start"]["tokenizer_sha256"]:
         raise SystemExit(f"{tok} is not the tokenizer the burst trained with; give the burst's start folder with --start")
-    model = T5ForConditionalGeneration.from_pretrained(start_dir, dtype=torch.float16)
+    # f32 first and cast after: loading in f16 keeps T5's feed-forward output (`wo`) in f32
+    model = T5ForConditionalGeneration.from_pretrained(start_dir, dtype=torch.float32)
     if set(tensors) != set(unique_tensors(model)):
         raise SystemExit(f"the parts' tensors do not match {start_dir}'s model")
     model.load_state_dict(tensors, strict=False)  # strict would ask for the tied embedding's other names
+    model.to(torch.float16)  # the parts are f16: exact
     man = merged_manifest(rec)
     with replacing_dir(trunk_out) as tmp:
         model.save_pretrained(tmp)
         shutil.copyfile(tok, os.path.join(tmp, "tokenizer.json"))
         write_free_json(tmp, rec["settings"]["shallow_exit_layer"])
         write_text(os.path.join(tmp, MANIFEST), json.dumps(man, indent=1) + "\n")
+        write_checksums(tmp)  # as a trunk save writes them: the weights' size and hash
     if export_dir:
         export(trunk_out, export_dir, dtype="f16", shallow_exit_layer=rec["settings"]["shallow_exit_layer"])
     return man
@@ -806,6 +891,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["merge"]:
         return merge_main(argv[1:])
+    if argv[:1] == ["pick"]:
+        if len(argv) != 2:
+            raise SystemExit("usage: python -m free_train.burst pick OUT_DIR")
+        return pick(argv[1])
     args = parse_burst_args(argv)
     return run_burst(args, check_requirements(args), t0)
 

@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from . import EOS_ID, PAD_ID, TASK_PREFIXES
+from .adafactor import Adafactor
 from .atomic import refuse_overwriting_inputs, replacing_dir, write_text
 from .batching import collate, encode_rows, make_batches, real_tokens
 from .data import find_split, read_jsonl
@@ -260,9 +261,7 @@ def param_groups(model, args) -> list[dict]:
 def make_optimizer(model, args):
     groups = param_groups(model, args)
     if args.optimizer.startswith("adafactor"):
-        from transformers.optimization import Adafactor
-        return Adafactor(groups, lr=args.lr, scale_parameter=args.optimizer == "adafactor-relative",
-                         relative_step=False, warmup_init=False)
+        return Adafactor(groups, lr=args.lr, scale_parameter=args.optimizer == "adafactor-relative")
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, args.beta2), eps=1e-8)
 
 

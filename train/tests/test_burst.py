@@ -7,6 +7,7 @@ the same global batch."""
 import json
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -106,8 +107,10 @@ def test_merge_puts_back_exactly_the_parts_weights(burst_run, tiny_trunk, worksp
         with safe_open(str(folder / "model.safetensors"), "pt") as f:
             assert set(f.keys()) == set(tensors)
             for k in tensors:
-                assert torch.equal(f.get_tensor(k), tensors[k]), k
-        assert {"config.json", "tokenizer.json", "free.json"} <= set(os.listdir(folder))
+                assert f.get_tensor(k).dtype == torch.float16 and torch.equal(f.get_tensor(k), tensors[k]), k
+        assert {"config.json", "tokenizer.json", "free.json", "checksums.json"} <= set(os.listdir(folder))
+        with open(folder / "checksums.json") as f:
+            assert json.load(f)["model.safetensors"]["bytes"] == os.path.getsize(folder / "model.safetensors")
     start = read_manifest(str(tiny_trunk))
     assert read_manifest(str(trunk)) == man
     assert man["state"]["step"] == start["state"]["step"] + 2
@@ -127,6 +130,55 @@ def test_merge_puts_back_exactly_the_parts_weights(burst_run, tiny_trunk, worksp
     cont = tmp_path / "cont"
     train_main(["--run-dir", str(cont), "--resume", "--from-trunk", str(trunk), "--max-steps", "6", "--rewarm", "1"])
     assert [r["step"] for r in read_metrics(cont, "train")] == [6]
+
+
+def test_adafactor_line_keep_best_and_dropout(workspace, tmp_path):  # noqa: F811
+    """A line on Adafactor bursts on Adafactor (the record says so, the rate scaled from the
+    line's); --keep-best writes no set whose deep validation is not below every earlier one (a
+    ruinous rate: none), and --dropout is the burst's and goes into the record merge hands on."""
+    run = tmp_path / "line"
+    train_main(["--run-dir", str(run), "--data", str(workspace / "data"), "--tokenizer",
+                str(workspace / "tokenizer.json"), "--max-steps", "2", "--optimizer", "adafactor-relative",
+                "--lr", "1e-2", "--warmup", "1", "--schedule", "constant", *TINY])
+    trunk = tmp_path / "trunk"
+    save_trunk(str(run), str(trunk))
+    out = tmp_path / "out"
+    rec = burst.main(["--start", str(trunk), "--data", str(workspace / "data"), "--out", str(out),
+                      "--device", "cpu", "--max-steps", "2", "--batch-tokens", "2048", "--read-every", "0",
+                      "--save-every", "0", "--warmup", "0", "--lr", "30", "--keep-best", "--dropout", "0.1"])
+    log = (out / "train.log").read_text()
+    assert "Adafactor (adafactor-relative, sync-free)" in log and "dropout 0.1 (the line's: 0.0)" in log
+    vals = [v["all_ce_deep"] for v in rec["validation"]]
+    assert len(vals) == 3 and min(vals[1:]) > vals[0]  # the rate ruined it
+    assert log.count("--keep-best: burst step") == 2 and "not written (deep validation" in log
+    assert not [f for f in os.listdir(out) if f.startswith("burst-")]
+    with pytest.raises(SystemExit, match="no complete set"):
+        burst.read_parts(str(out))
+    assert rec["settings"]["dropout"] == 0.1 and burst.merged_manifest(rec)["args"]["dropout"] == 0.1
+    assert rec["settings"]["optimizer"] == "adafactor-relative"
+
+
+def test_pick_keeps_the_arm_that_validated_lowest(burst_run, tiny_trunk, tmp_path):  # noqa: F811
+    """train/gpu-arms.sh's last step: the arm whose set validated lowest on the deep exit becomes
+    OUT/burst, the other arms' folders go (what comes back from the GPU has a file limit), an arm
+    without a complete set is never picked."""
+    from transformers import T5ForConditionalGeneration
+    out, _ = burst_run
+    arms = tmp_path / "arms"
+    shutil.copytree(out, arms / "arm-a")
+    (arms / "arm-empty").mkdir()
+    rec, _ = burst.read_parts(str(out))
+    better = json.loads(json.dumps(rec))
+    better["validation"][-1]["all_ce_deep"] -= 0.5
+    model = T5ForConditionalGeneration.from_pretrained(str(tiny_trunk))
+    (arms / "arm-z").mkdir()
+    burst.write_parts(str(arms / "arm-z"), model, better, PART_MIB, lambda *_: None)
+    (arms / "arm-z.log").write_text("the script's log of arm z\n")
+    assert burst.pick(str(arms)) == "z"
+    assert sorted(os.listdir(arms)) == ["arm-z.log", "burst"]
+    assert burst.read_parts(str(arms / "burst"))[0] == better
+    with pytest.raises(SystemExit, match="pick into a folder where no arm was picked yet"):
+        burst.pick(str(arms))
 
 
 def test_merge_takes_the_newest_complete_set(burst_run, tmp_path):
