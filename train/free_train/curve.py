@@ -5,8 +5,8 @@
 
 Reads the folder's train-1.log, train-2.log, ... (each snapshot's run, continued from the
 previous snapshot, or, where a log says `token counter continues from train-N.log`, from the
-same point as run N: the training line's trunk, of which each shipped snapshot is a branch)
-and plots, against the training tokens seen since the first run: the
+same point as run N: the training line's trunk, of which each shipped snapshot is a branch;
+a GPU burst's log pasted in counts on from the line's tokens at its start) and plots, against the training tokens seen since the first run: the
 validation loss of the shallow exit and of the deep model, the training loss (FREE's
 combined objective) and a line where each snapshot ends. Standard library only, so the
 picture can be redrawn without plotting packages.
@@ -24,6 +24,13 @@ from .atomic import refuse_overwriting_inputs, write_text
 TRAIN = re.compile(r"\] step (\d+) \| ep \d+ \| ([\d.]+)M tok \| loss ([\d.]+)")
 VALIDATION = re.compile(r"\] validation step (\d+): S ([\d.]+) L ([\d.]+)")
 CONTINUES = re.compile(r"token counter continues from train-(\d+)\.log")
+# A GPU burst's log (free_train.burst) counts its steps' tokens from 0 and names the line's count
+# at its start; its validations name the burst's step and the line's. A CPU run's log (its first
+# line: the arguments) counts the line's tokens itself.
+BURST_START = re.compile(r"\] start: .*, line step \d+, ([\d.]+)M tokens")
+BURST_VALIDATION = re.compile(r"\] validation (?:start|at save|end) \(burst step \d+, line step (\d+)\): "
+                              r"S ([\d.]+) L ([\d.]+)")
+RUN_ARGS = re.compile(r"\] args: ")
 
 
 @dataclass
@@ -45,22 +52,27 @@ def log_files(folder: Path) -> list[Path]:
 
 
 def read_curves(logs: list[Path]) -> Curves:
-    """Validation points take the token count of the last training step logged before them."""
+    """Validation points take the token count of the last training step logged before them (a
+    burst's starting validation, the line's count at the burst's start)."""
     curves = Curves()
     offset = 0.0
     #: Where each log's token counter starts on the axis, by its run number.
     starts: dict[int, float] = {}
     for log in logs:
-        tokens = 0.0
+        tokens = base = 0.0
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             if m := CONTINUES.search(line):
                 if int(m.group(1)) not in starts:
                     raise SystemExit(f"{log}: continues train-{m.group(1)}.log, which comes later or is missing")
                 offset = starts[int(m.group(1))]
+            elif m := BURST_START.search(line):
+                base = tokens = float(m.group(1))
+            elif RUN_ARGS.search(line):
+                base = 0.0
             elif m := TRAIN.search(line):
-                tokens = float(m.group(2))
+                tokens = base + float(m.group(2))
                 curves.train.append((offset + tokens, float(m.group(3))))
-            elif m := VALIDATION.search(line):
+            elif m := VALIDATION.search(line) or BURST_VALIDATION.search(line):
                 curves.shallow.append((offset + tokens, float(m.group(2))))
                 curves.deep.append((offset + tokens, float(m.group(3))))
         starts[int(re.sub(r"\D", "", log.stem) or 0)] = offset

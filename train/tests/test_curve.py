@@ -50,6 +50,26 @@ def test_a_branch_log_continues_its_trunks_counter(folder):
         read_curves(log_files(folder))
 
 
+def test_a_gpu_bursts_log_counts_from_the_lines_tokens_at_its_start(folder):
+    # a snapshot's log: the CPU line to 1.0M, a burst from there (its own counter from 0), then the
+    # CPU branch from the merged trunk, whose counter is the line's again
+    (folder / "train-3.log").write_text(
+        "# token counter continues from train-2.log\n"
+        "[12:00:00] args: --run-dir train/runs/trunk --resume\n"
+        "[12:00:01] step 9 | ep 0 | 1.00M tok | loss 4.5 (S 4.6 L 4.4 kd 0.1) | x\n"
+        "[12:01:00] burst on NVIDIA H200, bf16; torch 2.11.0\n"
+        "[12:01:00] start: models/trunk, line step 9, 1.00M tokens\n"
+        "[12:01:01] validation start (burst step 0, line step 9): S 4.3000 L 4.2000 | x (0.6s)\n"
+        "[12:01:10] step 40 | ep 0 | 2.00M tok | loss 4.0 (S 4.1 L 3.9 kd 0.1) | gnorm 0.5 | x\n"
+        "[12:01:11] validation end (burst step 40, line step 49): S 4.0000 L 3.8000 | x (0.5s)\n"
+        "[12:05:00] args: --run-dir train/runs/branch --resume --from-trunk models/trunk\n"
+        "[12:05:01] step 60 | ep 1 | 3.50M tok | loss 3.9 (S 4.0 L 3.8 kd 0.1) | x\n")
+    curves = read_curves(log_files(folder))
+    assert curves.train[-3:] == [(2.25, 4.5), (4.25, 4.0), (4.75, 3.9)]
+    assert curves.deep[-2:] == [(2.25, 4.2), (4.25, 3.8)]
+    assert curves.snapshots[-1] == 4.75
+
+
 def test_the_picture_has_a_line_per_series_with_every_point(folder, capsys):
     main([str(folder)])
     svg = (folder / "loss.svg").read_text()
