@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser rows of the README's backend table: the npm package (release build) in
+# The browser tables of docs/benchmarks.md and docs/webgpu.md: the npm package (release build) in
 # headless Chromium, on the wasm CPU backend and on WebGPU (SwiftShader), every contender
 # over the same test inputs, interleaved (www/bench/run.mjs):
 #   scripts/bench-browser.sh [N per task, default 10] [extra run.mjs options, e.g. --only free-adaptive]

@@ -1,5 +1,5 @@
 //! free-wasm: a T5 encoder-decoder with FREE's shallow-deep early exit, decoding on the CPU
-//! (candle) natively and in WebAssembly, and on WebGPU (wgpu). See ARCHITECTURE in the README for the layout.
+//! (candle) natively and in WebAssembly, and on WebGPU (wgpu). See docs/architecture.md for the layout.
 
 pub mod backend;
 pub mod config;

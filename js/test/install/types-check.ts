@@ -1,5 +1,5 @@
 // Compiled with `tsc --strict --noEmit` against the installed package, never run: the
-// public types must accept what the README shows and refuse what the API refuses. An
+// public types must accept what docs/usage.md shows and refuse what the API refuses. An
 // `any` anywhere in these signatures would make the @ts-expect-error lines fail.
 
 import { FreeModel, type AdaptiveState, type Generation, type LoadProgress, type TraceEntry } from "free-wasm";
