@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every decoding strategy on the same test inputs, interleaved in one process (FREE-SPEC §7):
+# Every decoding strategy on the same test inputs, interleaved in one process
+# (docs/method.md#how-results-are-measured):
 #   scripts/bench.sh [N per task, default 100] [extra `free bench` options, e.g. --threshold 0.4]
 # Prints the table and writes target/bench.json. The demo model unless FREE_MODEL is set.
 set -euo pipefail

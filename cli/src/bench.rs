@@ -1,5 +1,6 @@
 //! `free eval` and `free bench`: decode a JSONL test set with one strategy, or with every
-//! strategy on the same examples, interleaved in one process (FREE-SPEC §7), and report
+//! strategy on the same examples, interleaved in one process
+//! (docs/method.md#how-results-are-measured), and report
 //! quality, agreement with the full model, exit rate, blocks per token and speed.
 
 use std::collections::HashMap;

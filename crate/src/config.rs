@@ -242,7 +242,7 @@ impl T5Config {
     }
 }
 
-/// How the shallow exit's confidence is measured (FREE-SPEC §3).
+/// How the shallow exit's confidence is measured (docs/method.md#confidence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfidenceMeasure {
@@ -287,7 +287,7 @@ pub fn default_tasks() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Settings of the Beta-mixture threshold estimator (FREE-SPEC §5).
+/// Settings of the Beta-mixture threshold estimator (docs/method.md#adaptive-threshold).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BmmConfig {

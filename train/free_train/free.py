@@ -1,4 +1,4 @@
-"""FREE's shallow-deep objective on a Hugging Face T5ForConditionalGeneration (FREE-SPEC §2).
+"""FREE's shallow-deep objective on a Hugging Face T5ForConditionalGeneration (docs/method.md#training-objective).
 
 Loss = (S*CE_S + L*CE_L)/(S+L) + alpha*KD, with
 * CE_S on lm_head(c * FLN(h_S)) and CE_L on HF's own logits lm_head(c * FLN(h_L)) (same final

@@ -1,4 +1,4 @@
-"""Train a shallow-deep T5 with FREE's objective (FREE-SPEC §2).
+"""Train a shallow-deep T5 with FREE's objective (docs/method.md#training-objective).
 
     python -m free_train.train --run-dir train/runs/NAME [--time-budget 9000] [--resume]
 

@@ -39,7 +39,7 @@ def test_teacher_layers():
 # ---- KD against a brute-force reference written with plain Python loops ----
 
 def reference_kd(normed, S, mask):
-    """Literal FREE-SPEC §2 on Python floats: per-position squared error averaged over the
+    """Literal docs/method.md#training-objective on Python floats: per-position squared error averaged over the
     model dimension, averaged over non-padding positions."""
     L = len(normed)
     B, T, D = normed[0].shape
@@ -186,7 +186,7 @@ def test_output_scale_follows_scale_decoder_outputs():
 
 
 def test_t5_initialisation_from_scratch():
-    """HF's _init_weights with initializer_factor 1.0 draws what FREE-SPEC §2 lists."""
+    """HF's _init_weights with initializer_factor 1.0 draws what docs/method.md#training-objective lists."""
     torch.manual_seed(0)
     d, dkv, h, ff = 256, 32, 8, 1024
     cfg = tiny_config(vocab_size=4096, d_model=d, d_kv=dkv, num_heads=h, d_ff=ff, num_layers=1,

@@ -1,4 +1,5 @@
-//! Confidence of an exit's prediction from its logits (FREE-SPEC §3), and the argmax.
+//! Confidence of an exit's prediction from its logits (docs/method.md#confidence), and the
+//! argmax.
 
 use crate::config::ConfidenceMeasure;
 

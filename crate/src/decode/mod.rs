@@ -1,6 +1,6 @@
-//! Decoding strategies (FREE-SPEC §4): the full model, a static exit, CALM-style per-block
-//! exits with state copying, and FREE's synchronized parallel decoding with its exact mode.
-//! All run through one loop (`Session`) and report one trace format.
+//! Decoding strategies (docs/method.md#decoding-strategies): the full model, a static exit,
+//! CALM-style per-block exits with state copying, and FREE's synchronized parallel decoding
+//! with its exact mode. All run through one loop (`Session`) and report one trace format.
 
 mod confidence;
 mod session;

@@ -1,6 +1,7 @@
 //! One generation, decided token by token: the shared loop of every strategy, so traces,
 //! counters and stopping rules are the same for all of them. FREE's synchronized parallel
-//! decoding and its exact (verify and roll back) mode follow FREE-SPEC §4.
+//! decoding and its exact (verify and roll back) mode are described in
+//! docs/method.md#synchronized-parallel-decoding and docs/method.md#exact-mode-free-exact.
 
 use std::ops::Range;
 

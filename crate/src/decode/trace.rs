@@ -33,7 +33,8 @@ pub struct TokenTrace {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
-    /// Decoder blocks run, counting each row of a multi-row pass (FREE-SPEC §7).
+    /// Decoder blocks run, counting each row of a multi-row pass
+    /// (docs/method.md#how-results-are-measured).
     pub block_rows: usize,
     /// Rows pushed through the LM head (one per exit checked).
     pub head_rows: usize,

@@ -2,11 +2,12 @@
 //! decoding with them.
 //!
 //! Decoding one token multiplies a single row by every weight matrix, so its time is the
-//! time to stream the weights from memory (FREE-SPEC §6). A general GEMM packs the weight
-//! operand before multiplying, which for one row reads the weights twice; here each weight
-//! row is read once and dotted with every input row while it is hot. Where the CPU can widen
-//! f16 in hardware (x86-64 with F16C, AVX2 and FMA), f16 checkpoints stay f16 in memory:
-//! half the bytes to stream, and the widened values are exactly those an f32 copy holds.
+//! time to stream the weights from memory (docs/method.md#where-the-time-goes). A general
+//! GEMM packs the weight operand before multiplying, which for one row reads the weights
+//! twice; here each weight row is read once and dotted with every input row while it is
+//! hot. Where the CPU can widen f16 in hardware (x86-64 with F16C, AVX2 and FMA), f16
+//! checkpoints stay f16 in memory: half the bytes to stream, and the widened values are
+//! exactly those an f32 copy holds.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;

@@ -1,6 +1,7 @@
 //! T5 encoder-decoder (Hugging Face's `T5ForConditionalGeneration`, batch size 1) with the
 //! shallow-deep split of FREE: any range of decoder blocks can be run on its own, and the
-//! logits of any exit go through the same final norm and LM head (FREE-SPEC §1).
+//! logits of any exit go through the same final norm and LM head
+//! (docs/method.md#the-shallow-deep-module).
 
 mod cache;
 mod layers;

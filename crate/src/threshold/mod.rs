@@ -1,9 +1,10 @@
-//! FREE's adaptive exit threshold (FREE-SPEC §5): a two-component Beta mixture fitted to the
-//! shallow confidences of tokens the deep model agreed with (consistent) or not, and the
-//! lowest confidence above which "consistent" stays the likely explanation. Pure: data in,
-//! threshold out, no model inside. It may start from a calibration (both classes' moments
-//! on a validation split, shipped in free.json), so a fresh page starts with a fitted
-//! threshold instead of waiting for enough points of its own.
+//! FREE's adaptive exit threshold (docs/method.md#adaptive-threshold): a two-component Beta
+//! mixture fitted to the shallow confidences of tokens the deep model agreed with
+//! (consistent) or not, and the lowest confidence above which "consistent" stays the likely
+//! explanation. Pure: data in, threshold out, no model inside. It may start from a
+//! calibration (both classes' moments on a validation split, shipped in free.json), so a
+//! fresh page starts with a fitted threshold instead of waiting for enough points of its
+//! own.
 
 pub mod beta;
 

@@ -1,5 +1,6 @@
 // Beta densities for the adaptive-threshold chart (pure): log-gamma, the Beta log density and
-// the mixture's posterior, evaluated in log space as the estimator does (FREE-SPEC §5).
+// the mixture's posterior, evaluated in log space as the estimator does
+// (docs/method.md#data-and-fit).
 // Unit-tested against scipy.stats.beta values in test/unit/beta.test.mjs.
 
 import type { AdaptiveState, BetaParams } from "free-wasm";

@@ -17,7 +17,8 @@ export function exitRate(trace: TraceEntry[], shape: ModelShape): number | null 
 }
 
 /**
- * Decoder blocks run so far, counting each row of a multi-row deep pass (FREE-SPEC §7),
+ * Decoder blocks run so far, counting each row of a multi-row deep pass
+ * (docs/method.md#how-results-are-measured),
  * from the trace alone, for the numbers shown while generating. full: L per token; static
  * and CALM: the blocks the token's exit ran; FREE: S per step, and L - S more for every row
  * a deep pass checked. Equals the package's `counters.blockRows` except after exact mode's

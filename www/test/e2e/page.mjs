@@ -164,7 +164,10 @@ export class Page {
     }
   }
 
-  /** The numbers panel against the tokens drawn (FREE's block count, FREE-SPEC §7). */
+  /**
+   * The numbers panel against the tokens drawn (FREE's block count,
+   * docs/method.md#how-results-are-measured).
+   */
   async assertNumbers(tokens) {
     const standing = tokens.filter((t) => !t.rolledBack);
     assert.equal(await this.text("#n-tokens"), String(standing.length));
