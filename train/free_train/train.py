@@ -144,9 +144,13 @@ def parse_args(argv=None):
     if args.resume and os.path.exists(saved_path):
         with open(saved_path) as f:
             saved = json.load(f)
-    elif args.resume and args.from_trunk:
+    if args.resume and args.from_trunk:
         from .trunk import read_manifest
-        saved = read_manifest(args.from_trunk)["args"]
+        man = read_manifest(args.from_trunk)
+        # the settings go with the weights pick_start continues: the trunk's when it is ahead of
+        # the run's own checkpoint (a GPU burst merged into it may have changed them, dropout say)
+        if saved is None or man["state"]["tokens"] > checkpoint_tokens(os.path.join(args.run_dir, CKPT)):
+            saved = man["args"]
     if saved is not None:
         known = {a.dest for a in ap._actions}
         ap.set_defaults(**{k: v for k, v in saved.items()
@@ -406,6 +410,12 @@ def pick_tokenizer(args, resume_dir: str | None, train_rows, tok_path: str, log)
 def run_args(args) -> dict:
     """The run's settings as args.json and a trunk keep them: what a resume reads back."""
     return {k: v for k, v in vars(args).items() if k not in ("resume", "from_trunk", "new_data")}
+
+
+def checkpoint_tokens(ckpt_dir: str) -> int:
+    """The tokens a run's checkpoint has trained on (-1 without one)."""
+    path = os.path.join(ckpt_dir, "trainer_state.pt")
+    return torch.load(path, weights_only=False)["state"]["tokens"] if os.path.exists(path) else -1
 
 
 def pick_start(args, ckpt_dir: str, log):

@@ -69,6 +69,23 @@ def test_the_run_own_newer_checkpoint_wins_over_an_older_trunk(line, tmp_path):
     assert "fresh optimizer" not in log
 
 
+def test_the_settings_come_with_the_weights_that_continue(line, tmp_path):
+    """A trunk ahead of the run's checkpoint (a GPU burst merged into it) brings its own settings,
+    not the run folder's older args.json; a trunk that is not ahead leaves the run's."""
+    from free_train.train import parse_args
+    trunk = tmp_path / "trunk"
+    save_trunk(str(line), str(trunk))
+    man = read_manifest(str(trunk))
+    man["args"]["dropout"] = 0.1
+    (trunk / "trunk.json").write_text(json.dumps(man))
+    argv = ["--run-dir", str(line), "--resume", "--from-trunk", str(trunk)]
+    assert parse_args(argv).dropout == 0.0  # level with the run: the run goes on as it was
+    man["state"]["tokens"] += 1
+    (trunk / "trunk.json").write_text(json.dumps(man))
+    assert parse_args(argv).dropout == 0.1
+    assert parse_args(argv + ["--dropout", "0.2"]).dropout == 0.2  # the command line still decides
+
+
 def test_a_small_optimizer_state_travels_with_the_trunk(workspace, tmp_path):  # noqa: F811
     run = tmp_path / "adafactor"
     train_main(["--run-dir", str(run), "--data", str(workspace / "data"), "--tokenizer",
