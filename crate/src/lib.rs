@@ -3,8 +3,10 @@
 
 pub mod backend;
 pub mod config;
+pub mod confidence;
 pub mod decode;
 pub mod error;
+pub mod matrix;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -1,6 +1,6 @@
 //! `model.safetensors` from bytes (the same path natively and in the browser), stored as
 //! f32, f16 or bf16 and widened to f32 for compute (weight matrices may stay f16: see
-//! `model::matrix`). Tensors are taken by name with their
+//! `crate::matrix`). Tensors are taken by name with their
 //! expected shape, and whatever the model did not take is reported, so a checkpoint that
 //! disagrees with its `config.json` fails at load with the tensor named.
 
@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, ModelFile, Result};
-use crate::model::Matrix;
+use crate::matrix::Matrix;
 
 pub struct Weights {
     tensors: HashMap<String, Tensor>,

@@ -1,10 +1,11 @@
 //! The seam between the decoding loop and the hardware: what a strategy asks of a model
 //! (run a range of decoder blocks over some rows, decide tokens from rows, roll caches
-//! back), implemented by the CPU model (`crate::model::T5Model`, candle) and by the WebGPU
-//! model (`gpu::GpuModel`). Only collecting decisions waits for the device, so only it is
+//! back), implemented by the CPU model (`cpu`: `crate::model::T5Model`, candle) and by the
+//! WebGPU model (`gpu::GpuModel`). Only collecting decisions waits for the device, so only it is
 //! async: in a browser a GPU readback completes from the event loop; everywhere else it is
 //! ready at once.
 
+mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 
@@ -13,12 +14,8 @@ use std::ops::Range;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use candle_core::Tensor;
-
 use crate::config::{ConfidenceMeasure, T5Config};
-use crate::decode::{argmax, argmax_confidence};
 use crate::error::{Error, Result};
-use crate::model::{DecoderState, T5Model};
 
 /// A token decided from one row, with its confidence when a measure was asked for.
 pub type Decision = (u32, Option<f64>);
@@ -64,77 +61,6 @@ pub trait Backend {
     async fn decide(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
         let pending = self.decide_later(state, rows, measure)?;
         self.collect(pending).await
-    }
-}
-
-impl Backend for T5Model {
-    type Rows = Tensor;
-    type State = DecoderState;
-    /// The CPU decides at once.
-    type Pending = Vec<Decision>;
-
-    fn config(&self) -> &T5Config {
-        T5Model::config(self)
-    }
-
-    fn num_decoder_blocks(&self) -> usize {
-        T5Model::num_decoder_blocks(self)
-    }
-
-    fn start(&self, input_ids: &[u32]) -> Result<DecoderState> {
-        Ok(self.start_decoder(self.encode(input_ids)?))
-    }
-
-    fn embed(&self, _: &mut DecoderState, id: u32) -> Result<Tensor> {
-        T5Model::embed(self, &[id])
-    }
-
-    fn embed_decided(&self, state: &mut DecoderState, pending: &Vec<Decision>) -> Result<Tensor> {
-        let &(id, _) = pending.last().ok_or_else(|| Error::Compute("no token was decided to embed".into()))?;
-        Backend::embed(self, state, id)
-    }
-
-    fn decode_blocks(&self, state: &mut DecoderState, blocks: Range<usize>, rows: Tensor) -> Result<Tensor> {
-        T5Model::decode_blocks(self, state, blocks, rows)
-    }
-
-    fn copy_state(&self, state: &mut DecoderState, blocks: Range<usize>, rows: &Tensor) -> Result<()> {
-        T5Model::copy_state(self, state, blocks, rows)
-    }
-
-    fn join(&self, parts: &[&Tensor]) -> Result<Tensor> {
-        Ok(Tensor::cat(parts, 0)?)
-    }
-
-    fn row_count(&self, rows: &Tensor) -> usize {
-        rows.dims()[0]
-    }
-
-    fn decide_later(&self, _: &mut DecoderState, rows: &Tensor, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
-        let logits: Vec<Vec<f32>> = self.logits(rows)?.to_vec2()?;
-        Ok(logits
-            .iter()
-            .map(|row| match measure {
-                Some(m) => {
-                    let (token, conf) = argmax_confidence(row, m);
-                    (token, Some(conf))
-                }
-                None => (argmax(row), None),
-            })
-            .collect())
-    }
-
-    async fn collect(&self, pending: Vec<Decision>) -> Result<Vec<Decision>> {
-        Ok(pending)
-    }
-
-    fn waits_for_decisions(&self) -> bool {
-        false
-    }
-
-    fn truncate(&self, state: &mut DecoderState, len: usize) -> Result<()> {
-        state.truncate(len);
-        Ok(())
     }
 }
 

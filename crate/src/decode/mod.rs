@@ -2,11 +2,9 @@
 //! CALM-style per-block exits with state copying, and FREE's synchronized parallel decoding
 //! with its exact mode. All run through one loop (`Session`) and report one trace format.
 
-mod confidence;
 mod session;
 mod trace;
 
-pub use confidence::{argmax, argmax_confidence, confidence_of};
 pub use session::Session;
 pub use trace::{Counters, TokenTrace};
 

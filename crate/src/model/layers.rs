@@ -6,7 +6,7 @@ use candle_core::{Tensor, D};
 
 use crate::config::{Activation, FeedForward as FfSpec, T5Config};
 use super::softmax::softmax_last;
-use super::Matrix;
+use crate::matrix::Matrix;
 use crate::error::Result;
 use crate::weights::Weights;
 

@@ -5,7 +5,6 @@
 
 mod cache;
 mod layers;
-mod matrix;
 pub mod position;
 mod softmax;
 
@@ -15,7 +14,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 pub use cache::{BlockCache, DecoderState};
-pub use matrix::Matrix;
+use crate::matrix::Matrix;
 use layers::{Attention, FeedForward, RmsNorm};
 use position::PositionBias;
 

@@ -13,7 +13,7 @@ use wgpu::Buffer;
 
 use super::context::{Gpu, Kernel, Readback};
 use crate::config::{Activation, ConfidenceMeasure, T5Config};
-use crate::decode::confidence_of;
+use crate::confidence::confidence_of;
 use crate::error::{Error, Result};
 use crate::model::position::PositionBias;
 use crate::weights::Weights;
