@@ -8,11 +8,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use free_wasm::backend::Backend;
-use free_wasm::decode::{DecodeSettings, Session, Threshold};
 use free_wasm::metrics;
 use free_wasm::pipeline::InputCut;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
-use free_wasm::{GenerateOptions, Pipeline, StrategyName};
+use free_wasm::{GenerateOptions, Pipeline, StrategyName, TextGeneration};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -104,32 +103,26 @@ pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSetting
 }
 
 /// Decodes `ex` with `c` into `tally`; returns what of the input the model did not see.
+/// The encoder's time is `start_with`'s (tokenizing the input, microseconds, included).
 fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<InputCut, String> {
     let err = |e: free_wasm::Error| e.to_string();
-    let (settings, fixed): (DecodeSettings, Option<f64>) = p.settings(&c.options).map_err(err)?;
-    let (ids, cut) = p.encode_input(&ex.source, Some(&ex.task)).map_err(err)?;
+    let options = GenerateOptions { task: Some(ex.task.clone()), ..c.options.clone() };
     let t0 = Instant::now();
-    let encoded = p.model.start(&ids).map_err(err)?;
+    let mut generating = p.start_with(&ex.source, &options, c.adaptive.as_mut()).map_err(err)?;
     let t1 = Instant::now();
-    let threshold = match (fixed, c.adaptive.as_mut()) {
-        (Some(t), _) => Threshold::Fixed(t),
-        (None, Some(est)) => Threshold::Adaptive(est),
-        (None, None) => Threshold::Fixed(1.0), // full/static never read it
-    };
-    let mut session = Session::new(&p.model, encoded, settings, threshold).map_err(err)?.with_run_ahead(c.options.run_ahead);
-    session.run().map_err(err)?;
+    generating.run().map_err(err)?;
     let t2 = Instant::now();
-    let tokens = session.tokens().to_vec();
+    let TextGeneration { text, generation, input_cut } = generating.finish().map_err(err)?;
     let blocks = p.model.num_decoder_blocks();
-    let live = session.trace().iter().filter(|t| !t.rolled_back);
-    tally.early += live.filter(|t| t.exit < blocks).count();
-    tally.tokens += session.trace().iter().filter(|t| !t.rolled_back).count();
-    tally.block_rows += session.counters().block_rows;
+    let live: Vec<_> = generation.trace.iter().filter(|t| !t.rolled_back).collect();
+    tally.early += live.iter().filter(|t| t.exit < blocks).count();
+    tally.tokens += live.len();
+    tally.block_rows += generation.counters.block_rows;
     tally.encode_s += (t1 - t0).as_secs_f64();
     tally.decode_s += (t2 - t1).as_secs_f64();
-    tally.texts.push(p.tokenizer.decode(&tokens).map_err(err)?);
-    tally.outputs.push(tokens);
-    Ok(cut)
+    tally.texts.push(text);
+    tally.outputs.push(generation.tokens);
+    Ok(input_cut)
 }
 
 /// Quality of `texts` against the references: ROUGE for summarize, BLEU/chrF otherwise.
@@ -239,7 +232,7 @@ pub fn table(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use free_wasm::threshold::{ClassMoments, Moments};
+    use free_wasm::threshold::{ClassMoments, Moments, DEFAULT_THRESHOLD};
 
     /// The adaptive contenders start from free.json's calibration, consistent Beta(3, 2)
     /// from 400 points and inconsistent Beta(1.4, 5.6) from 300, whose thresholds scipy puts
@@ -253,7 +246,7 @@ mod tests {
         };
         let bmm = BmmSettings { calibration: Some(calibration), ..BmmSettings::default() };
         let started: Vec<(&str, f64)> =
-            contenders(&GenerateOptions::default(), 0.9, &bmm, 0.05).iter().filter_map(|c| Some((c.name, c.adaptive.as_ref()?.threshold()))).collect();
+            contenders(&GenerateOptions::default(), DEFAULT_THRESHOLD, &bmm, 0.05).iter().filter_map(|c| Some((c.name, c.adaptive.as_ref()?.threshold()))).collect();
         let names: Vec<&str> = started.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["free-adaptive", "free-adaptive-ref", "free-budget"]);
         for ((name, got), want) in started.into_iter().zip([0.333, 0.9, 0.474]) {

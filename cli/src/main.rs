@@ -351,7 +351,7 @@ fn bench_on<B: Backend>(
 ) -> Result<(), String> {
     // The budget is checked as generate checks it (a rate outside (0, 1) is refused).
     pipeline.threshold_rule(&options).map_err(|e| e.to_string())?;
-    let fixed = options.threshold.unwrap_or(pipeline.free.as_ref().map_or(0.9, |f| f.threshold));
+    let fixed = pipeline.fixed_threshold(&options);
     let bmm = pipeline.adaptive.settings().clone();
     let budget = options.max_disagreement.unwrap_or(bench::DEFAULT_BUDGET);
     let mut reports = Vec::new();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ModelFile, Result};
-use crate::threshold::{ClassMoments, Moments};
+use crate::threshold::{ClassMoments, Moments, DEFAULT_THRESHOLD};
 
 /// The feed-forward variant, parsed from HF's `feed_forward_proj` ("relu", "gated-gelu", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub struct FreeConfig {
 }
 
 fn default_threshold() -> f64 {
-    0.9
+    DEFAULT_THRESHOLD
 }
 
 /// T5's own prefixes for the two tasks of the demo model.

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{Gpu, GpuModel};
 use crate::model::T5Model;
-use crate::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
+use crate::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule, DEFAULT_THRESHOLD};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -308,7 +308,7 @@ impl<B: Backend> Pipeline<B> {
             StrategyName::Static => Strategy::Static { exit: exit()? },
             StrategyName::Calm => Strategy::Calm {
                 min_exit: exit()?,
-                threshold: options.threshold.unwrap_or(free.map_or(0.9, |f| f.threshold)),
+                threshold: self.fixed_threshold(options),
             },
             StrategyName::Free => Strategy::Free { exit: exit()?, exact: false },
             StrategyName::FreeExact => Strategy::Free { exit: exit()?, exact: true },
@@ -316,6 +316,12 @@ impl<B: Backend> Pipeline<B> {
         let measure = free.map(|f| f.confidence).unwrap_or_default();
         let settings = DecodeSettings { strategy, measure, max_new_tokens: options.max_new_tokens };
         Ok((settings, options.threshold))
+    }
+
+    /// The fixed threshold `options` give, else free.json's, else `DEFAULT_THRESHOLD`: what
+    /// `calm` exits at, and the bench's fixed-threshold rows.
+    pub fn fixed_threshold(&self, options: &GenerateOptions) -> f64 {
+        options.threshold.unwrap_or(self.free.as_ref().map_or(DEFAULT_THRESHOLD, |f| f.threshold))
     }
 
     /// The rule the adaptive threshold reads the fit with for `options`: their error budget,
@@ -333,20 +339,34 @@ impl<B: Backend> Pipeline<B> {
 
     /// Starts a generation from text, to be decided step by step (streaming callers) or
     /// run to the end (`generate`).
+    /// The pipeline's own adaptive threshold, carried from one generation to the next, reads
+    /// its fit with the rule `options` ask for.
     pub fn start(&mut self, text: &str, options: &GenerateOptions) -> Result<Generating<'_, B>> {
+        let prepared = self.prepare(text, options)?;
+        let rule = self.threshold_rule(options)?;
+        self.adaptive.set_rule(rule);
+        launch(&self.model, &self.tokenizer, prepared, Some(&mut self.adaptive))
+    }
+
+    /// `start` with an adaptive threshold the caller keeps (the bench gives each strategy
+    /// its own), which keeps its own rule; `None` where the strategy reads no adaptive
+    /// threshold (a fixed one, or full, static and calm).
+    pub fn start_with<'a>(
+        &'a self,
+        text: &str,
+        options: &GenerateOptions,
+        adaptive: Option<&'a mut AdaptiveThreshold>,
+    ) -> Result<Generating<'a, B>> {
+        launch(&self.model, &self.tokenizer, self.prepare(text, options)?, adaptive)
+    }
+
+    /// What a generation needs before its model runs: checked options, the input's ids,
+    /// the decoder settings.
+    fn prepare(&self, text: &str, options: &GenerateOptions) -> Result<Prepared> {
         options.check_applicable()?;
         let (ids, input_cut) = self.encode_input(text, options.task.as_deref())?;
         let (settings, fixed) = self.settings(options)?;
-        let rule = self.threshold_rule(options)?;
-        let threshold = match fixed {
-            Some(t) => Threshold::Fixed(t),
-            None => {
-                self.adaptive.set_rule(rule);
-                Threshold::Adaptive(&mut self.adaptive)
-            }
-        };
-        let session = Session::new(&self.model, self.model.start(&ids)?, settings, threshold)?.with_run_ahead(options.run_ahead);
-        Ok(Generating { session, tokenizer: &self.tokenizer, input_cut })
+        Ok(Prepared { ids, input_cut, settings, fixed, run_ahead: options.run_ahead })
     }
 
     /// Generates from text in one call.
@@ -355,6 +375,40 @@ impl<B: Backend> Pipeline<B> {
         generating.run()?;
         generating.finish()
     }
+}
+
+struct Prepared {
+    ids: Vec<u32>,
+    input_cut: InputCut,
+    settings: DecodeSettings,
+    fixed: Option<f64>,
+    run_ahead: Option<bool>,
+}
+
+/// Encodes the input and opens the session: the one place a generation starts.
+fn launch<'a, B: Backend>(
+    model: &'a B,
+    tokenizer: &'a Tokenizer,
+    p: Prepared,
+    adaptive: Option<&'a mut AdaptiveThreshold>,
+) -> Result<Generating<'a, B>> {
+    let threshold = match (p.fixed, adaptive) {
+        (Some(t), _) => Threshold::Fixed(t),
+        (None, Some(est)) => Threshold::Adaptive(est),
+        (None, None) => match p.settings.strategy {
+            // these never read the threshold (calm's is in its strategy)
+            Strategy::Full | Strategy::Static { .. } | Strategy::Calm { .. } => Threshold::Fixed(DEFAULT_THRESHOLD),
+            Strategy::Free { .. } => {
+                return Err(Error::InvalidSetting {
+                    setting: "threshold",
+                    value: String::new(),
+                    reason: "free and free-exact need a fixed threshold or an adaptive estimator to start with".into(),
+                })
+            }
+        },
+    };
+    let session = Session::new(model, model.start(&p.ids)?, p.settings, threshold)?.with_run_ahead(p.run_ahead);
+    Ok(Generating { session, tokenizer, input_cut: p.input_cut })
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary, and the bytes cut off.

@@ -14,6 +14,11 @@ use beta::BetaParams;
 pub use beta::Moments;
 use serde::Serialize;
 
+/// The threshold before anything is known of a model: free.json's `threshold` when it says
+/// none, the fixed threshold of `calm` (and of the bench's fixed-threshold rows) without
+/// free.json, and where FREE's adaptive threshold starts (0.9, as in the paper).
+pub const DEFAULT_THRESHOLD: f64 = 0.9;
+
 /// How the threshold is read off the fitted mixture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -70,7 +75,7 @@ impl Default for BmmSettings {
             rule: ThresholdRule::Fine { min: 0.05, max: 0.99, priors_from_counts: false },
             window: None,
             refit_every_syncs: None,
-            initial_threshold: 0.9,
+            initial_threshold: DEFAULT_THRESHOLD,
             learn_without_stack: true,
             calibration: None,
         }
@@ -324,7 +329,7 @@ pub fn threshold_for(fit: &Fit, zeta: f64, rule: ThresholdRule) -> f64 {
         ThresholdRule::Reference => (0..10)
             .map(|i| 0.3 + 0.6 * i as f64 / 9.0)
             .find(|&c| fit.posterior(c) > zeta)
-            .unwrap_or(0.9),
+            .unwrap_or(DEFAULT_THRESHOLD),
         ThresholdRule::Fine { min, max, .. } => highest_run(|c| fit.posterior(c) > zeta).unwrap_or(max).clamp(min, max),
         ThresholdRule::Budget { rate, min, max } => {
             let (cons, incons) = fit.params();
