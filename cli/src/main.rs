@@ -14,7 +14,7 @@ use args::Args;
 use free_wasm::backend::gpu::{Gpu, GpuModel};
 use free_wasm::backend::{block_on, Backend};
 use free_wasm::error::ModelFile;
-use free_wasm::pipeline::ModelDir;
+use free_wasm::pipeline::{ModelDir, Report, Timings};
 use free_wasm::threshold::BmmSettings;
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 use output::Output;
@@ -186,24 +186,19 @@ fn generate(mut args: Args) -> Result<(), String> {
 }
 
 fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, json: bool, text: String) -> Result<(), String> {
-    let start = std::time::Instant::now();
-    let out = pipeline.generate(&text, &options).map_err(|e| e.to_string())?;
-    let seconds = start.elapsed().as_secs_f64();
+    let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1e3;
+    let started = std::time::Instant::now();
+    let mut generating = pipeline.start(&text, &options).map_err(|e| e.to_string())?;
+    let (encode_ms, decoding) = (ms(started), std::time::Instant::now());
+    generating.run().map_err(|e| e.to_string())?;
+    let timings = Timings { encode_ms, decode_ms: ms(decoding) };
+    let out = generating.finish().map_err(|e| e.to_string())?;
     if out.input_cut.is_cut() {
         warn_cut(&pipeline, "the input was");
     }
     if json {
-        let value = serde_json::json!({
-            "text": out.text,
-            "tokens": out.generation.tokens,
-            "finished": out.generation.finished,
-            "truncatedInputTokens": out.input_cut.tokens,
-            "truncatedInputBytes": out.input_cut.bytes,
-            "trace": out.generation.trace,
-            "counters": out.generation.counters,
-            "seconds": seconds,
-        });
-        out!("{value}");
+        // the wasm API's report, the same shape
+        out!("{}", serde_json::to_string(&Report::new(out, timings)).map_err(|e| e.to_string())?);
     } else {
         let blocks = pipeline.model.num_decoder_blocks();
         // Escape codes only where a terminal shows them (https://no-color.org).
@@ -214,7 +209,7 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
             // To a file or a pipe: the text alone (--json has the whole trace).
             out!("{}", out.text);
         }
-        out!("{}", trace_view::summary(&out.generation, blocks, seconds));
+        out!("{}", trace_view::summary(&out.generation, blocks, (timings.encode_ms + timings.decode_ms) / 1e3));
     }
     Ok(())
 }

@@ -26,6 +26,12 @@ fn generate_json_gives_the_hf_greedy_tokens() {
     let got: Vec<u64> = out["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(got, want);
     assert_eq!(out["trace"].as_array().unwrap().len(), got.len() + out["finished"].as_bool().unwrap() as usize);
+    // the wasm API's report, field for field (the npm package's Generation, less deviceChanges)
+    let mut keys: Vec<&str> = out.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["counters", "finished", "text", "timings", "tokens", "trace", "truncatedInputBytes", "truncatedInputTokens"]);
+    let (encode, decode) = (out["timings"]["encodeMs"].as_f64().unwrap(), out["timings"]["decodeMs"].as_f64().unwrap());
+    assert!(encode > 0.0 && decode > 0.0, "{}", out["timings"]);
 }
 
 #[test]

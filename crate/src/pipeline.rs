@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use candle_core::Device;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{default_tasks, BmmConfig, Calibration, FreeConfig, T5Config};
-use crate::decode::{DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
+use crate::decode::{Counters, DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
 use crate::backend::Backend;
 #[cfg(feature = "gpu")]
@@ -113,6 +113,48 @@ impl Default for GenerateOptions {
             task: None,
             max_disagreement: None,
             run_ahead: None,
+        }
+    }
+}
+
+/// A finished generation as it is reported: the CLI's `--json` and the wasm API's
+/// `generate` (the npm package's `Generation`) are this one shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    /// True when the model ended the text itself (EOS), false when `maxNewTokens` ran out.
+    pub finished: bool,
+    pub truncated_input_tokens: usize,
+    pub truncated_input_bytes: usize,
+    pub trace: Vec<TokenTrace>,
+    pub counters: Counters,
+    pub timings: Timings,
+}
+
+/// Wall-clock time of a generation's two phases, in milliseconds (measured by the caller:
+/// std has no clock on wasm32).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// Tokenizing the input and running the encoder (`Pipeline::start`).
+    pub encode_ms: f64,
+    /// The decoder steps, with whatever the caller did between them.
+    pub decode_ms: f64,
+}
+
+impl Report {
+    pub fn new(out: TextGeneration, timings: Timings) -> Self {
+        Report {
+            text: out.text,
+            tokens: out.generation.tokens,
+            finished: out.generation.finished,
+            truncated_input_tokens: out.input_cut.tokens,
+            truncated_input_bytes: out.input_cut.bytes,
+            trace: out.generation.trace,
+            counters: out.generation.counters,
+            timings,
         }
     }
 }

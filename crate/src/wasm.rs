@@ -16,9 +16,8 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::gpu::{DeviceHandle, Gpu, GpuModel};
 use crate::backend::Backend;
-use crate::decode::{Counters, TokenTrace};
 use crate::error::Error;
-use crate::pipeline::{GenerateOptions, Generating, ModelFiles, Pipeline, TextGeneration};
+use crate::pipeline::{GenerateOptions, Generating, ModelFiles, Pipeline, Report, Timings};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -55,46 +54,6 @@ pub struct FreeModel {
     pipeline: Rc<RefCell<Option<Engine>>>,
     /// The WebGPU device, reachable while a generation holds the pipeline (`loseDevice`).
     device: Option<DeviceHandle>,
-}
-
-/// What `generate` returns to JavaScript.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GenerateOutput {
-    text: String,
-    tokens: Vec<u32>,
-    /// True when the model ended the text itself (EOS), false when `maxNewTokens` ran out.
-    finished: bool,
-    truncated_input_tokens: usize,
-    truncated_input_bytes: usize,
-    trace: Vec<TokenTrace>,
-    counters: Counters,
-    timings: Timings,
-}
-
-/// Wall-clock time of a generation's two phases, in milliseconds.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Timings {
-    /// Tokenizing the input and running the encoder.
-    encode_ms: f64,
-    /// The decoder steps, with (in `generateStreaming`) the awaits of `onStep` between them.
-    decode_ms: f64,
-}
-
-impl GenerateOutput {
-    fn new(out: TextGeneration, timings: Timings) -> Self {
-        GenerateOutput {
-            text: out.text,
-            tokens: out.generation.tokens,
-            finished: out.generation.finished,
-            truncated_input_tokens: out.input_cut.tokens,
-            truncated_input_bytes: out.input_cut.bytes,
-            trace: out.generation.trace,
-            counters: out.generation.counters,
-            timings,
-        }
-    }
 }
 
 /// `performance.now()` of the page or worker (both have one; std has no clock on wasm32).
@@ -253,7 +212,7 @@ impl FreeModel {
                 let (mut generating, clock) = start_timed(p, text, &options)?;
                 generating.run()?;
                 let timings = clock.timings();
-                to_js(&GenerateOutput::new(generating.finish()?, timings))
+                to_js(&Report::new(generating.finish()?, timings))
             }
             Engine::Gpu(_) => Err(JsError::new("a model on WebGPU generates asynchronously; use generateStreaming")),
         })
@@ -377,7 +336,7 @@ async fn stream<B: Backend>(
     text: &str,
     options: &GenerateOptions,
     on_step: &js_sys::Function,
-) -> Result<GenerateOutput, Failure> {
+) -> Result<Report, Failure> {
     let (mut generating, clock) = start_timed(p, text, options).map_err(Failure::Library)?;
     while !generating.is_done() {
         let from = generating.advance().await.map_err(Failure::Library)?;
@@ -386,5 +345,5 @@ async fn stream<B: Backend>(
         JsFuture::from(js_sys::Promise::resolve(&returned)).await?;
     }
     let timings = clock.timings();
-    Ok(GenerateOutput::new(generating.finish().map_err(Failure::Library)?, timings))
+    Ok(Report::new(generating.finish().map_err(Failure::Library)?, timings))
 }

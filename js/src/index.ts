@@ -221,8 +221,8 @@ export class FreeModel {
       disposing.throwIfAborted();
     };
     try {
-      // The wasm layer resolves to a value shaped as Generation (crate/src/wasm.rs
-      // GenerateOutput) without deviceChanges; types.ts mirrors it field for field.
+      // The wasm layer resolves to a value shaped as Generation (crate/src/pipeline.rs
+      // Report, also the CLI's --json) without deviceChanges; types.ts mirrors it field for field.
       const out = (await this.#raw.generateStreaming(text, raw, onStep)) as RawGeneration;
       return { ...out, deviceChanges: [] };
     } catch (e) {

@@ -137,7 +137,7 @@ export interface Counters {
   aheadDiscarded: number;
 }
 
-/** What `generate` resolves to. */
+/** What `generate` resolves to (crate/src/pipeline.rs `Report`, plus `deviceChanges`). */
 export interface Generation {
   text: string;
   /** Generated token ids, without the final end-of-sequence token. */
@@ -161,7 +161,7 @@ export interface Generation {
   deviceChanges: DeviceChange[];
 }
 
-/** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`). */
+/** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`; crate/src/pipeline.rs `Timings`). */
 export interface Timings {
   /**
    * Tokenizing the input and running the encoder. On WebGPU the encoder's work is submitted
