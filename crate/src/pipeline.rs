@@ -18,7 +18,7 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
 /// The strategies by the names the CLI, the wasm API and the bench use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyName {
     Full,
@@ -27,6 +27,74 @@ pub enum StrategyName {
     Free,
     FreeExact,
 }
+
+/// What a strategy does with a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ThresholdUse {
+    /// It has none (full, static).
+    None,
+    /// A fixed one (calm: given, else free.json's).
+    Fixed,
+    /// A fixed one, or without one the adaptive threshold, which an error budget
+    /// (`max_disagreement`) may read instead of FREE's zeta rule (free, free-exact).
+    FixedOrAdaptive,
+}
+
+/// One row of `STRATEGIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategyInfo {
+    pub name: StrategyName,
+    /// What it does, in a few words (the demo page's menu; the start of its errors).
+    pub summary: &'static str,
+    pub threshold: ThresholdUse,
+    /// It exits early, so it has an exit layer (free.json's S, or `exit_layer`).
+    pub exits_early: bool,
+    /// Its output is token for token the full model's.
+    pub exact: bool,
+}
+
+/// Every strategy and what it takes: the one table the options are checked against
+/// (`GenerateOptions::check_applicable`), mirrored for JavaScript into js/src/strategies.ts
+/// (a test keeps the mirror current), where the npm package and the demo page read it.
+pub const STRATEGIES: [StrategyInfo; 5] = [
+    StrategyInfo {
+        name: StrategyName::Free,
+        summary: "synchronized parallel decoding",
+        threshold: ThresholdUse::FixedOrAdaptive,
+        exits_early: true,
+        exact: false,
+    },
+    StrategyInfo {
+        name: StrategyName::FreeExact,
+        summary: "verified: the same output as full",
+        threshold: ThresholdUse::FixedOrAdaptive,
+        exits_early: true,
+        exact: true,
+    },
+    StrategyInfo {
+        name: StrategyName::Full,
+        summary: "runs every block for every token",
+        threshold: ThresholdUse::None,
+        exits_early: false,
+        exact: true,
+    },
+    StrategyInfo {
+        name: StrategyName::Static,
+        summary: "exits every token at the shallow exit",
+        threshold: ThresholdUse::None,
+        exits_early: true,
+        exact: false,
+    },
+    StrategyInfo {
+        name: StrategyName::Calm,
+        summary: "exits after any block once confident",
+        threshold: ThresholdUse::Fixed,
+        exits_early: true,
+        exact: false,
+    },
+];
 
 impl StrategyName {
     pub fn as_str(self) -> &'static str {
@@ -38,15 +106,19 @@ impl StrategyName {
             StrategyName::FreeExact => "free-exact",
         }
     }
+
+    pub fn info(self) -> &'static StrategyInfo {
+        STRATEGIES.iter().find(|s| s.name == self).expect("every strategy has a row in STRATEGIES")
+    }
 }
 
 impl std::str::FromStr for StrategyName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| Error::InvalidSetting {
-            setting: "strategy",
-            value: s.into(),
-            reason: "use full, static, calm, free or free-exact".into(),
+        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
+            let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name.as_str()).collect();
+            let (last, rest) = names.split_last().expect("STRATEGIES is not empty");
+            Error::InvalidSetting { setting: "strategy", value: s.into(), reason: format!("use {} or {last}", rest.join(", ")) }
         })
     }
 }
@@ -76,28 +148,29 @@ pub struct GenerateOptions {
 
 impl GenerateOptions {
     /// A setting the chosen strategy has no use for is an error, not silently ignored (a
-    /// threshold given to `full`, say, would suggest it changed something).
+    /// threshold given to `full`, say, would suggest it changed something): read off
+    /// `STRATEGIES`.
     pub fn check_applicable(&self) -> Result<()> {
-        use StrategyName::*;
-        let refuse = |setting: &'static str, value: Option<String>, reason: &str| {
-            Err(Error::InvalidSetting { setting, value: value.unwrap_or_default(), reason: reason.to_string() })
-        };
-        let threshold = self.threshold.map(|t| t.to_string());
-        let budget = self.max_disagreement.map(|r| r.to_string());
-        match self.strategy {
-            Full if threshold.is_some() => refuse("threshold", threshold, "full runs every block for every token and has no threshold; drop it"),
-            Full if self.exit_layer.is_some() => refuse("exit_layer", self.exit_layer.map(|n| n.to_string()), "full has no early exit; drop it"),
-            Static if threshold.is_some() => {
-                refuse("threshold", threshold, "static exits every token at the shallow exit and has no threshold; drop it")
-            }
-            Full | Static | Calm if budget.is_some() => refuse(
+        let info = self.strategy.info();
+        let (name, does) = (info.name.as_str(), info.summary);
+        let refuse = |setting: &'static str, value: String, reason: String| Err(Error::InvalidSetting { setting, value, reason });
+        if let (ThresholdUse::None, Some(t)) = (info.threshold, self.threshold) {
+            return refuse("threshold", t.to_string(), format!("{name} {does} and has no threshold; drop it"));
+        }
+        if let (false, Some(n)) = (info.exits_early, self.exit_layer) {
+            return refuse("exit_layer", n.to_string(), format!("{name} has no early exit; drop it"));
+        }
+        match (info.threshold, self.max_disagreement) {
+            (ThresholdUse::FixedOrAdaptive, Some(r)) if self.threshold.is_some() => refuse(
                 "max_disagreement",
-                budget,
-                "the error budget sets the adaptive threshold of free and free-exact; drop it or use one of those strategies",
+                r.to_string(),
+                "the error budget sets the adaptive threshold; drop it or the fixed threshold".into(),
             ),
-            Free | FreeExact if budget.is_some() && threshold.is_some() => {
-                refuse("max_disagreement", budget, "the error budget sets the adaptive threshold; drop it or the fixed threshold")
-            }
+            (ThresholdUse::None | ThresholdUse::Fixed, Some(r)) => refuse(
+                "max_disagreement",
+                r.to_string(),
+                "the error budget sets the adaptive threshold of free and free-exact; drop it or use one of those strategies".into(),
+            ),
             _ => Ok(()),
         }
     }
@@ -540,4 +613,68 @@ impl<B: Backend> Generating<'_, B> {
 
 fn with_text(tokenizer: &Tokenizer, entry: TokenTrace) -> TokenTrace {
     TokenTrace { text: tokenizer.token_text(entry.token), ..entry }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use super::*;
+
+    /// js/src/strategies.ts as `STRATEGIES` makes it.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn strategies_mirror() -> String {
+        let rows: Vec<String> = STRATEGIES.iter().map(|s| format!("  {},\n", serde_json::to_string(s).unwrap())).collect();
+        format!(
+            "// Generated from crate/src/pipeline.rs `STRATEGIES` by its test `strategies_mirror_is_current`\n\
+             // (`FREE_UPDATE_MIRRORS=1 cargo test --lib strategies_mirror` rewrites it): do not edit.\n\n\
+             /** Every decoding strategy and what it takes (crate/src/pipeline.rs `StrategyInfo`). */\n\
+             export const STRATEGIES = [\n{}] as const;\n",
+            rows.concat()
+        )
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn strategies_mirror_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/src/strategies.ts");
+        let want = strategies_mirror();
+        if std::env::var_os("FREE_UPDATE_MIRRORS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "{} is not what STRATEGIES makes; run FREE_UPDATE_MIRRORS=1 cargo test --lib strategies_mirror", path.display());
+    }
+
+    #[test]
+    fn every_strategy_has_one_row_and_the_options_follow_it() {
+        use StrategyName::*;
+        let all = [Full, Static, Calm, Free, FreeExact];
+        for name in all {
+            assert_eq!(STRATEGIES.iter().filter(|s| s.name == name).count(), 1, "{name:?}");
+            assert_eq!(name.info().name, name);
+            assert_eq!(name.as_str().parse::<StrategyName>().unwrap(), name);
+        }
+        let with = |strategy, threshold: Option<f64>, exit_layer: Option<usize>, budget: Option<f64>| GenerateOptions {
+            strategy,
+            threshold,
+            exit_layer,
+            max_disagreement: budget,
+            ..GenerateOptions::default()
+        };
+        for info in &STRATEGIES {
+            let n = info.name;
+            assert_eq!(with(n, Some(0.5), None, None).check_applicable().is_ok(), info.threshold != ThresholdUse::None, "{n:?}");
+            assert_eq!(with(n, None, Some(1), None).check_applicable().is_ok(), info.exits_early, "{n:?}");
+            assert_eq!(
+                with(n, None, None, Some(0.05)).check_applicable().is_ok(),
+                info.threshold == ThresholdUse::FixedOrAdaptive,
+                "{n:?}"
+            );
+            assert!(with(n, Some(0.5), None, Some(0.05)).check_applicable().is_err(), "{n:?}: a budget with a fixed threshold");
+            assert!(with(n, None, None, None).check_applicable().is_ok());
+        }
+        let err = "fast".parse::<StrategyName>().unwrap_err().to_string();
+        assert!(err.contains("use free, free-exact, full, static or calm"), "{err}");
+    }
 }

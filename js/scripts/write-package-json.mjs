@@ -40,6 +40,8 @@ const pkg = {
     "checksums.js",
     "abort.js",
     "turns.js",
+    "strategies.js",
+    "strategies.d.ts",
     "worker-client.js",
     "worker-client.d.ts",
     "worker.js",

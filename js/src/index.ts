@@ -7,6 +7,7 @@
 import init, { FreeModel as RawModel } from "./free_wasm.js";
 import { untilAborted } from "./abort.js";
 import { loadFiles, type LoadedFiles } from "./files.js";
+import { STRATEGIES } from "./strategies.js";
 import { Turns } from "./turns.js";
 import type {
   AdaptiveState,
@@ -22,6 +23,8 @@ import type {
 } from "./types.js";
 
 export type * from "./types.js";
+/** Every decoding strategy and what it takes (see `StrategyInfo`), in the demo page's order. */
+export { STRATEGIES };
 
 let wasmReady: Promise<unknown> | undefined;
 
@@ -107,8 +110,10 @@ function wasmOptions(options: GenerateOptions): WasmOptions {
     out.threshold = threshold;
   } else if (threshold === "adaptive") {
     const s = strategy ?? "free";
-    if (s !== "free" && s !== "free-exact") {
-      throw new TypeError(`threshold "adaptive" applies to the free and free-exact strategies, not ${s}; give a number in [0, 1]`);
+    // an unknown strategy is the wasm layer's to name
+    if (STRATEGIES.some((info) => info.name === s && info.threshold !== "fixedOrAdaptive")) {
+      const adaptive = STRATEGIES.filter((info) => info.threshold === "fixedOrAdaptive").map((info) => info.name);
+      throw new TypeError(`threshold "adaptive" applies to the ${adaptive.join(" and ")} strategies, not ${s}; give a number in [0, 1]`);
     }
   } else if (threshold !== undefined) {
     throw new TypeError(`threshold must be a number in [0, 1] or "adaptive", not ${JSON.stringify(threshold)}`);

@@ -2,8 +2,19 @@
 // values the wasm layer (crate/src/wasm.rs) produces field for field; the Rust structs
 // they mirror are named beside each.
 
-/** The decoding strategies (crate/src/pipeline.rs `StrategyName`). */
-export type Strategy = "full" | "static" | "calm" | "free" | "free-exact";
+import type { STRATEGIES } from "./strategies.js";
+
+/**
+ * One decoding strategy and what it takes (crate/src/pipeline.rs `StrategyInfo`; the table
+ * is `STRATEGIES`): `threshold` "none" (full, static), "fixed" (calm) or "fixedOrAdaptive"
+ * (free, free-exact: without a fixed threshold the adaptive one, which `maxDisagreement` may
+ * read instead of FREE's rule); `exitsEarly`: it has an exit layer; `exact`: its output is
+ * token for token the full model's.
+ */
+export type StrategyInfo = (typeof STRATEGIES)[number];
+
+/** The decoding strategies by name. */
+export type Strategy = StrategyInfo["name"];
 
 /**
  * Where the model runs: "webgpu" (the GPU, through WebGPU; fails with a NotSupportedError

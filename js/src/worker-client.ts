@@ -8,6 +8,8 @@ import type { Results, SentError, WorkerRequest, WorkerResponse } from "./messag
 import type { AdaptiveState, GenerateOptions, Generation, LoadOptions, ModelInfo, ModelSource } from "./types.js";
 
 export type * from "./types.js";
+/** Every decoding strategy and what it takes (see `StrategyInfo`), as the main entry exports it. */
+export { STRATEGIES } from "./strategies.js";
 
 export interface WorkerLoadOptions extends LoadOptions {
   /**

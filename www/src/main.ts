@@ -3,7 +3,8 @@
 // charts, and runs the same input with `full` on request for the speedup and a diff.
 // URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
 
-import type { AdaptiveState, Counters, Device, DeviceChange, GenerateOptions, ModelInfo, Moments, Strategy, TraceEntry } from "free-wasm";
+import { STRATEGIES } from "free-wasm/worker";
+import type { AdaptiveState, Counters, Device, DeviceChange, GenerateOptions, ModelInfo, Moments, Strategy, StrategyInfo, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
 import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
@@ -120,11 +121,18 @@ const ERROR_BUDGET = 0.05;
 /** The threshold mode the user last picked, restored when a strategy allows it again. */
 let modeChosen: HTMLInputElement = ui.modeAdaptive;
 
+/** The chosen strategy's row of the package's table. */
+function chosenStrategy(): StrategyInfo {
+  const info = STRATEGIES.find((s) => s.name === ui.strategy.value);
+  if (info === undefined) throw new Error(`the menu offers a strategy the package does not know: ${ui.strategy.value}`);
+  return info;
+}
+
 /** Which threshold controls apply to the chosen strategy. */
 function syncThresholdControls(): void {
-  const strategy = ui.strategy.value as Strategy;
-  ui.thresholdSet.disabled = strategy === "full" || strategy === "static";
-  const adaptiveAllowed = strategy === "free" || strategy === "free-exact";
+  const { threshold } = chosenStrategy();
+  ui.thresholdSet.disabled = threshold === "none";
+  const adaptiveAllowed = threshold === "fixedOrAdaptive";
   ui.modeAdaptive.disabled = !adaptiveAllowed;
   ui.modeBudget.disabled = !adaptiveAllowed;
   if (!adaptiveAllowed) ui.modeFixed.checked = true;
@@ -134,10 +142,10 @@ function syncThresholdControls(): void {
 }
 
 function chosenOptions(): GenerateOptions & { strategy: Strategy } {
-  const strategy = ui.strategy.value as Strategy;
+  const { name: strategy, threshold } = chosenStrategy();
   // The field is required (an empty one would mean 0 tokens); the form does not submit without it.
   const options: GenerateOptions & { strategy: Strategy } = { strategy, task: ui.task.value, maxNewTokens: Number(ui.maxTokens.value) };
-  if (strategy !== "full" && strategy !== "static") {
+  if (threshold !== "none") {
     options.threshold = ui.modeFixed.checked ? Number(ui.threshold.value) : "adaptive";
     if (ui.modeBudget.checked) options.maxDisagreement = ERROR_BUDGET;
   }
@@ -152,7 +160,7 @@ function fmt(x: number | null, digits: number, unit = ""): string {
 
 function showNumbers(run: Run): void {
   const out = standing(run.trace);
-  const rows = run.counters ? run.counters.blockRows : estimateBlockRows(run.trace, shape, run.options.strategy);
+  const rows = run.counters ? run.counters.blockRows : estimateBlockRows(run.trace, shape);
   const rate = exitRate(run.trace, shape);
   ui.numbers.tokens.textContent = String(out.length);
   ui.numbers.speed.textContent = fmt(decodeTokensPerSecond(out.length, run.timing), 0);
@@ -404,6 +412,8 @@ ui.text.addEventListener("input", () => {
   ui.example.value = "";
   ui.reference.textContent = "";
 });
+// the menu is the package's table of strategies, in its order (free first)
+for (const { name, summary } of STRATEGIES) ui.strategy.add(new Option(`${name} (${summary})`, name));
 ui.strategy.addEventListener("change", syncThresholdControls);
 for (const mode of [ui.modeAdaptive, ui.modeBudget, ui.modeFixed]) {
   mode.addEventListener("input", () => {

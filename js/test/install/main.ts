@@ -2,8 +2,8 @@
 // bundled by Vite) and exposes one function per scenario for run.mjs to call and check.
 // It records what happened; run.mjs asserts the values.
 
-import { FreeModel, type AdaptiveState, type DeviceChange, type Generation, type GenerateOptions, type LoadProgress, type Timings, type TokenEvent, type TraceEntry } from "free-wasm";
-import { FreeWorkerModel } from "free-wasm/worker";
+import { FreeModel, STRATEGIES, type AdaptiveState, type DeviceChange, type Generation, type GenerateOptions, type LoadProgress, type Timings, type TokenEvent, type TraceEntry } from "free-wasm";
+import { FreeWorkerModel, STRATEGIES as WORKER_STRATEGIES } from "free-wasm/worker";
 
 export interface Case {
   text: string;
@@ -379,6 +379,22 @@ const api = {
   /** What a load from `baseUrl` without allowCrossOrigin rejects with, on the main thread and in a worker. */
   async crossOriginRefused(baseUrl: string): Promise<string[]> {
     return Promise.all([FreeModel.load({ baseUrl }), FreeWorkerModel.load({ baseUrl })].map((p) => p.then((m) => m.dispose().then(() => "loaded"), describe)));
+  },
+  /**
+   * The table of strategies both entry points export, and what each strategy does with
+   * threshold "adaptive" and with a fixed threshold: "ok", or the rejection.
+   */
+  async strategies(baseUrl: string): Promise<{ table: unknown; sameInWorker: boolean; adaptive: Record<string, string>; fixed: Record<string, string> }> {
+    const model = await FreeModel.load({ baseUrl }, { device: "cpu" });
+    const run = (options: GenerateOptions) => model.generate("a library for archives", { task: "summarize", maxNewTokens: 2, ...options }).then(() => "ok", describe);
+    const adaptive: Record<string, string> = {};
+    const fixed: Record<string, string> = {};
+    for (const { name } of STRATEGIES) {
+      adaptive[name] = await run({ strategy: name, threshold: "adaptive" });
+      fixed[name] = await run({ strategy: name, threshold: 0.5 });
+    }
+    await model.dispose();
+    return { table: STRATEGIES, sameInWorker: JSON.stringify(STRATEGIES) === JSON.stringify(WORKER_STRATEGIES), adaptive, fixed };
   },
   /** Where "auto" put the model, and why. */
   async auto(baseUrl: string): Promise<{ device: string; note: string | null }> {

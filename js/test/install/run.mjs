@@ -146,6 +146,23 @@ try {
     checkReport(report, false);
     assert.equal(report.afterDispose, "Error: this FreeModel was disposed; load the model again with FreeModel.load to use it");
   });
+  await check("the table of strategies is the Rust one, and the options follow it on the main thread and in the wasm layer", async () => {
+    const r = await page.evaluate((b) => window.freeTest.strategies(b), baseUrl);
+    assert.deepEqual(r.table.map((s) => [s.name, s.threshold, s.exitsEarly, s.exact]), [
+      ["free", "fixedOrAdaptive", true, false],
+      ["free-exact", "fixedOrAdaptive", true, true],
+      ["full", "none", false, true],
+      ["static", "none", true, false],
+      ["calm", "fixed", true, false],
+    ]);
+    assert.equal(r.sameInWorker, true);
+    for (const { name, threshold } of r.table) {
+      assert.equal(r.adaptive[name] === "ok", threshold === "fixedOrAdaptive", `${name} with threshold "adaptive": ${r.adaptive[name]}`);
+      assert.equal(r.fixed[name] === "ok", threshold !== "none", `${name} with a fixed threshold: ${r.fixed[name]}`);
+    }
+    assert.equal(r.adaptive.calm, 'TypeError: threshold "adaptive" applies to the free and free-exact strategies, not calm; give a number in [0, 1]');
+    assert.match(r.fixed.full, /full runs every block for every token and has no threshold; drop it/);
+  });
   await check('device "webgpu": the model runs on WebGPU (SwiftShader) and gives free generate\'s tokens', async () => {
     const result = await page.evaluate(([b, c]) => window.freeTest.webgpu(b, c), [baseUrl, cases[1]]);
     assert.equal(typeof result, "object", `loading or generating on WebGPU failed: ${result}`);

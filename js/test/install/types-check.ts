@@ -2,8 +2,8 @@
 // public types must accept what docs/usage.md shows and refuse what the API refuses. An
 // `any` anywhere in these signatures would make the @ts-expect-error lines fail.
 
-import { FreeModel, type AdaptiveState, type Generation, type LoadProgress, type TraceEntry } from "free-wasm";
-import { FreeWorkerModel, type WorkerLoadOptions } from "free-wasm/worker";
+import { FreeModel, STRATEGIES, type AdaptiveState, type Generation, type LoadProgress, type Strategy, type TraceEntry } from "free-wasm";
+import { FreeWorkerModel, STRATEGIES as WORKER_STRATEGIES, type WorkerLoadOptions } from "free-wasm/worker";
 
 export async function usesTheApi(weights: ArrayBuffer, config: Uint8Array, tokenizer: Uint8Array): Promise<void> {
   const fromUrl = await FreeModel.load(
@@ -36,6 +36,16 @@ export async function usesTheApi(weights: ArrayBuffer, config: Uint8Array, token
   console.log(w.tokens, ws.threshold);
   await inWorker.dispose();
 
+  // the table of strategies: its names are the Strategy type, its rows say what each takes
+  for (const { name, threshold, exitsEarly, exact } of [...STRATEGIES, ...WORKER_STRATEGIES]) {
+    const strategy: Strategy = name;
+    const adaptive: boolean = threshold === "fixedOrAdaptive";
+    await fromUrl.generate("x", adaptive ? { strategy, threshold: "adaptive" } : { strategy });
+    console.log(exitsEarly, exact);
+  }
+  // @ts-expect-error: a strategy's threshold use is one of three
+  const never: boolean = STRATEGIES[0].threshold === "sometimes";
+  console.log(never);
   // @ts-expect-error: not a strategy
   await fromUrl.generate("x", { strategy: "fast" });
   // @ts-expect-error: a threshold is a number or "adaptive"

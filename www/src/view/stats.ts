@@ -1,7 +1,7 @@
 // The live numbers (pure): tokens/s, exit rate, decoder blocks per token, and the speedup of
 // a run against the full model. Unit-tested in test/unit/stats.test.mjs.
 
-import type { Counters, Strategy, TraceEntry } from "free-wasm";
+import type { Counters, TraceEntry } from "free-wasm";
 import type { ModelShape } from "./trace.js";
 
 /** The decided tokens that stand: the trace without rolled-back entries (EOS included). */
@@ -19,19 +19,16 @@ export function exitRate(trace: TraceEntry[], shape: ModelShape): number | null 
 /**
  * Decoder blocks run so far, counting each row of a multi-row deep pass
  * (docs/method.md#how-results-are-measured),
- * from the trace alone, for the numbers shown while generating. full: L per token; static
- * and CALM: the blocks the token's exit ran; FREE: S per step, and L - S more for every row
- * a deep pass checked. Equals the package's `counters.blockRows` except after exact mode's
+ * from the trace alone, whatever the strategy, for the numbers shown while generating: the
+ * blocks of each token's exit (full: L; static and CALM: where it exited; FREE: S for a token
+ * still on the stack), and L for every token a deep pass checked. Equals the package's `counters.blockRows` except after exact mode's
  * final flush rolls back (that correction ran no shallow step) and, on WebGPU, for steps run
  * ahead and thrown away (`counters.aheadDiscarded`), so the final figure comes from the
  * counters.
  */
-export function estimateBlockRows(trace: TraceEntry[], shape: ModelShape, strategy: Strategy): number {
-  const L = shape.decoderBlocks;
-  if (strategy === "full") return L * trace.length;
-  if (strategy === "static" || strategy === "calm") return trace.reduce((n, e) => n + e.exit, 0);
-  const S = shape.shallowExit ?? L;
-  return trace.reduce((n, e) => n + S + (e.sync === null ? 0 : L - S), 0);
+export function estimateBlockRows(trace: TraceEntry[], shape: ModelShape): number {
+  // a token a deep pass checked ran all L (S in its shallow step, L - S in the pass)
+  return trace.reduce((n, e) => n + (e.sync === null ? e.exit : shape.decoderBlocks), 0);
 }
 
 /** Blocks per standing token, from the counters once the package returns them. */

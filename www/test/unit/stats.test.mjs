@@ -12,17 +12,17 @@ test("exitRate counts standing tokens emitted before the last block", () => {
   assert.equal(exitRate([], SHAPE), null);
 });
 
-test("estimateBlockRows per strategy", () => {
+test("estimateBlockRows from the trace alone, for every strategy", () => {
   const deep = [entry(), entry(), entry()];
-  assert.equal(estimateBlockRows(deep, SHAPE, "full"), 24);
-  assert.equal(estimateBlockRows([entry({ exit: 2 }), entry({ exit: 2 })], SHAPE, "static"), 4);
-  assert.equal(estimateBlockRows([entry({ exit: 3 }), entry({ exit: 8 })], SHAPE, "calm"), 11);
+  assert.equal(estimateBlockRows(deep, SHAPE), 24);
+  assert.equal(estimateBlockRows([entry({ exit: 2 }), entry({ exit: 2 })], SHAPE), 4);
+  assert.equal(estimateBlockRows([entry({ exit: 3 }), entry({ exit: 8 })], SHAPE), 11);
   // FREE: two stacked tokens and a deep token, checked in one 3-row pass: 3 steps of 2 blocks
   // and 3 rows through the 6 deep blocks, as counters.blockRows counts them.
   const free = [shallow({ sync: 0, deepToken: 100 }), shallow({ sync: 0, deepToken: 100 }), entry({ sync: 0, deepToken: 100 })];
-  assert.equal(estimateBlockRows(free, SHAPE, "free"), 3 * 2 + 3 * 6);
+  assert.equal(estimateBlockRows(free, SHAPE), 3 * 2 + 3 * 6);
   // A token still on the stack has paid its shallow step only.
-  assert.equal(estimateBlockRows([...free, shallow()], SHAPE, "free-exact"), 3 * 2 + 3 * 6 + 2);
+  assert.equal(estimateBlockRows([...free, shallow()], SHAPE), 3 * 2 + 3 * 6 + 2);
 });
 
 test("blocksPerToken divides by standing tokens", () => {
