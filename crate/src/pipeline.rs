@@ -193,27 +193,38 @@ impl Default for GenerateOptions {
 /// A finished generation as it is reported: the CLI's `--json` and the wasm API's
 /// `generate` (the npm package's `Generation`) are this one shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub text: String,
+    /// Generated token ids, without the final end-of-sequence token.
     pub tokens: Vec<u32>,
     /// True when the model ended the text itself (EOS), false when `maxNewTokens` ran out.
     pub finished: bool,
+    /// Input tokens dropped because the input was longer than the model accepts.
     pub truncated_input_tokens: usize,
+    /// Bytes of input text past 64 per input token the model takes (32768 for 512
+    /// positions), not tokenized at all (their tokens are not in `truncatedInputTokens`).
     pub truncated_input_bytes: usize,
+    /// Every decided token in order, rolled-back ones included.
     pub trace: Vec<TokenTrace>,
+    /// What the run that produced the result cost (after a device change, the CPU's replay).
     pub counters: Counters,
+    /// Of the run that produced the result (after a device change, the CPU's replay).
     pub timings: Timings,
 }
 
 /// Wall-clock time of a generation's two phases, in milliseconds (measured by the caller:
 /// std has no clock on wasm32).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
-    /// Tokenizing the input and running the encoder (`Pipeline::start`).
+    /// Tokenizing the input and running the encoder. On WebGPU the encoder's work is
+    /// submitted with the first decoder step, so there it counts in `decodeMs`.
     pub encode_ms: f64,
-    /// The decoder steps, with whatever the caller did between them.
+    /// The decoder steps, with whatever the caller did between them (in the browser,
+    /// `onToken` and the event loop's turns).
     pub decode_ms: f64,
 }
 
@@ -627,23 +638,51 @@ mod tests {
         let rows: Vec<String> = STRATEGIES.iter().map(|s| format!("  {},\n", serde_json::to_string(s).unwrap())).collect();
         format!(
             "// Generated from crate/src/pipeline.rs `STRATEGIES` by its test `strategies_mirror_is_current`\n\
-             // (`FREE_UPDATE_MIRRORS=1 cargo test --lib strategies_mirror` rewrites it): do not edit.\n\n\
+             // (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it): do not edit.\n\n\
              /** Every decoding strategy and what it takes (crate/src/pipeline.rs `StrategyInfo`). */\n\
              export const STRATEGIES = [\n{}] as const;\n",
             rows.concat()
         )
     }
 
+    /// js/src/report.ts: the TypeScript declarations of what the engine reports.
     #[cfg(not(target_arch = "wasm32"))]
-    #[test]
-    fn strategies_mirror_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/src/strategies.ts");
-        let want = strategies_mirror();
+    fn report_mirror() -> String {
+        use ts_rs::TS;
+        fn decl<T: TS>(cfg: &ts_rs::Config) -> String {
+            format!("{}export {}\n", T::docs().unwrap_or_default(), T::decl(cfg))
+        }
+        let cfg = ts_rs::Config::new();
+        let decls = [decl::<TokenTrace>(&cfg), decl::<Counters>(&cfg), decl::<Timings>(&cfg), decl::<Report>(&cfg)];
+        format!(
+            "// Generated from crate/src/decode/trace.rs (TokenTrace, Counters) and crate/src/pipeline.rs\n\
+             // (Timings, Report) by the test `report_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test\n\
+             // --lib mirror` rewrites it): do not edit.\n\n{}",
+            decls.join("\n")
+        )
+    }
+
+    /// A committed mirror equals what the Rust types make (FREE_UPDATE_MIRRORS=1 rewrites it).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn check_mirror(file: &str, want: String) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         if std::env::var_os("FREE_UPDATE_MIRRORS").is_some() {
             std::fs::write(&path, &want).unwrap();
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(have == want, "{} is not what STRATEGIES makes; run FREE_UPDATE_MIRRORS=1 cargo test --lib strategies_mirror", path.display());
+        assert!(have == want, "{file} is not what the Rust types make; run FREE_UPDATE_MIRRORS=1 cargo test --lib mirror");
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn report_mirror_is_current() {
+        check_mirror("js/src/report.ts", report_mirror());
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn strategies_mirror_is_current() {
+        check_mirror("js/src/strategies.ts", strategies_mirror());
     }
 
     #[test]

@@ -42,6 +42,7 @@ const pkg = {
     "turns.js",
     "strategies.js",
     "strategies.d.ts",
+    "report.d.ts",
     "worker-client.js",
     "worker-client.d.ts",
     "worker.js",

@@ -1,5 +1,5 @@
 // Generated from crate/src/pipeline.rs `STRATEGIES` by its test `strategies_mirror_is_current`
-// (`FREE_UPDATE_MIRRORS=1 cargo test --lib strategies_mirror` rewrites it): do not edit.
+// (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it): do not edit.
 
 /** Every decoding strategy and what it takes (crate/src/pipeline.rs `StrategyInfo`). */
 export const STRATEGIES = [

@@ -1,7 +1,8 @@
-// The package's public types: what load and generate take and return. They describe the
-// values the wasm layer (crate/src/wasm.rs) produces field for field; the Rust structs
-// they mirror are named beside each.
+// The package's public types: what load and generate take and return. What the engine
+// reports (traces, counters, timings) and its table of strategies are generated from the Rust
+// types into report.ts and strategies.ts; the rest mirror the Rust structs named beside each.
 
+import type { Counters, Report, Timings, TokenTrace } from "./report.js";
 import type { STRATEGIES } from "./strategies.js";
 
 /**
@@ -104,83 +105,14 @@ export interface DeviceChange {
 }
 
 /** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */
-export interface TraceEntry {
-  /** Position in the output (0 = the first generated token). */
-  index: number;
-  token: number;
-  /** The token's text as it appears in running text (a leading space for a new word). */
-  text: string;
-  /** Decoder blocks that produced it: the shallow exit S, the deep model L, or between (CALM). */
-  exit: number;
-  /** Confidence of the exit that decided (FREE: the shallow exit's), if one was measured. */
-  confidence: number | null;
-  /** The threshold in force when it was decided. */
-  threshold: number | null;
-  /** Emitted by the shallow model; its state waited on the stack for the next deep pass. */
-  stacked: boolean;
-  /** The deep pass (numbered from 0) that checked it. */
-  sync: number | null;
-  /** The deep model's choice at this position, when it ran there. */
-  deepToken: number | null;
-  /** Exact mode: dropped because an earlier token was corrected. */
-  rolledBack: boolean;
-}
+export type TraceEntry = TokenTrace;
 
-/** What a generation cost (crate/src/decode/trace.rs `Counters`). */
-export interface Counters {
-  /** Decoder blocks run, counting each row of a multi-row pass. */
-  blockRows: number;
-  /** Rows pushed through the LM head (one per exit checked). */
-  headRows: number;
-  /** Rows in each deep pass, in order. */
-  deepPasses: number[];
-  /** Exact mode: deep passes that found a wrong token and rolled back. */
-  rollbacks: number;
-  /**
-   * Steps recorded before the token they start from was read back (on WebGPU, full, static
-   * and free keep the device busy with the next step while a result travels back) ...
-   */
-  aheadSteps: number;
-  /**
-   * ... and those thrown away: their token turned out otherwise (a deep pass disagreed with
-   * the shallow exit) or the generation had ended. Their blocks count in `blockRows`.
-   */
-  aheadDiscarded: number;
-}
+export type { Counters, Timings };
 
-/** What `generate` resolves to (crate/src/pipeline.rs `Report`, plus `deviceChanges`). */
-export interface Generation {
-  text: string;
-  /** Generated token ids, without the final end-of-sequence token. */
-  tokens: number[];
-  /** True when the model ended the text itself; false when `maxNewTokens` ran out. */
-  finished: boolean;
-  /** Input tokens dropped because the input was longer than the model accepts. */
-  truncatedInputTokens: number;
-  /**
-   * Bytes of input text past 64 per input token the model takes (32768 for 512 positions),
-   * not tokenized at all (their tokens are not in `truncatedInputTokens`).
-   */
-  truncatedInputBytes: number;
-  /** Every decided token in order, rolled-back ones included. */
-  trace: TraceEntry[];
-  /** Counters of the run that produced the result (after a device change, the CPU's replay). */
-  counters: Counters;
-  /** Of the run that produced the result (after a device change, the CPU's replay). */
-  timings: Timings;
+/** What `generate` resolves to: the engine's report (crate/src/pipeline.rs `Report`) and where the model ran. */
+export interface Generation extends Report {
   /** Where the model moved during this generation; empty when it stayed where it was. */
   deviceChanges: DeviceChange[];
-}
-
-/** Wall-clock time of a generation's phases, in milliseconds (`performance.now()`; crate/src/pipeline.rs `Timings`). */
-export interface Timings {
-  /**
-   * Tokenizing the input and running the encoder. On WebGPU the encoder's work is submitted
-   * with the first decoder step, so there it counts in `decodeMs`.
-   */
-  encodeMs: number;
-  /** The decoder steps, with the page's turns between them (`onToken`, the event loop). */
-  decodeMs: number;
 }
 
 /**

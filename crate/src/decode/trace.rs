@@ -4,12 +4,14 @@ use serde::Serialize;
 
 /// How one output token was decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenTrace {
     /// Position in the output (0 = the first generated token).
     pub index: usize,
     pub token: u32,
-    /// Token text, filled in by the pipeline (the decoder has no tokenizer).
+    /// The token's text as it appears in running text (a leading space for a new word);
+    /// filled in by the pipeline (the decoder has no tokenizer).
     pub text: String,
     /// How many decoder blocks produced it: S for the shallow exit, L for the deep model,
     /// anything between for CALM.
@@ -31,6 +33,7 @@ pub struct TokenTrace {
 
 /// What a generation cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     /// Decoder blocks run, counting each row of a multi-row pass
@@ -42,11 +45,12 @@ pub struct Counters {
     pub deep_passes: Vec<usize>,
     /// Exact mode: synchronisations that found a wrong token and rolled back.
     pub rollbacks: usize,
-    /// Steps recorded before the token they start from was read back (full, static and
-    /// FREE on the GPU: the device works on the next step while a result travels back) ...
+    /// Steps recorded before the token they start from was read back (on WebGPU, full,
+    /// static and free keep the device busy with the next step while a result travels
+    /// back) ...
     pub ahead_steps: usize,
     /// ... and those thrown away, because the token turned out otherwise (a FREE deep pass
-    /// disagreed with the shallow exit) or the generation ended. Their blocks count in
-    /// `block_rows`: the device ran them.
+    /// disagreed with the shallow exit) or the generation ended. Their blocks count in the
+    /// block rows: the device ran them.
     pub ahead_discarded: usize,
 }
