@@ -1,15 +1,16 @@
 """The loss curves of a shipped model, drawn from its training logs, as an SVG picture.
 
-    python -m free_train.curve models/free-t5-mini [--out models/free-t5-mini/loss.svg]
+    python -m free_train.curve models/free-t5-mini [--logs train/logs/free-t5-mini] [--out models/free-t5-mini/loss.svg]
     python -m free_train.curve models/free-t5-mini --project 200 300   # where the curve heads
 
-Reads the folder's train-1.log, train-2.log, ... (each snapshot's run, continued from the
-previous snapshot, or, where a log says `token counter continues from train-N.log`, from the
-same point as run N: the training line's trunk, of which each shipped snapshot is a branch;
-a GPU burst's log pasted in counts on from the line's tokens at its start) and plots, against the training tokens seen since the first run: the
-validation loss of the shallow exit and of the deep model, the training loss (FREE's
-combined objective) and a line where each snapshot ends. Standard library only, so the
-picture can be redrawn without plotting packages.
+Reads the model's training logs, train/logs/MODEL/train-1.log, train-2.log, ... (kept out of
+the model folder, which holds what loads). Each is a snapshot's run, continued from the previous
+snapshot, or, where a log says `token counter continues from train-N.log`, from the same point
+as run N (the training line's trunk, of which each shipped snapshot is a branch); a GPU burst's
+log pasted in counts on from the line's tokens at its start. It plots, against the training
+tokens seen since the first run, the validation loss of the shallow exit and of the deep model,
+the training loss (FREE's combined objective) and a line where each snapshot ends. Standard
+library only, so the picture can be redrawn without plotting packages.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .atomic import refuse_overwriting_inputs, write_text
 
 TRAIN = re.compile(r"\] step (\d+) \| ep \d+ \| ([\d.]+)M tok \| loss ([\d.]+)")
 VALIDATION = re.compile(r"\] validation step (\d+): S ([\d.]+) L ([\d.]+)")
+LOGS = Path(__file__).resolve().parents[1] / "logs"  # train/logs
 CONTINUES = re.compile(r"token counter continues from train-(\d+)\.log")
 # A GPU burst's log (free_train.burst) counts its steps' tokens from 0 and names the line's count
 # at its start; its validations name the burst's step and the line's. A CPU run's log (its first
@@ -169,13 +171,15 @@ def power_law(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folder", type=Path, help="a model folder with train-1.log, train-2.log, ...")
+    ap.add_argument("folder", type=Path, help="the model folder (its card shows FOLDER/loss.svg)")
+    ap.add_argument("--logs", type=Path, help="its train-1.log, train-2.log, ... (default: train/logs/NAME, NAME the "
+                                              "folder's name)")
     ap.add_argument("--out", type=Path, help="default: FOLDER/loss.svg")
     ap.add_argument("--project", type=float, nargs="+", metavar="MTOKENS",
                     help="instead of drawing: fit a power law to the snapshots' final validation loss "
                          "(deep exit) and print it at these token counts (millions, since the first run)")
     args = ap.parse_args(argv)
-    logs = log_files(args.folder)
+    logs = log_files(args.logs or LOGS / args.folder.resolve().name)
     curves = read_curves(logs)
     if args.project:
         ends = snapshot_ends(curves)

@@ -315,11 +315,11 @@ def test_the_curve_is_not_drawn_over_a_log_and_a_failed_drawing_keeps_the_old_on
     (tmp_path / "train-2.log").write_text(RUN_2)
     (tmp_path / "link.svg").symlink_to(tmp_path / "train-1.log")
     with pytest.raises(SystemExit, match=f"^--out {tmp_path}/link.svg is the log {tmp_path}/train-1.log \\(after symlinks\\), "):
-        curve_main([str(tmp_path), "--out", str(tmp_path / "link.svg")])
+        curve_main([str(tmp_path), "--logs", str(tmp_path), "--out", str(tmp_path / "link.svg")])
     assert (tmp_path / "train-1.log").read_text() == RUN_1
     (tmp_path / "loss.svg").write_text("the old picture")
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
-        curve_main([str(tmp_path)])
+        curve_main([str(tmp_path), "--logs", str(tmp_path)])
     assert (tmp_path / "loss.svg").read_text() == "the old picture"
     assert sorted(os.listdir(tmp_path)) == ["link.svg", "loss.svg", "train-1.log", "train-2.log"]

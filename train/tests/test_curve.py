@@ -71,7 +71,7 @@ def test_a_gpu_bursts_log_counts_from_the_lines_tokens_at_its_start(folder):
 
 
 def test_the_picture_has_a_line_per_series_with_every_point(folder, capsys):
-    main([str(folder)])
+    main([str(folder), "--logs", str(folder)])
     svg = (folder / "loss.svg").read_text()
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg)
@@ -100,5 +100,5 @@ def test_projection_fits_the_snapshot_ends(tmp_path, capsys):
     assert [t for t, _ in snapshot_ends(curves)] == [1.0, 4.0, 16.0]
     a, b = power_law(snapshot_ends(curves))
     assert a == pytest.approx(6, rel=1e-5) and b == pytest.approx(0.25, rel=1e-5)
-    main([str(tmp_path), "--project", "256"])
+    main([str(tmp_path), "--logs", str(tmp_path), "--project", "256"])
     assert "256M tokens: 1.500" in capsys.readouterr().out
