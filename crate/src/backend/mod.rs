@@ -71,7 +71,7 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => Ok(v),
         Poll::Pending => Err(Error::InvalidInput(
-            "this generation waits on the GPU through the browser's event loop; use the async API (generateStreaming)".into(),
+            "this generation waits on the GPU through the browser's event loop, so it cannot run to the end in one call; advance it asynchronously".into(),
         )),
     }
 }
