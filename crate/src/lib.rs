@@ -2,6 +2,7 @@
 //! (candle) natively and in WebAssembly, and on WebGPU (wgpu). See docs/architecture.md for the layout.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod confidence;
 pub mod decode;

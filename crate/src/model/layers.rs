@@ -2,13 +2,15 @@
 //! mean or bias, attention whose logits are NOT scaled by 1/sqrt(d_kv), and the (gated) FFN.
 //! Hidden states are (rows, d_model): batch size is always 1 here.
 
+use std::sync::Arc;
+
 use candle_core::{Tensor, D};
 
-use crate::config::{Activation, FeedForward as FfSpec, T5Config};
+use crate::checkpoint;
+use crate::config::{Activation, T5Config};
 use super::softmax::softmax_last;
 use crate::matrix::Matrix;
 use crate::error::Result;
-use crate::weights::Weights;
 
 /// `T5LayerNorm`: x * rsqrt(mean(x^2) + eps) * weight.
 pub struct RmsNorm {
@@ -17,8 +19,8 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn load(w: &Weights, name: &str, cfg: &T5Config) -> Result<Self> {
-        Ok(RmsNorm { weight: w.get(&format!("{name}.weight"), &[cfg.d_model])?, eps: cfg.eps })
+    pub fn new(weight: Tensor, cfg: &T5Config) -> Self {
+        RmsNorm { weight, eps: cfg.eps }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -30,14 +32,10 @@ impl RmsNorm {
 
 /// A bias-free linear layer with HF's (out, in) weight layout.
 pub struct Linear {
-    weight: Matrix,
+    weight: Arc<Matrix>,
 }
 
 impl Linear {
-    pub fn load(w: &Weights, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        Ok(Linear { weight: w.matrix(&format!("{name}.weight"), out_dim, in_dim)? })
-    }
-
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.weight.apply(&x.contiguous()?)
     }
@@ -54,16 +52,9 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(w: &Weights, name: &str, cfg: &T5Config) -> Result<Self> {
-        let (d, inner) = (cfg.d_model, cfg.inner_dim());
-        Ok(Attention {
-            q: Linear::load(w, &format!("{name}.q"), inner, d)?,
-            k: Linear::load(w, &format!("{name}.k"), inner, d)?,
-            v: Linear::load(w, &format!("{name}.v"), inner, d)?,
-            o: Linear::load(w, &format!("{name}.o"), d, inner)?,
-            heads: cfg.num_heads,
-            d_kv: cfg.d_kv,
-        })
+    pub fn new(a: checkpoint::Attention<Arc<Matrix>>, cfg: &T5Config) -> Self {
+        let linear = |weight| Linear { weight };
+        Attention { q: linear(a.q), k: linear(a.k), v: linear(a.v), o: linear(a.o), heads: cfg.num_heads, d_kv: cfg.d_kv }
     }
 
     /// (rows, inner) -> (heads, rows, d_kv)
@@ -104,18 +95,13 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn load(w: &Weights, name: &str, cfg: &T5Config) -> Result<Self> {
-        let FfSpec { activation, gated } = cfg.feed_forward;
-        let (d, ff) = (cfg.d_model, cfg.d_ff);
-        let (wi, wi_gate) = if gated {
-            (
-                Linear::load(w, &format!("{name}.wi_0"), ff, d)?,
-                Some(Linear::load(w, &format!("{name}.wi_1"), ff, d)?),
-            )
-        } else {
-            (Linear::load(w, &format!("{name}.wi"), ff, d)?, None)
-        };
-        Ok(FeedForward { wi, wi_gate, wo: Linear::load(w, &format!("{name}.wo"), d, ff)?, activation })
+    pub fn new(f: checkpoint::FeedForward<Arc<Matrix>>, cfg: &T5Config) -> Self {
+        FeedForward {
+            wi: Linear { weight: f.wi },
+            wi_gate: f.gate.map(|weight| Linear { weight }),
+            wo: Linear { weight: f.wo },
+            activation: cfg.feed_forward.activation,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -18,9 +18,31 @@ use crate::matrix::Matrix;
 use layers::{Attention, FeedForward, RmsNorm};
 use position::PositionBias;
 
+use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::T5Config;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
+
+/// The CPU takes matrices as `Matrix` (f16 kept where the CPU widens it in hardware) and
+/// vectors as candle tensors.
+struct CpuTake;
+
+impl Take for CpuTake {
+    type Matrix = Arc<Matrix>;
+    type Vector = Tensor;
+
+    fn matrix(&self, w: &Weights, name: &str, [rows, cols]: [usize; 2]) -> Result<Arc<Matrix>> {
+        Ok(Arc::new(w.matrix(name, rows, cols)?))
+    }
+
+    fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Tensor> {
+        w.get(name, &[len])
+    }
+
+    fn tied(&self, embedding: &Arc<Matrix>) -> Arc<Matrix> {
+        Arc::clone(embedding)
+    }
+}
 
 struct EncoderBlock {
     attn_norm: RmsNorm,
@@ -30,14 +52,13 @@ struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    fn load(w: &Weights, i: usize, cfg: &T5Config) -> Result<Self> {
-        let p = format!("encoder.block.{i}.layer");
-        Ok(EncoderBlock {
-            attn_norm: RmsNorm::load(w, &format!("{p}.0.layer_norm"), cfg)?,
-            attn: Attention::load(w, &format!("{p}.0.SelfAttention"), cfg)?,
-            ff_norm: RmsNorm::load(w, &format!("{p}.1.layer_norm"), cfg)?,
-            ff: FeedForward::load(w, &format!("{p}.1.DenseReluDense"), cfg)?,
-        })
+    fn new(b: checkpoint::EncoderBlock<Arc<Matrix>, Tensor>, cfg: &T5Config) -> Self {
+        EncoderBlock {
+            attn_norm: RmsNorm::new(b.attn_norm, cfg),
+            attn: Attention::new(b.attn, cfg),
+            ff_norm: RmsNorm::new(b.ff_norm, cfg),
+            ff: FeedForward::new(b.ff, cfg),
+        }
     }
 
     fn forward(&self, h: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -58,16 +79,15 @@ struct DecoderBlock {
 }
 
 impl DecoderBlock {
-    fn load(w: &Weights, i: usize, cfg: &T5Config) -> Result<Self> {
-        let p = format!("decoder.block.{i}.layer");
-        Ok(DecoderBlock {
-            self_norm: RmsNorm::load(w, &format!("{p}.0.layer_norm"), cfg)?,
-            self_attn: Attention::load(w, &format!("{p}.0.SelfAttention"), cfg)?,
-            cross_norm: RmsNorm::load(w, &format!("{p}.1.layer_norm"), cfg)?,
-            cross_attn: Attention::load(w, &format!("{p}.1.EncDecAttention"), cfg)?,
-            ff_norm: RmsNorm::load(w, &format!("{p}.2.layer_norm"), cfg)?,
-            ff: FeedForward::load(w, &format!("{p}.2.DenseReluDense"), cfg)?,
-        })
+    fn new(b: checkpoint::DecoderBlock<Arc<Matrix>, Tensor>, cfg: &T5Config) -> Self {
+        DecoderBlock {
+            self_norm: RmsNorm::new(b.self_norm, cfg),
+            self_attn: Attention::new(b.self_attn, cfg),
+            cross_norm: RmsNorm::new(b.cross_norm, cfg),
+            cross_attn: Attention::new(b.cross_attn, cfg),
+            ff_norm: RmsNorm::new(b.ff_norm, cfg),
+            ff: FeedForward::new(b.ff, cfg),
+        }
     }
 
     /// Runs new rows through the block, appending their keys and values to `cache`.
@@ -116,48 +136,21 @@ pub struct T5Model {
 
 impl T5Model {
     pub fn load(config: T5Config, weights: Weights, device: &Device) -> Result<Self> {
+        let c = Checkpoint::take(&config, weights, &CpuTake)?;
         let cfg = &config;
-        let w = &weights;
-        let embedding = Arc::new(w.matrix("shared.weight", cfg.vocab_size, cfg.d_model)?);
-        let bias_shape = [cfg.num_buckets, cfg.num_heads];
-        let encoder_bias = PositionBias::new(
-            &w.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", &bias_shape)?,
-            true,
-            cfg.max_distance,
-        )?;
-        let decoder_bias = PositionBias::new(
-            &w.get("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", &bias_shape)?,
-            false,
-            cfg.max_distance,
-        )?;
-        let encoder = (0..cfg.num_encoder_layers)
-            .map(|i| EncoderBlock::load(w, i, cfg))
-            .collect::<Result<Vec<_>>>()?;
-        let decoder = (0..cfg.num_decoder_layers)
-            .map(|i| DecoderBlock::load(w, i, cfg))
-            .collect::<Result<Vec<_>>>()?;
-        // An untied head (T5 v1.1) is stored; a tied one usually is not, or is a copy.
-        let lm_head = if w.contains("lm_head.weight") {
-            Arc::new(w.matrix("lm_head.weight", cfg.vocab_size, cfg.d_model)?)
-        } else {
-            embedding.clone()
-        };
-        let model = T5Model {
-            head_scale: if cfg.scale_decoder_outputs { (cfg.d_model as f64).powf(-0.5) } else { 1.0 },
-            encoder_norm: RmsNorm::load(w, "encoder.final_layer_norm", cfg)?,
-            decoder_norm: RmsNorm::load(w, "decoder.final_layer_norm", cfg)?,
-            embedding,
-            encoder,
-            encoder_bias,
-            decoder,
-            decoder_bias,
-            lm_head,
+        Ok(T5Model {
+            embedding: c.embedding,
+            encoder: c.encoder.into_iter().map(|b| EncoderBlock::new(b, cfg)).collect(),
+            encoder_bias: c.encoder_bias,
+            encoder_norm: RmsNorm::new(c.encoder_norm, cfg),
+            decoder: c.decoder.into_iter().map(|b| DecoderBlock::new(b, cfg)).collect(),
+            decoder_bias: c.decoder_bias,
+            decoder_norm: RmsNorm::new(c.decoder_norm, cfg),
+            lm_head: c.lm_head,
+            head_scale: c.head_scale,
             device: device.clone(),
             config,
-        };
-        // Copies of the shared embedding HF may also store.
-        weights.finish(&["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"])?;
-        Ok(model)
+        })
     }
 
     pub fn config(&self) -> &T5Config {

@@ -12,6 +12,7 @@ use std::ops::Range;
 use wgpu::Buffer;
 
 use super::context::{Gpu, Kernel, Readback};
+use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::{Activation, ConfidenceMeasure, T5Config};
 use crate::confidence::confidence_of;
 use crate::error::{Error, Result};
@@ -34,33 +35,46 @@ struct Weight {
     half: bool,
 }
 
-struct Attn {
-    q: Weight,
-    k: Weight,
-    v: Weight,
-    o: Weight,
+type Attn = checkpoint::Attention<Weight>;
+type Ffn = checkpoint::FeedForward<Weight>;
+type EncoderBlock = checkpoint::EncoderBlock<Weight, Buffer>;
+type DecoderBlock = checkpoint::DecoderBlock<Weight, Buffer>;
+
+/// The GPU takes matrices packed f16 where stored so (and rows have an even length), else
+/// f32, and vectors as f32 buffers.
+struct GpuTake<'g> {
+    gpu: &'g Gpu,
 }
 
-struct Ffn {
-    wi: Weight,
-    gate: Option<Weight>,
-    wo: Weight,
-}
+impl Take for GpuTake<'_> {
+    type Matrix = Weight;
+    type Vector = Buffer;
 
-struct EncoderBlock {
-    attn_norm: Buffer,
-    attn: Attn,
-    ff_norm: Buffer,
-    ff: Ffn,
-}
+    fn matrix(&self, w: &Weights, name: &str, shape: [usize; 2]) -> Result<Weight> {
+        // f16 stays f16 unless a row would end inside a 32-bit word (an odd row length).
+        Ok(match w.f16s(name, &shape)? {
+            Some(halves) if shape[1] % 2 == 0 => Weight { buf: self.gpu.upload_f16(name, &halves), half: true },
+            _ => Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false },
+        })
+    }
 
-struct DecoderBlock {
-    self_norm: Buffer,
-    self_attn: Attn,
-    cross_norm: Buffer,
-    cross_attn: Attn,
-    ff_norm: Buffer,
-    ff: Ffn,
+    fn gated_pair(&self, w: &Weights, wi: &str, gate: &str, shape: [usize; 2]) -> Result<(Weight, Weight)> {
+        let (wi_w, gate_w) = (self.matrix(w, wi, shape)?, self.matrix(w, gate, shape)?);
+        if wi_w.half == gate_w.half {
+            return Ok((wi_w, gate_w));
+        }
+        // One launch reads both: they must be stored alike.
+        let f32_weight = |name: &str| -> Result<Weight> { Ok(Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false }) };
+        Ok((f32_weight(wi)?, f32_weight(gate)?))
+    }
+
+    fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Buffer> {
+        Ok(self.gpu.upload(name, &f32s(w, name, &[len])?))
+    }
+
+    fn tied(&self, embedding: &Weight) -> Weight {
+        Weight { buf: embedding.buf.clone(), half: embedding.half }
+    }
 }
 
 /// Activations reused by every launch (they hold nothing between submissions).
@@ -176,72 +190,8 @@ impl GpuModel {
                 "the model needs GPU buffers of {largest} bytes but this adapter binds at most {limit}; use the CPU backend"
             )));
         }
-        let up = |name: &str, shape: &[usize]| -> Result<Buffer> { Ok(gpu.upload(name, &f32s(weights, name, shape)?)) };
-        // f16 stays f16 unless a row would end inside a 32-bit word (an odd row length).
-        let matrix = |name: &str, shape: [usize; 2]| -> Result<Weight> {
-            Ok(match weights.f16s(name, &shape)? {
-                Some(halves) if shape[1] % 2 == 0 => Weight { buf: gpu.upload_f16(name, &halves), half: true },
-                _ => Weight { buf: up(name, &shape)?, half: false },
-            })
-        };
-        let attn = |p: &str| -> Result<Attn> {
-            Ok(Attn {
-                q: matrix(&format!("{p}.q.weight"), [inner, d])?,
-                k: matrix(&format!("{p}.k.weight"), [inner, d])?,
-                v: matrix(&format!("{p}.v.weight"), [inner, d])?,
-                o: matrix(&format!("{p}.o.weight"), [d, inner])?,
-            })
-        };
-        let ffn = |p: &str| -> Result<Ffn> {
-            Ok(if cfg.feed_forward.gated {
-                let (wi, gate) = (format!("{p}.wi_0.weight"), format!("{p}.wi_1.weight"));
-                let (mut wi_w, mut gate_w) = (matrix(&wi, [ff, d])?, matrix(&gate, [ff, d])?);
-                if wi_w.half != gate_w.half {
-                    // One launch reads both: they must be stored alike.
-                    wi_w = Weight { buf: up(&wi, &[ff, d])?, half: false };
-                    gate_w = Weight { buf: up(&gate, &[ff, d])?, half: false };
-                }
-                Ffn { wi: wi_w, gate: Some(gate_w), wo: matrix(&format!("{p}.wo.weight"), [d, ff])? }
-            } else {
-                Ffn { wi: matrix(&format!("{p}.wi.weight"), [ff, d])?, gate: None, wo: matrix(&format!("{p}.wo.weight"), [d, ff])? }
-            })
-        };
-        let norm = |p: &str| up(&format!("{p}.weight"), &[d]);
-        let encoder = (0..cfg.num_encoder_layers)
-            .map(|i| {
-                let p = format!("encoder.block.{i}.layer");
-                Ok(EncoderBlock {
-                    attn_norm: norm(&format!("{p}.0.layer_norm"))?,
-                    attn: attn(&format!("{p}.0.SelfAttention"))?,
-                    ff_norm: norm(&format!("{p}.1.layer_norm"))?,
-                    ff: ffn(&format!("{p}.1.DenseReluDense"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let decoder = (0..cfg.num_decoder_layers)
-            .map(|i| {
-                let p = format!("decoder.block.{i}.layer");
-                Ok(DecoderBlock {
-                    self_norm: norm(&format!("{p}.0.layer_norm"))?,
-                    self_attn: attn(&format!("{p}.0.SelfAttention"))?,
-                    cross_norm: norm(&format!("{p}.1.layer_norm"))?,
-                    cross_attn: attn(&format!("{p}.1.EncDecAttention"))?,
-                    ff_norm: norm(&format!("{p}.2.layer_norm"))?,
-                    ff: ffn(&format!("{p}.2.DenseReluDense"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bias = |stack: &str, bidirectional: bool| -> Result<Buffer> {
-            let name = format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-            let table = PositionBias::new(&weights.get(&name, &[cfg.num_buckets, cfg.num_heads])?, bidirectional, cfg.max_distance)?;
-            Ok(gpu.upload(&name, &table.by_relative(max_len)))
-        };
-        let embedding = matrix("shared.weight", [cfg.vocab_size, d])?;
-        let lm_head = if weights.contains("lm_head.weight") {
-            matrix("lm_head.weight", [cfg.vocab_size, d])?
-        } else {
-            Weight { buf: embedding.buf.clone(), half: embedding.half }
-        };
+        let c = Checkpoint::take(cfg, owned, &GpuTake { gpu: &gpu })?;
+        let bias = |what: &str, table: &PositionBias| gpu.upload(what, &table.by_relative(max_len));
         let f = |n: usize| n as u64 * 4;
         let scratch = Scratch {
             src_ids: gpu.buffer("source ids", f(max_len)),
@@ -263,15 +213,15 @@ impl GpuModel {
             Activation::Silu => 4,
         };
         let model = GpuModel {
-            head_scale: if cfg.scale_decoder_outputs { (d as f32).powf(-0.5) } else { 1.0 },
-            encoder_norm: norm("encoder.final_layer_norm")?,
-            decoder_norm: norm("decoder.final_layer_norm")?,
-            encoder_bias: bias("encoder", true)?,
-            decoder_bias: bias("decoder", false)?,
-            embedding,
-            lm_head,
-            encoder,
-            decoder,
+            head_scale: c.head_scale as f32,
+            encoder_norm: c.encoder_norm,
+            decoder_norm: c.decoder_norm,
+            encoder_bias: bias("encoder relative position bias", &c.encoder_bias),
+            decoder_bias: bias("decoder relative position bias", &c.decoder_bias),
+            embedding: c.embedding,
+            lm_head: c.lm_head,
+            encoder: c.encoder,
+            decoder: c.decoder,
             max_len,
             act,
             scratch,
@@ -279,8 +229,6 @@ impl GpuModel {
             config,
         };
         model.gpu.check()?;
-        // Copies of the shared embedding HF may also store.
-        owned.finish(&["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"])?;
         Ok(model)
     }
 
