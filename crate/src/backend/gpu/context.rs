@@ -16,6 +16,9 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
+use super::params::{
+    activation_constants, AttentionParams, GatherParams, LinearParams, RmsNormParams, Top2Params, Uniform, TOP2_WGSL,
+};
 use crate::error::{Error, Result};
 
 /// Uniform slots are this far apart (WebGPU's minUniformBufferOffsetAlignment).
@@ -56,16 +59,28 @@ impl Kernel {
         Kernel::ALL.iter().position(|&k| k == self).expect("every kernel is in ALL")
     }
 
+    /// The kernel's WGSL: its parameters' declaration (params.rs), what context.rs declares
+    /// for it (weights as f32 or packed f16), and its file.
     fn source(self) -> String {
-        const COMMON: &str = include_str!("kernels/linear_common.wgsl");
-        let weights = |half| format!("{}{}", weight_array(2, "w", "weight", half), weight_array(3, "w_gate", "weight_gate", half));
+        let linear = |file: &str, half| {
+            format!(
+                "{}{}{}{}{}{file}",
+                LinearParams::WGSL,
+                activation_constants(),
+                weight_array(2, "w", "weight", half),
+                weight_array(3, "w_gate", "weight_gate", half),
+                include_str!("kernels/linear_common.wgsl")
+            )
+        };
         match self {
-            Kernel::Gather { half } => format!("{}{}", weight_array(2, "table", "weight", half), include_str!("kernels/gather.wgsl")),
-            Kernel::RmsNorm => include_str!("kernels/rms_norm.wgsl").into(),
-            Kernel::Linear { half } => format!("{}{COMMON}{}", weights(half), include_str!("kernels/linear.wgsl")),
-            Kernel::LinearRows { half } => format!("{}{COMMON}{}", weights(half), include_str!("kernels/linear_rows.wgsl")),
-            Kernel::Attention => include_str!("kernels/attention.wgsl").into(),
-            Kernel::Top2 => include_str!("kernels/top2.wgsl").into(),
+            Kernel::Gather { half } => {
+                format!("{}{}{}", GatherParams::WGSL, weight_array(2, "table", "weight", half), include_str!("kernels/gather.wgsl"))
+            }
+            Kernel::RmsNorm => format!("{}{}", RmsNormParams::WGSL, include_str!("kernels/rms_norm.wgsl")),
+            Kernel::Linear { half } => linear(include_str!("kernels/linear.wgsl"), half),
+            Kernel::LinearRows { half } => linear(include_str!("kernels/linear_rows.wgsl"), half),
+            Kernel::Attention => format!("{}{}", AttentionParams::WGSL, include_str!("kernels/attention.wgsl")),
+            Kernel::Top2 => format!("{}{}{}", Top2Params::WGSL, TOP2_WGSL, include_str!("kernels/top2.wgsl")),
         }
     }
 
@@ -408,7 +423,8 @@ impl Gpu {
     }
 
     /// Records a launch of `kernel` with uniform `params` over `buffers` (binding order).
-    pub fn launch(&self, kernel: Kernel, params: &[u32], buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
+    pub fn launch(&self, kernel: Kernel, params: &impl Uniform, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
+        let params = &params.words();
         debug_assert_eq!(buffers.len(), kernel.storage_bindings());
         if self.pending.borrow().params.len() as u64 >= SLOT * SLOTS {
             self.submit();

@@ -3,6 +3,7 @@
 
 mod context;
 mod model;
+mod params;
 
 pub use context::{live_devices, DeviceHandle, Gpu, GpuCounts};
 pub use model::{GpuModel, GpuRows, GpuState, PendingTop2, Top2};

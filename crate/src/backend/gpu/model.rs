@@ -12,8 +12,9 @@ use std::ops::Range;
 use wgpu::Buffer;
 
 use super::context::{Gpu, Kernel, Readback};
+use super::params::{act_code, AttentionParams, GatherParams, LinearParams, RmsNormParams, Top2Params, TOP2_BYTES, TOP2_TOKEN_OFFSET};
 use crate::checkpoint::{self, Checkpoint, Take};
-use crate::config::{Activation, ConfidenceMeasure, T5Config};
+use crate::config::{ConfidenceMeasure, T5Config};
 use crate::confidence::confidence_of;
 use crate::error::{Error, Result};
 use crate::model::position::PositionBias;
@@ -204,14 +205,9 @@ impl GpuModel {
             enc_v: gpu.buffer("encoder v", f(max_len * inner)),
             enc_out: gpu.buffer("encoder output", f(max_len * d)),
             logits: gpu.buffer("logits", f(HEAD_ROWS * cfg.vocab_size)),
-            top2: gpu.buffer("top2", f(max_len * 4)),
+            top2: gpu.buffer("top2", (max_len * TOP2_BYTES) as u64),
         };
-        let act = match cfg.feed_forward.activation {
-            Activation::Relu => 1,
-            Activation::GeluTanh => 2,
-            Activation::GeluErf => 3,
-            Activation::Silu => 4,
-        };
+        let act = act_code(cfg.feed_forward.activation);
         let model = GpuModel {
             head_scale: c.head_scale as f32,
             encoder_norm: c.encoder_norm,
@@ -266,7 +262,14 @@ impl GpuModel {
 
     fn rms_norm(&self, x: &Buffer, x_row: usize, weight: &Buffer, out: &Buffer, rows: usize, scale: f32) {
         let d = self.config.d_model;
-        let params = [rows as u32, d as u32, (x_row * d) as u32, 0, (self.config.eps as f32).to_bits(), scale.to_bits()];
+        let params = RmsNormParams {
+            rows: rows as u32,
+            d: d as u32,
+            x_off: (x_row * d) as u32,
+            eps: self.config.eps as f32,
+            scale,
+            ..Default::default()
+        };
         self.gpu.launch(Kernel::RmsNorm, &params, &[x, weight, out], (rows as u32, 1));
     }
 
@@ -274,14 +277,23 @@ impl GpuModel {
     #[allow(clippy::too_many_arguments)]
     fn linear(&self, x: &Buffer, w: &Weight, gate: Option<&Weight>, out: &Buffer, out_row: usize, rows: usize, dims: (usize, usize), act: u32, add: bool) {
         let (in_dim, out_dim) = dims;
-        let params = [rows as u32, in_dim as u32, out_dim as u32, 0, (out_row * out_dim) as u32, act, gate.is_some() as u32, add as u32];
+        let params = LinearParams {
+            rows: rows as u32,
+            in_dim: in_dim as u32,
+            out_dim: out_dim as u32,
+            x_off: 0,
+            out_off: (out_row * out_dim) as u32,
+            act,
+            gated: gate.is_some() as u32,
+            accumulate: add as u32,
+        };
         self.launch_linear(&params, x, w, gate.unwrap_or(w), out);
     }
 
     /// The linear kernel that suits the adapter (see linear_rows.wgsl), the input width
     /// (linear_rows.wgsl reads pairs) and the weights.
-    fn launch_linear(&self, params: &[u32; 8], x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
-        let (rows, in_dim, out_dim, half) = (params[0], params[1], params[2] as usize, w.half);
+    fn launch_linear(&self, params: &LinearParams, x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
+        let (rows, in_dim, out_dim, half) = (params.rows, params.in_dim, params.out_dim as usize, w.half);
         let buffers = [x, &w.buf, &gate.buf, out];
         if !self.gpu.cooperative_kernels() && in_dim % 2 == 0 {
             self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows.div_ceil(TILE_ROWS)));
@@ -293,16 +305,16 @@ impl GpuModel {
     #[allow(clippy::too_many_arguments)]
     fn attention(&self, q_start: usize, rows: usize, k: &Buffer, v: &Buffer, kv_len: usize, bias: Option<&Buffer>, causal: bool) {
         let c = &self.config;
-        let params = [
-            q_start as u32,
-            kv_len as u32,
-            c.num_heads as u32,
-            c.d_kv as u32,
-            causal as u32,
-            bias.is_some() as u32,
-            (self.max_len - 1) as u32,
-            (2 * self.max_len - 1) as u32,
-        ];
+        let params = AttentionParams {
+            q_start: q_start as u32,
+            kv_len: kv_len as u32,
+            heads: c.num_heads as u32,
+            d_kv: c.d_kv as u32,
+            causal: causal as u32,
+            use_bias: bias.is_some() as u32,
+            bias_center: (self.max_len - 1) as u32,
+            bias_len: (2 * self.max_len - 1) as u32,
+        };
         let s = &self.scratch;
         let bias = bias.unwrap_or(&self.decoder_bias);
         self.gpu.launch(Kernel::Attention, &params, &[&s.q, k, v, bias, &s.ctx], (rows as u32, c.num_heads as u32));
@@ -335,7 +347,8 @@ impl GpuModel {
         let (d, inner) = (c.d_model, c.inner_dim());
         self.gpu.write(&s.src_ids, 0, &ids.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
         let gather = Kernel::Gather { half: self.embedding.half };
-        self.gpu.launch(gather, &[n as u32, d as u32, 0, 0], &[&s.src_ids, &self.embedding.buf, &s.h], groups((n * d).div_ceil(64)));
+        let params = GatherParams { rows: n as u32, d: d as u32, out_off: 0, id_off: 0 };
+        self.gpu.launch(gather, &params, &[&s.src_ids, &self.embedding.buf, &s.h], groups((n * d).div_ceil(64)));
         for b in &self.encoder {
             self.rms_norm(&s.h, 0, &b.attn_norm, &s.x, n, 1.0);
             self.linear(&s.x, &b.attn.q, None, &s.q, 0, n, (d, inner), 0, false);
@@ -406,7 +419,7 @@ impl GpuModel {
     /// Records the gather of the input id at `pos` into the stash.
     fn gather(&self, state: &GpuState, pos: usize) -> GpuRows {
         let d = self.config.d_model;
-        let params = [1, d as u32, (pos * d) as u32, pos as u32];
+        let params = GatherParams { rows: 1, d: d as u32, out_off: (pos * d) as u32, id_off: pos as u32 };
         let gather = Kernel::Gather { half: self.embedding.half };
         self.gpu.launch(gather, &params, &[&state.ids, &self.embedding.buf, &state.stash], groups(d.div_ceil(64)));
         GpuRows { start: pos, count: 1 }
@@ -484,25 +497,27 @@ impl GpuModel {
         for first in (0..rows.count).step_by(HEAD_ROWS) {
             let n = HEAD_ROWS.min(rows.count - first);
             self.head(first, n);
-            self.gpu.launch(Kernel::Top2, &[n as u32, vocab as u32, first as u32, 0], &[&s.logits, &s.top2], (n as u32, 1));
+            let params = Top2Params { rows: n as u32, vocab: vocab as u32, out_row: first as u32, _pad: 0 };
+            self.gpu.launch(Kernel::Top2, &params, &[&s.logits, &s.top2], (n as u32, 1));
         }
         let next = rows.start + rows.count;
         let mut next_id = None;
         if rows.count > 0 && next < self.max_len {
-            // The argmax is the second word of the last row's 16 bytes.
-            self.gpu.copy(&s.top2, ((rows.count - 1) * 16 + 4) as u64, &state.ids, (next * 4) as u64, 4);
+            // The last row's argmax, into the next step's input.
+            let at = (rows.count - 1) * TOP2_BYTES + TOP2_TOKEN_OFFSET;
+            self.gpu.copy(&s.top2, at as u64, &state.ids, (next * 4) as u64, 4);
             state.decisions += 1;
             state.decided_by[next] = state.decisions;
             next_id = Some((next, state.decisions));
         }
-        PendingTop2 { readback: self.gpu.read_later(&s.top2, (rows.count * 16) as u64), next_id }
+        PendingTop2 { readback: self.gpu.read_later(&s.top2, (rows.count * TOP2_BYTES) as u64), next_id }
     }
 
     /// What a `top2_later` decided, row by row.
     pub async fn collect(&self, pending: PendingTop2) -> Result<Vec<Top2>> {
         let bytes = self.gpu.wait(pending.readback).await?;
         Ok(bytes
-            .chunks_exact(16)
+            .chunks_exact(TOP2_BYTES)
             .map(|b| {
                 let word = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
                 Top2 { best: f32::from_bits(word(0)), token: word(1), second: f32::from_bits(word(2)), z: f32::from_bits(word(3)) }
@@ -513,7 +528,7 @@ impl GpuModel {
     /// Logits of normalised rows `first..first + n` of the scratch `x` into the logits buffer.
     fn head(&self, first: usize, n: usize) {
         let (s, d, vocab) = (&self.scratch, self.config.d_model, self.config.vocab_size);
-        let params = [n as u32, d as u32, vocab as u32, (first * d) as u32, 0, 0, 0, 0];
+        let params = LinearParams { rows: n as u32, in_dim: d as u32, out_dim: vocab as u32, x_off: (first * d) as u32, ..Default::default() };
         self.launch_linear(&params, &s.x, &self.lm_head, &self.lm_head, &s.logits);
     }
 

@@ -3,16 +3,7 @@
 // The relative position bias comes precomputed per head and relative offset
 // (key - query + center); causal attention masks keys after the query.
 
-struct Params {
-    q_start: u32,
-    kv_len: u32,
-    heads: u32,
-    d_kv: u32,
-    causal: u32,
-    use_bias: u32,
-    bias_center: u32,
-    bias_len: u32,
-}
+// `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
 const MAX_KEYS: u32 = 1024u;
 

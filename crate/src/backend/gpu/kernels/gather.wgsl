@@ -1,13 +1,7 @@
 // Embedding lookup: out[r] = table[ids[r]] for `rows` ids. The table (binding 2, read
 // through weight()) is declared before this by context.rs, as f32 or as packed f16.
 
-struct Params {
-    rows: u32,
-    d: u32,
-    out_off: u32,
-    // Index of the first id in `ids`.
-    id_off: u32,
-}
+// `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;

@@ -1,19 +1,10 @@
 // What both linear kernels (linear.wgsl, linear_rows.wgsl) share, prepended to their
-// sources: parameters, bindings, and the activations of T5's feed-forward layers. The
+// sources: bindings and the activations of T5's feed-forward layers (their codes, ACT_*, and
+// the parameters are prepended from params.rs). The
 // weights (bindings 2 and 3, read through weight() and weight_gate()) are declared before
 // this by context.rs, as f32 or as packed f16.
 
-struct Params {
-    rows: u32,
-    in_dim: u32,
-    out_dim: u32,
-    x_off: u32,
-    out_off: u32,
-    // 0 none, 1 relu, 2 gelu (tanh approximation), 3 gelu (erf), 4 silu
-    act: u32,
-    gated: u32,
-    accumulate: u32,
-}
+// `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -30,13 +21,13 @@ fn erf(v: f32) -> f32 {
 
 fn activate(v: f32, act: u32) -> f32 {
     switch act {
-        case 1u: { return max(v, 0.0); }
-        case 2u: {
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_GELU_TANH: {
             let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v);
             return 0.5 * v * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
         }
-        case 3u: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
-        case 4u: { return v / (1.0 + exp(-v)); }
+        case ACT_GELU_ERF: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+        case ACT_SILU: { return v / (1.0 + exp(-v)); }
         default: { return v; }
     }
 }

@@ -1,16 +1,7 @@
 // T5LayerNorm: out = x * rsqrt(mean(x^2) + eps) * weight * scale, one workgroup per row.
 // `scale` carries T5 v1.0's d_model^-0.5 before a tied LM head (1 elsewhere).
 
-struct Params {
-    rows: u32,
-    d: u32,
-    x_off: u32,
-    out_off: u32,
-    eps: f32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -2,20 +2,9 @@
 // ties), the largest and second-largest logit, and Z = sum(exp(l - max)), from which
 // p(1) = 1/Z and p(2) = exp(l2 - l1)/Z. One workgroup per row.
 
-struct Params {
-    rows: u32,
-    vocab: u32,
-    // Where this chunk's first row goes in `out`.
-    out_row: u32,
-    _pad: u32,
-}
+// `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
-struct Top2 {
-    best: f32,
-    index: u32,
-    second: f32,
-    z: f32,
-}
+// `struct Top2`, the record the CPU reads back, is prepended from params.rs too.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
