@@ -237,6 +237,28 @@ impl T5Config {
         self.num_heads * self.d_kv
     }
 
+    /// Every backend's check of the ids it embeds: inside the vocabulary.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            Some(bad) => Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the model's vocabulary of {}; the tokenizer does not belong to this model",
+                self.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Every backend's check of a range of decoder blocks to run: non-empty, within the decoder.
+    pub fn check_blocks(&self, blocks: &std::ops::Range<usize>) -> Result<()> {
+        if blocks.is_empty() || blocks.end > self.num_decoder_layers {
+            return Err(Error::InvalidInput(format!(
+                "decoder blocks {blocks:?} are not a non-empty range within 0..{}",
+                self.num_decoder_layers
+            )));
+        }
+        Ok(())
+    }
+
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos_token_ids.contains(&id)
     }

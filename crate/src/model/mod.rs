@@ -167,12 +167,7 @@ impl T5Model {
 
     /// Token embeddings, (ids, d_model). Ids must be inside the vocabulary.
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            return Err(Error::InvalidInput(format!(
-                "token id {bad} is outside the model's vocabulary of {}; the tokenizer does not belong to this model",
-                self.config.vocab_size
-            )));
-        }
+        self.config.check_ids(ids)?;
         let rows: Vec<f32> = ids.iter().flat_map(|&id| self.embedding.row(id as usize)).collect();
         Ok(Tensor::from_vec(rows, (ids.len(), self.config.d_model), &self.device)?)
     }
@@ -198,12 +193,7 @@ impl T5Model {
     /// positions after what those blocks have cached, and appends them to their caches.
     /// Returns the residual stream after the last block of the range.
     pub fn decode_blocks(&self, state: &mut DecoderState, blocks: Range<usize>, h: Tensor) -> Result<Tensor> {
-        if blocks.is_empty() || blocks.end > self.decoder.len() {
-            return Err(Error::InvalidInput(format!(
-                "decoder blocks {blocks:?} are not a non-empty range within 0..{}",
-                self.decoder.len()
-            )));
-        }
+        self.config.check_blocks(&blocks)?;
         let start = state.blocks[blocks.start].len();
         if let Some(i) = blocks.clone().find(|&i| state.blocks[i].len() != start) {
             return Err(Error::InvalidInput(format!(

@@ -250,16 +250,6 @@ impl GpuModel {
             && self.decoder.iter().all(|b| attn(&b.self_attn) && attn(&b.cross_attn) && ffn(&b.ff))
     }
 
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            Some(bad) => Err(Error::InvalidInput(format!(
-                "token id {bad} is outside the model's vocabulary of {}; the tokenizer does not belong to this model",
-                self.config.vocab_size
-            ))),
-            None => Ok(()),
-        }
-    }
-
     fn rms_norm(&self, x: &Buffer, x_row: usize, weight: &Buffer, out: &Buffer, rows: usize, scale: f32) {
         let d = self.config.d_model;
         let params = RmsNormParams {
@@ -340,7 +330,7 @@ impl GpuModel {
                 self.max_len - 1
             )));
         }
-        self.check_ids(ids)?;
+        self.config.check_ids(ids)?;
         // The last generation's buffers go; so do the bind groups that hold them.
         self.gpu.forget_bind_groups();
         let (c, s, n) = (&self.config, &self.scratch, ids.len());
@@ -388,7 +378,7 @@ impl GpuModel {
 
     /// The embedding of the decoder input at the next position of block 0.
     pub fn embed(&self, state: &mut GpuState, id: u32) -> Result<GpuRows> {
-        self.check_ids(&[id])?;
+        self.config.check_ids(&[id])?;
         let pos = self.next_position(state)?;
         self.gpu.write(&state.ids, (pos * 4) as u64, &id.to_le_bytes());
         // The id there is the CPU's now, whatever a decision left before.
@@ -426,12 +416,7 @@ impl GpuModel {
     }
 
     fn check_range(&self, state: &GpuState, blocks: &Range<usize>, rows: GpuRows) -> Result<()> {
-        if blocks.is_empty() || blocks.end > self.decoder.len() {
-            return Err(Error::InvalidInput(format!(
-                "decoder blocks {blocks:?} are not a non-empty range within 0..{}",
-                self.decoder.len()
-            )));
-        }
+        self.config.check_blocks(blocks)?;
         if let Some(i) = blocks.clone().find(|&i| state.lens[i] != rows.start) {
             return Err(Error::InvalidInput(format!(
                 "decoder block {i} has cached {} positions but the rows start at position {}; run blocks in order",
