@@ -200,11 +200,9 @@ impl FreeModel {
         with_pipeline(&self.pipeline, |e| Ok(match e { Engine::Cpu(_) => "cpu".into(), Engine::Gpu(_) => "webgpu".into() }))
     }
 
-    /// Generates from `text` in one call (the page waits until it is done). `options`:
-    /// `{ strategy: "full" | "static" | "calm" | "free" | "free-exact", threshold?: number,
-    /// maxNewTokens?: number, exitLayer?: number, task?: string }`; without a threshold FREE
-    /// uses its adaptive one. Returns `{ text, tokens, finished, truncatedInputTokens,
-    /// truncatedInputBytes, trace, counters, timings: { encodeMs, decodeMs } }`.
+    /// Generates from `text` in one call (the page waits until it is done). `options`: a
+    /// `GenerateOptions` (strategy one of `STRATEGIES`; without a threshold FREE uses its
+    /// adaptive one). Returns a `Report`.
     pub fn generate(&mut self, text: &str, options: JsValue) -> Result<JsValue, JsError> {
         let options = parse_options(options)?;
         with_pipeline(&self.pipeline, |e| match e {
