@@ -66,9 +66,9 @@ mod native {
         let gpu = block_on(Gpu::new())??;
         println!("adapter: {} (cooperative matrix kernel: {})", gpu.adapter_name(), gpu.cooperative_kernels());
         let p = Pipeline::<GpuModel>::from_files_gpu(&ModelDir::read(&dir)?.files(), gpu)?;
-        let m = &p.model;
+        let m = p.model();
         let blocks = m.num_decoder_blocks();
-        let exit = p.free.as_ref().map_or(blocks / 3, |f| f.shallow_exit_layer).max(1);
+        let exit = p.free_config().map_or(blocks / 3, |f| f.shallow_exit_layer).max(1);
         let vocab = m.config().vocab_size as u32;
         let ids: Vec<u32> = (0..source_len as u32).map(|i| 3 + (i * 37) % (vocab - 3)).collect();
 

@@ -22,7 +22,7 @@ const MAX_NEW: usize = 24;
 fn inputs(p: &Pipeline) -> Vec<Vec<u32>> {
     let fx = &fixtures()[0];
     let words: Vec<String> = fx.expected().cases.iter().flat_map(|c| c.text.split(' ').map(String::from).collect::<Vec<_>>()).collect();
-    (0..words.len().saturating_sub(4)).step_by(2).map(|i| p.tokenizer.encode(&words[i..i + 5].join(" ")).unwrap()).collect()
+    (0..words.len().saturating_sub(4)).step_by(2).map(|i| p.tokenizer().encode(&words[i..i + 5].join(" ")).unwrap()).collect()
 }
 
 fn settings(strategy: Strategy, max_new_tokens: usize) -> DecodeSettings {
@@ -34,7 +34,7 @@ fn run(m: &T5Model, ids: &[u32], strategy: Strategy, threshold: f64) -> Generati
 }
 
 fn shallow_exit(p: &Pipeline) -> usize {
-    p.free.as_ref().unwrap().shallow_exit_layer
+    p.free_config().unwrap().shallow_exit_layer
 }
 
 #[test]
@@ -45,9 +45,9 @@ fn free_exact_equals_full_at_every_threshold() {
         let p = fx.load();
         let exit = shallow_exit(&p);
         for ids in inputs(&p) {
-            let full = run(&p.model, &ids, Strategy::Full, 0.0);
+            let full = run(p.model(), &ids, Strategy::Full, 0.0);
             for threshold in [0.0, 0.05, 0.2, 0.6] {
-                let exact = run(&p.model, &ids, Strategy::Free { exit, exact: true }, threshold);
+                let exact = run(p.model(), &ids, Strategy::Free { exit, exact: true }, threshold);
                 assert_eq!(exact.tokens, full.tokens, "{} threshold {threshold}", fx.name);
                 assert_eq!(exact.finished, full.finished);
                 rollbacks += exact.counters.rollbacks;
@@ -67,7 +67,7 @@ fn free_exact_equals_full_at_every_threshold() {
 fn deep_caches_equal_the_full_models_after_every_synchronisation() {
     for fx in fixtures() {
         let p = fx.load();
-        let m = &p.model;
+        let m = p.model();
         let (exit, blocks) = (shallow_exit(&p), m.num_decoder_blocks());
         let mut checked = 0;
         for ids in inputs(&p).iter().take(6) {
@@ -105,19 +105,19 @@ fn deep_caches_equal_the_full_models_after_every_synchronisation() {
 fn limiting_thresholds_reduce_to_static_and_full() {
     for fx in fixtures() {
         let p = fx.load();
-        let (exit, blocks) = (shallow_exit(&p), p.model.num_decoder_blocks());
+        let (exit, blocks) = (shallow_exit(&p), p.model().num_decoder_blocks());
         for ids in inputs(&p).iter().take(5) {
-            let full = run(&p.model, ids, Strategy::Full, 0.0);
-            let stat = run(&p.model, ids, Strategy::Static { exit }, 0.0);
+            let full = run(p.model(), ids, Strategy::Full, 0.0);
+            let stat = run(p.model(), ids, Strategy::Static { exit }, 0.0);
             assert_eq!(stat.counters.block_rows, exit * stat.trace.len());
             // Threshold 1: no confidence exceeds it, the deep model decides every token.
-            let never = run(&p.model, ids, Strategy::Free { exit, exact: false }, 1.0);
+            let never = run(p.model(), ids, Strategy::Free { exit, exact: false }, 1.0);
             assert_eq!(never.tokens, full.tokens);
             assert!(never.counters.deep_passes.iter().all(|&rows| rows == 1));
-            let calm_never = run(&p.model, ids, Strategy::Calm { min_exit: 1, threshold: 1.0 }, 0.0);
+            let calm_never = run(p.model(), ids, Strategy::Calm { min_exit: 1, threshold: 1.0 }, 0.0);
             assert_eq!(calm_never.tokens, full.tokens);
             // Threshold 0: every token with a non-zero gap exits: the static exit's output.
-            let always = run(&p.model, ids, Strategy::Free { exit, exact: false }, 0.0);
+            let always = run(p.model(), ids, Strategy::Free { exit, exact: false }, 0.0);
             assert_eq!(always.tokens, stat.tokens);
             assert!(always.counters.deep_passes.is_empty());
             assert_eq!(full.counters.block_rows, blocks * full.trace.len());
@@ -129,9 +129,9 @@ fn limiting_thresholds_reduce_to_static_and_full() {
 fn free_trace_accounts_for_every_row() {
     let fx = &fixtures()[1];
     let p = fx.load();
-    let (exit, blocks) = (shallow_exit(&p), p.model.num_decoder_blocks());
+    let (exit, blocks) = (shallow_exit(&p), p.model().num_decoder_blocks());
     for ids in inputs(&p).iter().take(5) {
-        let g = run(&p.model, ids, Strategy::Free { exit, exact: false }, 0.2);
+        let g = run(p.model(), ids, Strategy::Free { exit, exact: false }, 0.2);
         let stacked = g.trace.iter().filter(|t| t.stacked).count();
         let deep = g.trace.iter().filter(|t| t.exit == blocks).count();
         assert_eq!(stacked + deep, g.trace.len());
@@ -154,7 +154,7 @@ fn adaptive_threshold_learns_across_generations() {
     let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 10, initial_threshold: 0.1, ..BmmSettings::default() });
     let mut thresholds = vec![];
     for ids in inputs(&p) {
-        let g = generate(&p.model, &ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
+        let g = generate(p.model(), &ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
         thresholds.extend(g.trace.iter().filter_map(|t| t.threshold));
     }
     let state = est.state();
@@ -171,7 +171,7 @@ fn adaptive_threshold_starts_learning_even_when_nothing_exits() {
     let learned = |learn_without_stack: bool| {
         let mut est = AdaptiveThreshold::new(BmmSettings { min_points: 10, initial_threshold: 1.0, learn_without_stack, ..BmmSettings::default() });
         for ids in inputs(&p).iter().take(8) {
-            generate(&p.model, ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
+            generate(p.model(), ids, settings(Strategy::Free { exit, exact: false }, MAX_NEW), Threshold::Adaptive(&mut est)).unwrap();
         }
         est.state()
     };
@@ -199,12 +199,12 @@ fn a_calibrated_model_starts_every_adaptive_generation_calibrated() {
     });
     let free = serde_json::to_vec(&free).unwrap();
     let mut p = Pipeline::from_files(&ModelFiles { free: Some(&free), ..fx.files() }).unwrap();
-    let fit = p.adaptive.state().fit.expect("the calibration fits");
+    let fit = p.adaptive().state().fit.expect("the calibration fits");
     let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
     assert!(near(fit.consistent.alpha, 3.0) && near(fit.consistent.beta, 2.0), "{fit:?}");
     assert!(near(fit.inconsistent.alpha, 1.4) && near(fit.inconsistent.beta, 5.6), "{fit:?}");
     let mut first_threshold = |strategy, max_disagreement| {
-        p.adaptive.reset();
+        p.adaptive_mut().reset();
         let options = GenerateOptions { strategy, max_disagreement, max_new_tokens: 8, ..GenerateOptions::default() };
         p.generate("a library for reading and writing archives", &options).unwrap().generation.trace[0].threshold
     };
@@ -217,7 +217,7 @@ fn a_calibrated_model_starts_every_adaptive_generation_calibrated() {
 #[test]
 fn bad_strategies_are_refused() {
     let p = fixtures()[0].load();
-    let ids = p.tokenizer.encode("hello").unwrap();
+    let ids = p.tokenizer().encode("hello").unwrap();
     for (strategy, threshold) in [
         (Strategy::Free { exit: 0, exact: false }, 0.5),
         (Strategy::Static { exit: 4 }, 0.5),
@@ -225,12 +225,12 @@ fn bad_strategies_are_refused() {
         (Strategy::Free { exit: 1, exact: false }, 1.5),
         (Strategy::Calm { min_exit: 1, threshold: -0.1 }, 0.5),
     ] {
-        let err = generate(&p.model, &ids, settings(strategy, 4), Threshold::Fixed(threshold)).unwrap_err();
+        let err = generate(p.model(), &ids, settings(strategy, 4), Threshold::Fixed(threshold)).unwrap_err();
         assert!(matches!(err, free_wasm::Error::InvalidSetting { .. }), "{strategy:?} {threshold}: {err}");
     }
-    let g = run(&p.model, &ids, Strategy::Full, 0.0);
+    let g = run(p.model(), &ids, Strategy::Full, 0.0);
     assert!(g.tokens.len() <= MAX_NEW);
-    let none = generate(&p.model, &ids, settings(Strategy::Full, 0), Threshold::Fixed(0.5)).unwrap();
+    let none = generate(p.model(), &ids, settings(Strategy::Full, 0), Threshold::Fixed(0.5)).unwrap();
     assert!(none.tokens.is_empty() && !none.finished);
 }
 
@@ -242,7 +242,7 @@ fn flat(t: &candle_core::Tensor) -> Vec<f32> {
 fn step_reports_where_the_trace_changed() {
     let fx = &fixtures()[1];
     let p = fx.load();
-    let m = &p.model;
+    let m = p.model();
     let exit = shallow_exit(&p);
     let mut corrections = 0;
     for ids in inputs(&p).iter().take(4) {
@@ -277,7 +277,7 @@ fn running_a_step_ahead_decides_the_same_and_leaves_the_same_caches() {
     let (mut generations, mut ahead_used, mut discarded_midway) = (0, 0, 0);
     for fx in fixtures() {
         let p = fx.load();
-        let m = &p.model;
+        let m = p.model();
         let exit = shallow_exit(&p);
         let strategies = [
             (Strategy::Full, 0.0),

@@ -36,16 +36,16 @@ fn examples(per_task: usize) -> Vec<Example> {
 fn free_exact_equals_full_on_the_demo_model() {
     let per_task = std::env::var("FREE_EXACT_PER_TASK").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let p = Pipeline::from_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/free-t5-mini")).unwrap();
-    let exit = p.free.as_ref().expect("the demo model has free.json").shallow_exit_layer;
+    let exit = p.free_config().expect("the demo model has free.json").shallow_exit_layer;
     let settings = |strategy| DecodeSettings { strategy, measure: ConfidenceMeasure::Top2Gap, max_new_tokens: MAX_NEW };
     let (mut exits, mut rollbacks, mut tokens) = (0, 0, 0);
     for ex in examples(per_task) {
         let (ids, _) = p.encode_input(&ex.source, Some(&ex.task)).unwrap();
-        let full = generate(&p.model, &ids, settings(Strategy::Full), Threshold::Fixed(1.0)).unwrap();
+        let full = generate(p.model(), &ids, settings(Strategy::Full), Threshold::Fixed(1.0)).unwrap();
         // At 0 every token exits (the gap is 0 only on exact ties), so the deep model
         // checks the shallow model everywhere and rolls back wherever they differ.
         for threshold in [0.0, 0.3] {
-            let exact = generate(&p.model, &ids, settings(Strategy::Free { exit, exact: true }), Threshold::Fixed(threshold)).unwrap();
+            let exact = generate(p.model(), &ids, settings(Strategy::Free { exit, exact: true }), Threshold::Fixed(threshold)).unwrap();
             assert_eq!(exact.tokens, full.tokens, "{} threshold {threshold}: {:?}", ex.task, ex.source);
             assert_eq!(exact.finished, full.finished);
             exits += exact.trace.iter().filter(|t| t.stacked && !t.rolled_back).count();

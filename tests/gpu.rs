@@ -65,8 +65,8 @@ async fn logits_match() {
 /// Logits at the shallow exit for every position, one at a time, then at the deep exit
 /// for all positions in one multi-row pass (as FREE's synchronisation runs them).
 async fn logits_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, input_ids: &[u32], ids: &[u32]) {
-    let (c, g) = (&cpu.model, &gpu.model);
-    let exit = cpu.free.as_ref().unwrap().shallow_exit_layer;
+    let (c, g) = (cpu.model(), gpu.model());
+    let exit = cpu.free_config().unwrap().shallow_exit_layer;
     let blocks = c.num_decoder_blocks();
     let (mut cs, mut gs) = (Backend::start(c, input_ids).unwrap(), g.start(input_ids).unwrap());
     let (mut c_rows, mut g_rows) = (Vec::new(), Vec::new());
@@ -127,7 +127,7 @@ fn assert_same(name: &str, want: &Generation, got: &Generation) {
 
 /// Every strategy, on the CPU and the GPU, over the inputs of a model.
 async fn strategies_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, inputs: &[Vec<u32>]) {
-    let exit = cpu.free.as_ref().unwrap().shallow_exit_layer;
+    let exit = cpu.free_config().unwrap().shallow_exit_layer;
     let strategies = [
         ("full", Strategy::Full, 1.0),
         ("static", Strategy::Static { exit }, 1.0),
@@ -138,13 +138,13 @@ async fn strategies_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, 
     let (mut c_adaptive, mut g_adaptive) = (AdaptiveThreshold::new(BmmSettings::default()), AdaptiveThreshold::new(BmmSettings::default()));
     for ids in inputs {
         for (label, strategy, t) in strategies {
-            let want = run(&cpu.model, ids, strategy, Threshold::Fixed(t)).await;
-            let got = run(&gpu.model, ids, strategy, Threshold::Fixed(t)).await;
+            let want = run(cpu.model(), ids, strategy, Threshold::Fixed(t)).await;
+            let got = run(gpu.model(), ids, strategy, Threshold::Fixed(t)).await;
             assert_same(&format!("{name} {label}"), &want, &got);
         }
         let free = Strategy::Free { exit, exact: false };
-        let want = run(&cpu.model, ids, free, Threshold::Adaptive(&mut c_adaptive)).await;
-        let got = run(&gpu.model, ids, free, Threshold::Adaptive(&mut g_adaptive)).await;
+        let want = run(cpu.model(), ids, free, Threshold::Adaptive(&mut c_adaptive)).await;
+        let got = run(gpu.model(), ids, free, Threshold::Adaptive(&mut g_adaptive)).await;
         assert_same(&format!("{name} free-adaptive"), &want, &got);
         assert!((c_adaptive.threshold() - g_adaptive.threshold()).abs() < 1e-3);
     }
@@ -229,7 +229,7 @@ async fn f16_fixtures_agree() {
         let files = ModelFiles { weights: &weights, ..fx.files() };
         let cpu = Pipeline::from_files(&files).unwrap();
         let Some(gpu) = gpu_pipeline(&files).await else { return };
-        assert!(gpu.model.f16_weights(), "{}: the f16 matrices should stay packed", fx.name);
+        assert!(gpu.model().f16_weights(), "{}: the f16 matrices should stay packed", fx.name);
         let name = format!("{} in f16", fx.name);
         let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
         let mut inputs = Vec::new();
@@ -242,7 +242,7 @@ async fn f16_fixtures_agree() {
     // A checkpoint with f32 matrices keeps them f32.
     let fx = &fixtures()[0];
     let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
-    assert!(!gpu.model.f16_weights());
+    assert!(!gpu.model().f16_weights());
 }
 
 gpu_test!(a_vocabulary_not_a_multiple_of_four_gives_the_same_logits, odd_vocabulary_agrees);
@@ -282,7 +282,7 @@ fn demo_model_decides_as_on_the_cpu() {
     let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
     let cpu = Pipeline::from_files(&files.files()).unwrap();
     let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline(&files.files())).unwrap() else { return };
-    assert!(gpu.model.f16_weights(), "the demo model is stored in f16 and should stay so on the GPU");
+    assert!(gpu.model().f16_weights(), "the demo model is stored in f16 and should stay so on the GPU");
     let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
     let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
@@ -310,7 +310,7 @@ gpu_test!(submissions_readbacks_and_launches_per_token_are_pinned, counts_pinned
 async fn counts_pinned() {
     let fx = &fixtures()[0];
     let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
-    let (m, exit) = (&gpu.model, gpu.free.as_ref().unwrap().shallow_exit_layer);
+    let (m, exit) = (gpu.model(), gpu.free_config().unwrap().shallow_exit_layer);
     let blocks = m.num_decoder_blocks() as u64;
     let ids = &fx.expected().cases[0].input_ids;
     let (mut syncs_seen, mut used_seen, mut rerun_seen) = (0, 0, 0);
@@ -358,7 +358,7 @@ gpu_test!(a_lost_device_is_a_clear_error_not_a_hang, device_loss);
 async fn device_loss() {
     let fx = &fixtures()[0];
     let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
-    let m = &gpu.model;
+    let m = gpu.model();
     let ids = &fx.expected().cases[0].input_ids;
     let mut s = Session::new(m, m.start(ids).unwrap(), settings(Strategy::Full), Threshold::Fixed(1.0)).unwrap();
     s.advance().await.unwrap();

@@ -55,10 +55,10 @@ fn error_budgets_outside_zero_one_are_refused_and_a_valid_one_sets_the_rule() {
     }
     let o = GenerateOptions { max_disagreement: Some(0.1), ..options(StrategyName::Free, None, 4) };
     p.generate("a library", &o).unwrap();
-    assert_eq!(p.adaptive.settings().rule, ThresholdRule::budget(0.1));
+    assert_eq!(p.adaptive().settings().rule, ThresholdRule::budget(0.1));
     // Without the option, the model's own rule (FREE's zeta rule here) again.
     p.generate("a library", &options(StrategyName::Free, None, 4)).unwrap();
-    assert_eq!(p.adaptive.settings().rule, BmmSettings::default().rule);
+    assert_eq!(p.adaptive().settings().rule, BmmSettings::default().rule);
 }
 
 #[test]

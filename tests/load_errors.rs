@@ -90,7 +90,7 @@ fn free_json_with_an_error_budget_outside_zero_one_is_refused() {
     }
     let free = br#"{"shallow_exit_layer": 1, "bmm": {"max_disagreement": 0.05}}"#;
     let p = Pipeline::from_files(&ModelFiles { free: Some(free), ..fx.files() }).unwrap();
-    assert_eq!(p.adaptive.settings().rule, ThresholdRule::budget(0.05));
+    assert_eq!(p.adaptive().settings().rule, ThresholdRule::budget(0.05));
 }
 
 #[test]
@@ -128,8 +128,8 @@ fn safetensors_whose_header_lies_are_malformed() {
 fn a_stock_hf_folder_without_free_json_loads() {
     let fx = &fixtures()[1];
     let p = Pipeline::from_files(&ModelFiles { free: None, ..fx.files() }).unwrap();
-    assert!(p.free.is_none());
-    assert_eq!(p.model.num_decoder_blocks(), 5);
+    assert!(p.free_config().is_none());
+    assert_eq!(p.model().num_decoder_blocks(), 5);
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn empty_input_is_an_error_and_long_input_is_cut_to_the_limit() {
     let odd = format!("a{}", "é".repeat(600)); // 1201 bytes, characters at odd offsets
     assert_eq!(p.encode_input(&odd, None).unwrap().1.bytes, 1201 - 1023);
     let (with_prefix, _) = p.encode_input("a library", Some("summarize")).unwrap();
-    assert_eq!(with_prefix, p.tokenizer.encode("summarize: a library").unwrap());
+    assert_eq!(with_prefix, p.tokenizer().encode("summarize: a library").unwrap());
     let err = p.encode_input("a library", Some("poetry")).unwrap_err();
     assert!(err.to_string().contains("\"summarize\", \"translate\""), "{err}");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use candle_core::Tensor;
 use common::{fixtures, max_abs_diff, BucketCase, BUCKETS_JSON};
-use free_wasm::model::position::bucket;
+use free_wasm::position::bucket;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -35,7 +35,7 @@ fn tokenizer_ids_equal_hf() {
     for fx in fixtures() {
         let p = fx.load();
         for case in fx.expected().cases {
-            assert_eq!(p.tokenizer.encode(&case.text).unwrap(), case.input_ids, "{}: {:?}", fx.name, case.text);
+            assert_eq!(p.tokenizer().encode(&case.text).unwrap(), case.input_ids, "{}: {:?}", fx.name, case.text);
         }
     }
 }
@@ -44,7 +44,7 @@ fn tokenizer_ids_equal_hf() {
 fn encoder_output_and_every_exit_logits_equal_hf() {
     for fx in fixtures() {
         let p = fx.load();
-        let m = &p.model;
+        let m = p.model();
         for (i, case) in fx.expected().cases.iter().enumerate() {
             let enc = m.encode(&case.input_ids).unwrap();
             let (want, shape) = fx.tensor(&format!("case{i}.encoder_output"));
@@ -72,7 +72,7 @@ fn encoder_output_and_every_exit_logits_equal_hf() {
 fn one_row_at_a_time_through_the_cache_equals_hf() {
     for fx in fixtures() {
         let p = fx.load();
-        let m = &p.model;
+        let m = p.model();
         let blocks = m.num_decoder_blocks();
         let case = &fx.expected().cases[2];
         let (want, shape) = fx.tensor(&format!("case2.exit{blocks}.logits"));
@@ -92,7 +92,7 @@ fn greedy_generation_equals_hf() {
         let p = fx.load();
         let expected = fx.expected();
         for case in &expected.cases {
-            let out = free_wasm::decode::greedy(&p.model, &case.input_ids, expected.max_new_tokens).unwrap();
+            let out = free_wasm::decode::greedy(p.model(), &case.input_ids, expected.max_new_tokens).unwrap();
             let eos = case.generated.last() == Some(&1);
             let want = &case.generated[..case.generated.len() - eos as usize];
             assert_eq!(out.tokens, want, "{}: {:?}", fx.name, case.text);

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use free_wasm::backend::Backend;
 use free_wasm::metrics;
-use free_wasm::pipeline::InputCut;
+use free_wasm::pipeline::{InputCut, ThresholdUse, STRATEGIES};
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule};
 use free_wasm::{GenerateOptions, Pipeline, StrategyName, TextGeneration};
 use serde::Deserialize;
@@ -72,6 +72,8 @@ struct Tally {
 /// A named strategy as the bench runs it.
 pub struct Contender {
     pub name: &'static str,
+    /// What it is besides its strategy, for the help text ("" when the name says it).
+    pub note: &'static str,
     pub options: GenerateOptions,
     /// free-adaptive keeps its own estimator, fresh at the start of the bench.
     pub adaptive: Option<AdaptiveThreshold>,
@@ -81,25 +83,43 @@ pub struct Contender {
 /// `--max-disagreement` says otherwise.
 pub const DEFAULT_BUDGET: f64 = 0.05;
 
-/// The bench's strategies: full, static, calm, free-fixed, free-adaptive (FREE's zeta rule
-/// with our refinements), free-adaptive-ref (the reference implementation's rule and data),
-/// free-budget (our error-budget rule at `budget`), free-exact. The adaptive ones start from
-/// free.json's calibration, except free-adaptive-ref: the reference ships none, and the row
-/// is there to show what its rules alone do.
+/// The bench's rows: full (the ratios are against it), then each other strategy of
+/// `STRATEGIES` at the fixed threshold where it takes one, FREE also with three adaptive
+/// thresholds. The adaptive ones start from free.json's calibration, except
+/// free-adaptive-ref: the reference ships none, and the row is there to show what its
+/// rules alone do.
 pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSettings, budget: f64) -> Vec<Contender> {
-    let with = |strategy, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
+    let with = |strategy: StrategyName, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
+    let plain = |strategy: StrategyName| {
+        let threshold = (strategy.info().threshold != ThresholdUse::None).then_some(fixed_threshold);
+        Contender { name: strategy.as_str(), note: "", options: with(strategy, threshold), adaptive: None }
+    };
+    let adaptive = |name, note, settings| Contender { name, note, options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(settings)) };
     let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, calibration: None, ..bmm.clone() };
     let budgeted = BmmSettings { rule: ThresholdRule::budget(budget), ..bmm.clone() };
-    vec![
-        Contender { name: "full", options: with(StrategyName::Full, None), adaptive: None },
-        Contender { name: "static", options: with(StrategyName::Static, None), adaptive: None },
-        Contender { name: "calm", options: with(StrategyName::Calm, Some(fixed_threshold)), adaptive: None },
-        Contender { name: "free-fixed", options: with(StrategyName::Free, Some(fixed_threshold)), adaptive: None },
-        Contender { name: "free-adaptive", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(bmm.clone())) },
-        Contender { name: "free-adaptive-ref", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(reference)) },
-        Contender { name: "free-budget", options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(budgeted)) },
-        Contender { name: "free-exact", options: with(StrategyName::FreeExact, Some(fixed_threshold)), adaptive: None },
-    ]
+    let mut rows = vec![plain(StrategyName::Full)];
+    for info in STRATEGIES.iter().filter(|s| s.name != StrategyName::Full) {
+        if info.name != StrategyName::Free {
+            rows.push(plain(info.name));
+            continue;
+        }
+        rows.extend([
+            Contender { name: "free-fixed", ..plain(StrategyName::Free) },
+            adaptive("free-adaptive", "FREE's zeta rule, refined", bmm.clone()),
+            adaptive("free-adaptive-ref", "the reference's rule, uncalibrated", reference.clone()),
+            adaptive("free-budget", "the error-budget rule at R, default 0.05", budgeted.clone()),
+        ]);
+    }
+    rows
+}
+
+/// The bench's rows as the help text lists them.
+pub fn contender_list() -> String {
+    let rows = contenders(&GenerateOptions::default(), 0.0, &BmmSettings::default(), DEFAULT_BUDGET);
+    let names: Vec<String> =
+        rows.iter().map(|c| if c.note.is_empty() { c.name.to_string() } else { format!("{} ({})", c.name, c.note) }).collect();
+    let (last, rest) = names.split_last().expect("the bench has rows");
+    format!("{} and {last}", rest.join(", "))
 }
 
 /// Decodes `ex` with `c` into `tally`; returns what of the input the model did not see.
@@ -113,7 +133,7 @@ fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tall
     generating.run().map_err(err)?;
     let t2 = Instant::now();
     let TextGeneration { text, generation, input_cut } = generating.finish().map_err(err)?;
-    let blocks = p.model.num_decoder_blocks();
+    let blocks = p.model().num_decoder_blocks();
     let live: Vec<_> = generation.trace.iter().filter(|t| !t.rolled_back).collect();
     tally.early += live.iter().filter(|t| t.exit < blocks).count();
     tally.tokens += live.len();

@@ -43,25 +43,25 @@ pub struct Calibrated {
 /// with the adaptive threshold, starting from free.json's initial threshold, refitting
 /// between inputs, over the inputs in the file's order (both tasks, as they come) — also how
 /// the reference implementation collects its data, while adapting. A fixed threshold would
-/// fix one mix of stacked rows that no page sees; free-exact would, after each rollback,
+/// fix one mix of stacked rows that no page sees; the exact mode would, after each rollback,
 /// decode a different continuation than the free strategy that pages use by default.
 /// The shipped calibration is left out (the run starts empty), so a rerun gives the same
 /// result, and so is free.json's window (every point is kept; a window then applies online).
 pub fn run<B: Backend>(pipeline: &mut Pipeline<B>, request: &Request, progress: bool) -> Result<Calibrated, String> {
     let err = |e: free_wasm::Error| e.to_string();
-    if pipeline.free.is_none() {
+    if pipeline.free_config().is_none() {
         return Err(format!("{} has no free.json: the calibration is kept in it, and FREE needs its shallow_exit_layer; add one first", request.model_dir.display()));
     }
     let examples = bench::read_examples(&request.data, None, request.limit)?;
-    let settings = pipeline.adaptive.settings().clone();
-    pipeline.adaptive = AdaptiveThreshold::new(BmmSettings { calibration: None, window: None, ..settings.clone() });
+    let settings = pipeline.adaptive().settings().clone();
+    *pipeline.adaptive_mut() = AdaptiveThreshold::new(BmmSettings { calibration: None, window: None, ..settings.clone() });
     let started = Instant::now();
     let mut cut = 0;
     for (i, ex) in examples.iter().enumerate() {
         let options = GenerateOptions { strategy: StrategyName::Free, max_new_tokens: request.max_new_tokens, task: Some(ex.task.clone()), ..GenerateOptions::default() };
         cut += pipeline.generate(&ex.source, &options).map_err(err)?.input_cut.is_cut() as usize;
         if progress {
-            eprint!("\rcalibrate: {}/{} inputs, threshold {:.3}", i + 1, examples.len(), pipeline.adaptive.threshold());
+            eprint!("\rcalibrate: {}/{} inputs, threshold {:.3}", i + 1, examples.len(), pipeline.adaptive().threshold());
         }
     }
     if progress {
@@ -71,7 +71,7 @@ pub fn run<B: Backend>(pipeline: &mut Pipeline<B>, request: &Request, progress: 
         crate::warn_cut(pipeline, &format!("{cut} of {} inputs were", examples.len()));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let moments = pipeline.adaptive.moments();
+    let moments = pipeline.adaptive().moments();
     // The estimator as the engine will start it from this calibration (the window back).
     let start = AdaptiveThreshold::new(BmmSettings { calibration: Some(moments), ..settings });
     let Some(fit) = start.state().fit else {

@@ -16,18 +16,22 @@ use free_wasm::backend::{block_on, Backend};
 use free_wasm::error::ModelFile;
 use free_wasm::pipeline::{ModelDir, Report, Timings};
 use free_wasm::threshold::BmmSettings;
+use free_wasm::pipeline::{strategies_where, StrategyInfo, STRATEGIES};
 use free_wasm::{GenerateOptions, Pipeline, StrategyName};
 use output::Output;
 
-const USAGE: &str = "usage:
+/// The help text; its strategy list comes from `STRATEGIES`.
+fn usage() -> String {
+    let strategies: Vec<String> = STRATEGIES.iter().map(|s| format!("\n         {:<10} {}", s.name.as_str(), s.summary)).collect();
+    format!(
+        "usage:
   free generate --model DIR [--device D] [--task T] [--strategy S] [--threshold X]
                 [--max-disagreement R] [--exit-layer N] [--max-new-tokens N] [--json] TEXT
-      S: full | static | calm | free (default; adaptive threshold unless --threshold)
-         | free-exact. Prints the text with each token coloured by the exit that emitted
-         it (to a file or pipe, or with NO_COLOR: the text alone); --json prints the
-         whole per-token trace. --max-disagreement R: the adaptive
-         threshold keeps the share of exited tokens the deep model would have changed
-         within R (e.g. 0.05) instead of FREE's zeta rule.
+      S (default free; {adaptive} use the adaptive threshold unless --threshold):{strategies}
+      Prints the text with each token coloured by the exit that emitted it (to a file or
+      pipe, or with NO_COLOR: the text alone); --json prints the whole per-token trace.
+      --max-disagreement R: the adaptive threshold keeps the share of exited tokens the
+      deep model would have changed within R (e.g. 0.05) instead of FREE's zeta rule.
   free eval --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
             [--strategy S] [--threshold X | --adaptive [--max-disagreement R]]
             [--max-new-tokens N] [--json]
@@ -38,11 +42,7 @@ const USAGE: &str = "usage:
   free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
              [--threshold X] [--max-disagreement R] [--max-new-tokens N] [--only NAME,NAME]
              [--json OUT.json]
-      runs full, static, calm, free-fixed, free-adaptive (FREE's zeta rule, refined),
-      free-adaptive-ref (the reference's rule, uncalibrated), free-budget (the
-      error-budget rule at R, default 0.05) and free-exact on the same examples,
-      interleaved, and prints a table per task (and writes JSON); --only keeps the named
-      ones (full stays: the ratios are against it). --limit N: examples per task (100).
+{bench}
   free calibrate --model DIR --data FILE.jsonl [--device D] [--limit N]
                  [--max-new-tokens N] [--write]
       fits the adaptive threshold's starting data: decodes the inputs of every task (the
@@ -60,7 +60,38 @@ const USAGE: &str = "usage:
   An input longer than the model takes is cut to its n_positions tokens (512 by default),
   tokenized from at most 64 bytes of text per token, with a warning. Files are written
   whole (a temporary file renamed over the old one); an output that is one of the run's
-  inputs is refused.";
+  inputs is refused.",
+        adaptive = strategies_where(StrategyInfo::reads_adaptive),
+        strategies = strategies.concat(),
+        bench = wrap(
+            &format!(
+                "runs {} on the same examples, interleaved, and prints a table per task (and writes JSON); \
+                 --only keeps the named ones (full stays: the ratios are against it). --limit N: examples per task (100).",
+                bench::contender_list()
+            ),
+            6,
+            88
+        ),
+    )
+}
+
+/// `text` in lines of at most `width` columns (a longer word keeps its own line), each
+/// indented by `indent` spaces.
+fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("starts with one line");
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.iter().map(|l| format!("{:indent$}{l}", "")).collect::<Vec<_>>().join("\n")
+}
 
 /// What `out!` returns when stdout is closed before the output is written.
 const STDOUT_CLOSED: &str = "stdout is closed";
@@ -78,7 +109,7 @@ macro_rules! out {
 }
 
 fn help() -> Result<(), String> {
-    out!("{USAGE}");
+    out!("{}", usage());
     Ok(())
 }
 
@@ -106,15 +137,15 @@ fn run(mut args: Args) -> Result<(), String> {
         Some("calibrate") => calibrate(args),
         Some("help") => help(),
         None if args.is_empty() => help(),
-        None => args.finish().map_err(|e| format!("{e}; give a command first\n{USAGE}")),
-        Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
+        None => args.finish().map_err(|e| format!("{e}; give a command first\n{}", usage())),
+        Some(other) => Err(format!("unknown command `{other}`\n{}", usage())),
     }
 }
 
 /// Warns that inputs were longer than the model takes, in the one wording of every command;
 /// `subject` says which ("the input was", "3 of 50 summarize inputs were").
 pub fn warn_cut<B: Backend>(pipeline: &Pipeline<B>, subject: &str) {
-    let (tokens, bytes) = (pipeline.model.config().max_input_tokens, pipeline.max_input_bytes());
+    let (tokens, bytes) = (pipeline.model().config().max_input_tokens, pipeline.max_input_bytes());
     eprintln!("warning: {subject} longer than the model takes, and cut to its first {tokens} tokens (text past {bytes} bytes is not read)");
 }
 
@@ -200,7 +231,7 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
         // the wasm API's report, the same shape
         out!("{}", serde_json::to_string(&Report::new(out, timings)).map_err(|e| e.to_string())?);
     } else {
-        let blocks = pipeline.model.num_decoder_blocks();
+        let blocks = pipeline.model().num_decoder_blocks();
         // Escape codes only where a terminal shows them (https://no-color.org).
         let colour = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         if colour {
@@ -209,7 +240,7 @@ fn generate_on<B: Backend>(mut pipeline: Pipeline<B>, options: GenerateOptions, 
             // To a file or a pipe: the text alone (--json has the whole trace).
             out!("{}", out.text);
         }
-        out!("{}", trace_view::summary(&out.generation, blocks, (timings.encode_ms + timings.decode_ms) / 1e3));
+        out!("{}", trace_view::summary(&out.generation, blocks, &timings));
     }
     Ok(())
 }
@@ -230,8 +261,8 @@ fn eval(mut args: Args) -> Result<(), String> {
     if adaptive && options.threshold.is_some() {
         return Err("give --threshold or --adaptive, not both".into());
     }
-    if adaptive && !matches!(options.strategy, StrategyName::Free | StrategyName::FreeExact) {
-        return Err(format!("--adaptive applies to free and free-exact, not {}", options.strategy.as_str()));
+    if adaptive && !options.strategy.info().reads_adaptive() {
+        return Err(format!("--adaptive applies to {}, not {}", strategies_where(StrategyInfo::reads_adaptive), options.strategy.as_str()));
     }
     options.check_applicable().map_err(|e| e.to_string())?;
     let json = args.flag("--json");
@@ -240,14 +271,15 @@ fn eval(mut args: Args) -> Result<(), String> {
 }
 
 fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: PathBuf, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
-    let bmm = BmmSettings { rule: pipeline.threshold_rule(&options).map_err(|e| e.to_string())?, ..pipeline.adaptive.settings().clone() };
+    let bmm = BmmSettings { rule: pipeline.threshold_rule(&options).map_err(|e| e.to_string())?, ..pipeline.adaptive().settings().clone() };
     let name = options.strategy.as_str();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let mut one = vec![bench::Contender {
             name: "eval",
+            note: "",
             options: GenerateOptions { task: Some(task.clone()), ..options.clone() },
             // Only FREE without a fixed threshold reads the estimator.
-            adaptive: (options.threshold.is_none() && matches!(options.strategy, StrategyName::Free | StrategyName::FreeExact))
+            adaptive: (options.threshold.is_none() && options.strategy.info().reads_adaptive())
                 .then(|| free_wasm::threshold::AdaptiveThreshold::new(bmm.clone())),
         }];
         let report = bench::run_task(&pipeline, &task, &examples, &mut one, !json)?;
@@ -292,7 +324,7 @@ fn calibrate_on<B: Backend>(mut pipeline: Pipeline<B>, request: &calibrate::Requ
     let calibrated = calibrate::run(&mut pipeline, request, true)?;
     out!("{}", calibrate::summary(&calibrated));
     if let Some(output) = write {
-        calibrate::write(&output, &calibrated.calibration, pipeline.model.config())?;
+        calibrate::write(&output, &calibrated.calibration, pipeline.model().config())?;
         out!("wrote {}", output.path().display());
     } else {
         let entry = serde_json::to_string_pretty(&calibrated.calibration).map_err(|e| e.to_string())?;
@@ -347,7 +379,7 @@ fn bench_on<B: Backend>(
     // The budget is checked as generate checks it (a rate outside (0, 1) is refused).
     pipeline.threshold_rule(&options).map_err(|e| e.to_string())?;
     let fixed = pipeline.fixed_threshold(&options);
-    let bmm = pipeline.adaptive.settings().clone();
+    let bmm = pipeline.adaptive().settings().clone();
     let budget = options.max_disagreement.unwrap_or(bench::DEFAULT_BUDGET);
     let mut reports = Vec::new();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {

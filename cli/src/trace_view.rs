@@ -2,6 +2,7 @@
 //! tokens struck through, and a one-line summary.
 
 use free_wasm::decode::{Generation, TokenTrace};
+use free_wasm::pipeline::Timings;
 
 const RESET: &str = "\x1b[0m";
 
@@ -25,14 +26,14 @@ pub fn render(trace: &[TokenTrace], blocks: usize) -> String {
     s
 }
 
-pub fn summary(g: &Generation, blocks: usize, seconds: f64) -> String {
+pub fn summary(g: &Generation, blocks: usize, timings: &Timings) -> String {
     let live: Vec<&TokenTrace> = g.trace.iter().filter(|t| !t.rolled_back).collect();
     let n = live.len().max(1) as f64;
     let early = live.iter().filter(|t| t.exit < blocks).count();
     format!(
         "{} tokens in {:.1} ms; early exits {:.0}%; decoder blocks per token {:.2} (of {blocks}); deep passes {} (rows {:?}); rollbacks {}",
         live.len(),
-        seconds * 1e3,
+        timings.encode_ms + timings.decode_ms,
         100.0 * early as f64 / n,
         g.counters.block_rows as f64 / n,
         g.counters.deep_passes.len(),

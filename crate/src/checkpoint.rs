@@ -6,7 +6,7 @@
 
 use crate::config::T5Config;
 use crate::error::Result;
-use crate::model::position::PositionBias;
+use crate::position::PositionBias;
 use crate::weights::Weights;
 
 /// How a backend takes a checkpoint's tensors into its own types.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ModelFile, Result};
-use crate::threshold::{ClassMoments, Moments, DEFAULT_THRESHOLD};
+use crate::threshold::{BmmConfig, ClassMoments, Moments, DEFAULT_THRESHOLD};
 
 /// The feed-forward variant, parsed from HF's `feed_forward_proj` ("relu", "gated-gelu", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,68 +307,6 @@ pub fn default_tasks() -> BTreeMap<String, String> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// Settings of the Beta-mixture threshold estimator (docs/method.md#adaptive-threshold).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BmmConfig {
-    pub zeta: f64,
-    pub min_points: usize,
-    /// When set, the threshold keeps the share of exited tokens the deep model would have
-    /// changed within this rate (the error-budget rule) instead of using zeta.
-    pub max_disagreement: Option<f64>,
-    /// The zeta rule's threshold stays within [min_threshold, max_threshold]; the budget
-    /// rule's within [0, max_threshold] (its budget sets the floor).
-    pub min_threshold: f64,
-    pub max_threshold: f64,
-    /// The zeta rule's class priors from the label counts instead of equal.
-    pub priors_from_counts: bool,
-    /// Fit only the newest this many points (a sliding window); none: every point.
-    pub window: Option<usize>,
-    /// Also refit after every this many synchronisations, not only when a generation starts.
-    pub refit_every_syncs: Option<usize>,
-}
-
-impl Default for BmmConfig {
-    fn default() -> Self {
-        BmmConfig {
-            zeta: 0.4,
-            min_points: 50,
-            max_disagreement: None,
-            min_threshold: 0.05,
-            max_threshold: 0.99,
-            priors_from_counts: false,
-            window: None,
-            refit_every_syncs: None,
-        }
-    }
-}
-
-impl BmmConfig {
-    /// What is wrong with these settings, if anything.
-    fn problem(&self) -> Option<String> {
-        if !(self.zeta > 0.0 && self.zeta < 1.0) {
-            return Some(format!("bmm.zeta {} must be within (0, 1)", self.zeta));
-        }
-        if let Some(rate) = self.max_disagreement.filter(|r| !(*r > 0.0 && *r < 1.0)) {
-            return Some(format!("bmm.max_disagreement {rate} must be within (0, 1), e.g. 0.05 for at most 5% of exited tokens"));
-        }
-        if !(0.0 <= self.min_threshold && self.min_threshold < self.max_threshold && self.max_threshold <= 1.0) {
-            return Some(format!(
-                "bmm.min_threshold {} and bmm.max_threshold {} must satisfy 0 <= min < max <= 1",
-                self.min_threshold, self.max_threshold
-            ));
-        }
-        // Both classes need min_points points before a fit, so a smaller window never fits.
-        if let Some(w) = self.window.filter(|&w| w < 2 * self.min_points.max(1)) {
-            return Some(format!("bmm.window {w} must hold at least 2 x bmm.min_points = {} points, or no fit can happen", 2 * self.min_points.max(1)));
-        }
-        if self.refit_every_syncs == Some(0) {
-            return Some("bmm.refit_every_syncs must be at least 1 (leave it out to refit only when a generation starts)".into());
-        }
-        None
-    }
 }
 
 /// free.json's `calibration`: the data the adaptive threshold starts from. Each class is

@@ -11,6 +11,7 @@ pub mod matrix;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod position;
 pub mod threshold;
 pub mod tokenizer;
 pub mod weights;

@@ -6,19 +6,20 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{default_tasks, BmmConfig, Calibration, FreeConfig, T5Config};
+use crate::config::{default_tasks, Calibration, FreeConfig, T5Config};
 use crate::decode::{Counters, DecodeSettings, Generation, Session, Strategy, Threshold, TokenTrace};
 use crate::error::{Error, ModelFile, Result};
 use crate::backend::Backend;
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{Gpu, GpuModel};
 use crate::model::T5Model;
-use crate::threshold::{AdaptiveThreshold, BmmSettings, ThresholdRule, DEFAULT_THRESHOLD};
+use crate::threshold::{AdaptiveThreshold, BmmConfig, ThresholdRule, DEFAULT_THRESHOLD};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
 /// The strategies by the names the CLI, the wasm API and the bench use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyName {
     Full,
@@ -96,6 +97,23 @@ pub const STRATEGIES: [StrategyInfo; 5] = [
     },
 ];
 
+/// The names of the strategies `pick` keeps, as a list in words ("free and free-exact").
+pub fn strategies_where(pick: impl Fn(&StrategyInfo) -> bool) -> String {
+    let names: Vec<&str> = STRATEGIES.iter().filter(|s| pick(s)).map(|s| s.name.as_str()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+impl StrategyInfo {
+    /// It reads the adaptive threshold when given no fixed one.
+    pub fn reads_adaptive(&self) -> bool {
+        self.threshold == ThresholdUse::FixedOrAdaptive
+    }
+}
+
 impl StrategyName {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,26 +141,33 @@ impl std::str::FromStr for StrategyName {
     }
 }
 
-/// What to generate with; `Default` is FREE with the adaptive threshold.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What to generate with (by default FREE with the adaptive threshold). The npm package's
+/// `EngineOptions` (js/src/options.ts) is generated from this declaration, docs included.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS), ts(rename = "EngineOptions", optional_fields))]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateOptions {
+    /// Default "free".
     pub strategy: StrategyName,
-    /// A fixed threshold for free, free-exact and calm. Without one, FREE uses the adaptive
-    /// threshold and CALM free.json's threshold.
+    /// A fixed confidence threshold in [0, 1] for the strategies that take one
+    /// (`STRATEGIES`). Without one, free and free-exact use the adaptive threshold (FREE's
+    /// Beta mixture, learning across generations) and calm free.json's threshold.
     pub threshold: Option<f64>,
+    /// Default 64; at most the model's n_positions.
     pub max_new_tokens: usize,
     /// Overrides free.json's shallow exit (S); required for early exits without free.json.
     pub exit_layer: Option<usize>,
     /// A task of free.json's `tasks` ("summarize", "translate"): its prefix goes before the
     /// text. Without one the text is used as given.
     pub task: Option<String>,
-    /// For the adaptive threshold: keep the share of exited tokens the deep model would
-    /// have changed within this rate (the error-budget rule, e.g. 0.05) instead of FREE's
-    /// zeta rule. Without it, free.json's `bmm.max_disagreement` or the zeta rule.
+    /// For the adaptive threshold: the largest share of exited tokens the deep model may
+    /// disagree with, in (0, 1), e.g. 0.05 (the error-budget rule), instead of FREE's zeta
+    /// rule. Without it, free.json's `bmm.max_disagreement`, else the zeta rule. What the
+    /// threshold learned is kept when this changes.
     pub max_disagreement: Option<f64>,
-    /// Whether to record each step before the last token is read back (`Session::
-    /// with_run_ahead`). Without it: where the backend waits for its decisions (the GPU).
+    /// Record each step before the last token is read back, on the token the device chose
+    /// (thrown away when it turns out otherwise), so the GPU never idles waiting for the
+    /// page. Default: on WebGPU, not on the CPU (where nothing waits).
     pub run_ahead: Option<bool>,
 }
 
@@ -169,7 +194,10 @@ impl GenerateOptions {
             (ThresholdUse::None | ThresholdUse::Fixed, Some(r)) => refuse(
                 "max_disagreement",
                 r.to_string(),
-                "the error budget sets the adaptive threshold of free and free-exact; drop it or use one of those strategies".into(),
+                format!(
+                    "the error budget sets the adaptive threshold of {}; drop it or use one of those strategies",
+                    strategies_where(StrategyInfo::reads_adaptive)
+                ),
             ),
             _ => Ok(()),
         }
@@ -255,15 +283,15 @@ pub struct ModelFiles<'a> {
 /// A model on some backend (`T5Model` on the CPU by default, `GpuModel` on WebGPU) with
 /// its tokenizer and early-exit settings.
 pub struct Pipeline<B: Backend = T5Model> {
-    pub model: B,
-    pub tokenizer: Tokenizer,
-    pub free: Option<FreeConfig>,
+    model: B,
+    tokenizer: Tokenizer,
+    free: Option<FreeConfig>,
     /// FREE's Beta-mixture threshold, learning across generations (from free.json's
     /// calibration when it has one). Every generation with the adaptive threshold reads
     /// it, whatever its strategy or rule.
-    pub adaptive: AdaptiveThreshold,
+    adaptive: AdaptiveThreshold,
     /// Task name -> prefix (free.json's, or T5's own two).
-    pub tasks: BTreeMap<String, String>,
+    tasks: BTreeMap<String, String>,
 }
 
 /// The result of generating from text.
@@ -367,21 +395,42 @@ impl<B: Backend> Pipeline<B> {
         if model_vocab.saturating_sub(tokenizer.vocab_size()) >= PADDING_ROWS {
             return Err(vocabulary_mismatch(tokenizer.vocab_size(), model_vocab));
         }
-        let bmm = free.as_ref().map_or_else(BmmConfig::default, |f| f.bmm.clone());
-        let adaptive = AdaptiveThreshold::new(BmmSettings {
-            zeta: bmm.zeta,
-            min_points: bmm.min_points,
-            rule: rule(&bmm, None),
-            window: bmm.window,
-            refit_every_syncs: bmm.refit_every_syncs,
-            initial_threshold: free.as_ref().map_or(BmmSettings::default().initial_threshold, |f| f.threshold),
-            calibration: free.as_ref().and_then(|f| f.calibration.as_ref()).map(Calibration::moments),
-            ..BmmSettings::default()
+        let adaptive = AdaptiveThreshold::new(match &free {
+            Some(f) => f.bmm.settings(f.threshold, f.calibration.as_ref().map(Calibration::moments)),
+            None => BmmConfig::default().settings(DEFAULT_THRESHOLD, None),
         });
         let tasks = free.as_ref().map_or_else(default_tasks, |f| f.tasks.clone());
         Ok(Pipeline { model, tokenizer, free, adaptive, tasks })
     }
 
+    pub fn model(&self) -> &B {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// free.json's settings; None for a stock HF checkpoint.
+    pub fn free_config(&self) -> Option<&FreeConfig> {
+        self.free.as_ref()
+    }
+
+    /// The pipeline's adaptive threshold, as generations left it.
+    pub fn adaptive(&self) -> &AdaptiveThreshold {
+        &self.adaptive
+    }
+
+    /// For what carries the estimator across pipelines or rolls it back (a device change,
+    /// a calibration run that starts it empty).
+    pub fn adaptive_mut(&mut self) -> &mut AdaptiveThreshold {
+        &mut self.adaptive
+    }
+
+    /// The names of the tasks this model knows (`GenerateOptions::task`).
+    pub fn task_names(&self) -> impl Iterator<Item = &str> {
+        self.tasks.keys().map(String::as_str)
+    }
 
     /// The most bytes of an input text that are tokenized (`INPUT_BYTES_PER_TOKEN` per token
     /// the model takes).
@@ -418,9 +467,8 @@ impl<B: Backend> Pipeline<B> {
         Ok((ids, InputCut { tokens, bytes }))
     }
 
-    /// The decoder settings `options` ask for, and the fixed threshold if there is one
-    /// (None: the adaptive estimator).
-    pub fn settings(&self, options: &GenerateOptions) -> Result<(DecodeSettings, Option<f64>)> {
+    /// The decoder settings `options` ask for.
+    fn settings(&self, options: &GenerateOptions) -> Result<DecodeSettings> {
         let free = self.free.as_ref();
         let exit = || {
             options.exit_layer.or(free.map(|f| f.shallow_exit_layer)).ok_or_else(|| Error::InvalidSetting {
@@ -440,8 +488,7 @@ impl<B: Backend> Pipeline<B> {
             StrategyName::FreeExact => Strategy::Free { exit: exit()?, exact: true },
         };
         let measure = free.map(|f| f.confidence).unwrap_or_default();
-        let settings = DecodeSettings { strategy, measure, max_new_tokens: options.max_new_tokens };
-        Ok((settings, options.threshold))
+        Ok(DecodeSettings { strategy, measure, max_new_tokens: options.max_new_tokens })
     }
 
     /// The fixed threshold `options` give, else free.json's, else `DEFAULT_THRESHOLD`: what
@@ -459,7 +506,7 @@ impl<B: Backend> Pipeline<B> {
                 value: rate.to_string(),
                 reason: "it is the largest share of exited tokens the deep model may disagree with: give a number in (0, 1), e.g. 0.05".into(),
             }),
-            rate => Ok(rule(self.free.as_ref().map_or(&BmmConfig::default(), |f| &f.bmm), rate)),
+            rate => Ok(self.free.as_ref().map_or(&BmmConfig::default(), |f| &f.bmm).rule(rate)),
         }
     }
 
@@ -491,8 +538,14 @@ impl<B: Backend> Pipeline<B> {
     fn prepare(&self, text: &str, options: &GenerateOptions) -> Result<Prepared> {
         options.check_applicable()?;
         let (ids, input_cut) = self.encode_input(text, options.task.as_deref())?;
-        let (settings, fixed) = self.settings(options)?;
-        Ok(Prepared { ids, input_cut, settings, fixed, run_ahead: options.run_ahead })
+        Ok(Prepared {
+            ids,
+            input_cut,
+            settings: self.settings(options)?,
+            fixed: options.threshold,
+            reads_adaptive: options.strategy.info().reads_adaptive(),
+            run_ahead: options.run_ahead,
+        })
     }
 
     /// Generates from text in one call.
@@ -507,7 +560,9 @@ struct Prepared {
     ids: Vec<u32>,
     input_cut: InputCut,
     settings: DecodeSettings,
+    /// The fixed threshold, if any (else the adaptive estimator, where the strategy reads one).
     fixed: Option<f64>,
+    reads_adaptive: bool,
     run_ahead: Option<bool>,
 }
 
@@ -521,17 +576,18 @@ fn launch<'a, B: Backend>(
     let threshold = match (p.fixed, adaptive) {
         (Some(t), _) => Threshold::Fixed(t),
         (None, Some(est)) => Threshold::Adaptive(est),
-        (None, None) => match p.settings.strategy {
-            // these never read the threshold (calm's is in its strategy)
-            Strategy::Full | Strategy::Static { .. } | Strategy::Calm { .. } => Threshold::Fixed(DEFAULT_THRESHOLD),
-            Strategy::Free { .. } => {
-                return Err(Error::InvalidSetting {
-                    setting: "threshold",
-                    value: String::new(),
-                    reason: "free and free-exact need a fixed threshold or an adaptive estimator to start with".into(),
-                })
-            }
-        },
+        (None, None) if p.reads_adaptive => {
+            return Err(Error::InvalidSetting {
+                setting: "threshold",
+                value: String::new(),
+                reason: format!(
+                    "{} need a fixed threshold or an adaptive estimator to start with",
+                    strategies_where(StrategyInfo::reads_adaptive)
+                ),
+            })
+        }
+        // the others never read it (calm's is in its strategy)
+        (None, None) => Threshold::Fixed(DEFAULT_THRESHOLD),
     };
     let session = Session::new(model, model.start(&p.ids)?, p.settings, threshold)?.with_run_ahead(p.run_ahead);
     Ok(Generating { session, tokenizer, input_cut: p.input_cut })
@@ -563,15 +619,6 @@ fn vocabulary_mismatch(tokenizer: usize, model: usize) -> Error {
         reason: format!(
             "it has {tokenizer} ids but the model's vocabulary (config.json vocab_size) is {model}: {consequence}; the tokenizer belongs to another model"
         ),
-    }
-}
-
-/// The rule free.json's settings give: the error budget `max_disagreement` (a generation's,
-/// else free.json's), else FREE's zeta rule; with free.json's clamps and priors.
-fn rule(bmm: &BmmConfig, max_disagreement: Option<f64>) -> ThresholdRule {
-    match max_disagreement.or(bmm.max_disagreement) {
-        Some(rate) => ThresholdRule::Budget { rate, min: 0.0, max: bmm.max_threshold },
-        None => ThresholdRule::Fine { min: bmm.min_threshold, max: bmm.max_threshold, priors_from_counts: bmm.priors_from_counts },
     }
 }
 
@@ -623,7 +670,7 @@ impl<B: Backend> Generating<'_, B> {
 }
 
 fn with_text(tokenizer: &Tokenizer, entry: TokenTrace) -> TokenTrace {
-    TokenTrace { text: tokenizer.token_text(entry.token), ..entry }
+    TokenTrace { text: tokenizer.token_text(entry.token), deep_text: entry.deep_token.map(|d| tokenizer.token_text(d)), ..entry }
 }
 
 #[cfg(test)]
@@ -645,20 +692,50 @@ mod tests {
         )
     }
 
+    /// A TypeScript declaration, exported, with its docs.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn decl<T: ts_rs::TS>() -> String {
+        format!("{}export {}\n", T::docs().unwrap_or_default(), T::decl(&ts_rs::Config::new()))
+    }
+
     /// js/src/report.ts: the TypeScript declarations of what the engine reports.
     #[cfg(not(target_arch = "wasm32"))]
     fn report_mirror() -> String {
-        use ts_rs::TS;
-        fn decl<T: TS>(cfg: &ts_rs::Config) -> String {
-            format!("{}export {}\n", T::docs().unwrap_or_default(), T::decl(cfg))
-        }
-        let cfg = ts_rs::Config::new();
-        let decls = [decl::<TokenTrace>(&cfg), decl::<Counters>(&cfg), decl::<Timings>(&cfg), decl::<Report>(&cfg)];
+        use crate::threshold::{beta::Moments, BetaParamsView, BmmState, ClassMoments, Fit, ThresholdRule};
+        let decls = [
+            decl::<TokenTrace>(),
+            decl::<Counters>(),
+            decl::<Timings>(),
+            decl::<Report>(),
+            decl::<BmmState>(),
+            decl::<ThresholdRule>(),
+            decl::<Fit>(),
+            decl::<BetaParamsView>(),
+            decl::<ClassMoments>(),
+            decl::<Moments>(),
+        ];
         format!(
-            "// Generated from crate/src/decode/trace.rs (TokenTrace, Counters) and crate/src/pipeline.rs\n\
-             // (Timings, Report) by the test `report_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test\n\
-             // --lib mirror` rewrites it): do not edit.\n\n{}",
+            "// Generated from crate/src/decode/trace.rs (TokenTrace, Counters), crate/src/pipeline.rs\n\
+             // (Timings, Report) and crate/src/threshold (AdaptiveState and its parts) by the test\n\
+             // `report_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it):\n\
+             // do not edit.\n\n{}",
             decls.join("\n")
+        )
+    }
+
+    /// js/src/options.ts: the TypeScript declaration of what a generation takes, and the
+    /// option names (which the package checks a caller's options against).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn options_mirror() -> String {
+        let serde_json::Value::Object(fields) = serde_json::to_value(GenerateOptions::default()).unwrap() else { unreachable!() };
+        let names: Vec<String> = fields.keys().map(|k| format!("{k:?}")).collect();
+        format!(
+            "// Generated from crate/src/pipeline.rs (GenerateOptions, StrategyName) by the test\n\
+             // `options_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it):\n\
+             // do not edit.\n\n{}\n{}\n/** The fields of `EngineOptions`. */\nexport const ENGINE_OPTIONS = [{}] as const;\n",
+            decl::<StrategyName>(),
+            decl::<GenerateOptions>(),
+            names.join(", ")
         )
     }
 
@@ -677,6 +754,12 @@ mod tests {
     #[test]
     fn report_mirror_is_current() {
         check_mirror("js/src/report.ts", report_mirror());
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn options_mirror_is_current() {
+        check_mirror("js/src/options.ts", options_mirror());
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -165,7 +165,7 @@ impl FreeModel {
         }
         let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
         let pipeline = Pipeline::from_files_gpu(&files, gpu).map_err(device_error)?;
-        let device = pipeline.model.gpu().handle();
+        let device = pipeline.model().gpu().handle();
         Ok(FreeModel { device: Some(device), ..FreeModel::new(Engine::Gpu(pipeline)) })
     }
 
@@ -179,7 +179,7 @@ impl FreeModel {
             let Engine::Gpu(gpu) = e else { return Err(JsError::new("this FreeModel is already on the CPU")) };
             let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
             let mut cpu = Pipeline::from_files(&files)?;
-            std::mem::swap(&mut cpu.adaptive, &mut gpu.adaptive);
+            std::mem::swap(cpu.adaptive_mut(), gpu.adaptive_mut());
             *e = Engine::Cpu(cpu);
             Ok(())
         })?;
@@ -237,10 +237,10 @@ impl FreeModel {
             let output = match engine {
                 Engine::Cpu(p) => stream(p, &text, &options, &on_step).await,
                 Engine::Gpu(p) => {
-                    let before = p.adaptive.clone();
+                    let before = p.adaptive().clone();
                     let output = stream(p, &text, &options, &on_step).await;
                     if let Err(Failure::Library(Error::DeviceLost(_))) = output {
-                        p.adaptive = before;
+                        *p.adaptive_mut() = before;
                     }
                     output
                 }
@@ -253,7 +253,7 @@ impl FreeModel {
     /// (`calibration`: the data free.json ships, which the fit starts from; null without).
     #[wasm_bindgen(js_name = adaptiveState)]
     pub fn adaptive_state(&self) -> Result<JsValue, JsError> {
-        with_pipeline(&self.pipeline, |e| on_engine!(e, p => to_js(&p.adaptive.state())))
+        with_pipeline(&self.pipeline, |e| on_engine!(e, p => to_js(&p.adaptive().state())))
     }
 
     /// Forgets what the adaptive threshold learned from this model's generations: back to
@@ -261,7 +261,7 @@ impl FreeModel {
     #[wasm_bindgen(js_name = resetAdaptive)]
     pub fn reset_adaptive(&mut self) -> Result<(), JsError> {
         with_pipeline(&self.pipeline, |e| {
-            on_engine!(e, p => p.adaptive.reset());
+            on_engine!(e, p => p.adaptive_mut().reset());
             Ok(())
         })
     }
@@ -269,18 +269,18 @@ impl FreeModel {
     /// The number of decoder blocks.
     #[wasm_bindgen(js_name = decoderBlocks)]
     pub fn decoder_blocks(&self) -> Result<usize, JsError> {
-        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.model.num_decoder_blocks())))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.model().num_decoder_blocks())))
     }
 
     /// The shallow exit from free.json, if the model has one.
     #[wasm_bindgen(js_name = shallowExitLayer)]
     pub fn shallow_exit_layer(&self) -> Result<Option<usize>, JsError> {
-        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.free.as_ref().map(|f| f.shallow_exit_layer))))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.free_config().map(|f| f.shallow_exit_layer))))
     }
 
     /// The task names `generate`'s `task` accepts (free.json's, or T5's own).
     pub fn tasks(&self) -> Result<Vec<String>, JsError> {
-        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.tasks.keys().cloned().collect())))
+        with_pipeline(&self.pipeline, |e| Ok(on_engine!(e, p => p.task_names().map(String::from).collect())))
     }
 
     /// Frees the model's weights, caches and tokenizer now, rather than whenever the JS

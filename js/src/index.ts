@@ -7,6 +7,7 @@
 import init, { FreeModel as RawModel } from "./free_wasm.js";
 import { untilAborted } from "./abort.js";
 import { loadFiles, type LoadedFiles } from "./files.js";
+import { ENGINE_OPTIONS, type EngineOptions } from "./options.js";
 import { STRATEGIES } from "./strategies.js";
 import { Turns } from "./turns.js";
 import type {
@@ -18,7 +19,6 @@ import type {
   LoadOptions,
   ModelInfo,
   ModelSource,
-  Strategy,
   TraceEntry,
 } from "./types.js";
 
@@ -72,18 +72,10 @@ async function build(files: LoadedFiles, device: Device | undefined): Promise<[R
   }
 }
 
-/** The options object the wasm layer reads (crate/src/pipeline.rs `GenerateOptions`). */
-interface WasmOptions {
-  strategy?: Strategy;
-  threshold?: number;
-  maxNewTokens?: number;
-  exitLayer?: number;
-  task?: string;
-  maxDisagreement?: number;
-  runAhead?: boolean;
-}
+/** The options object the wasm layer reads. */
+type WasmOptions = Partial<EngineOptions>;
 
-const OPTION_NAMES = ["task", "strategy", "threshold", "maxDisagreement", "maxNewTokens", "exitLayer", "runAhead", "onToken", "onDeviceChange", "signal"];
+const OPTION_NAMES: readonly string[] = [...ENGINE_OPTIONS, "onToken", "onDeviceChange", "signal"];
 
 function wasmOptions(options: GenerateOptions): WasmOptions {
   // The wasm layer refuses unknown fields; the wrapper must too, or a typo such as

@@ -1,6 +1,7 @@
-// Generated from crate/src/decode/trace.rs (TokenTrace, Counters) and crate/src/pipeline.rs
-// (Timings, Report) by the test `report_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test
-// --lib mirror` rewrites it): do not edit.
+// Generated from crate/src/decode/trace.rs (TokenTrace, Counters), crate/src/pipeline.rs
+// (Timings, Report) and crate/src/threshold (AdaptiveState and its parts) by the test
+// `report_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it):
+// do not edit.
 
 /**
  * How one output token was decided.
@@ -41,6 +42,10 @@ sync: number | null,
  * The deep model's choice at this position, when it ran there.
  */
 deepToken: number | null, 
+/**
+ * The deep model's choice as text, as `text` is the token's (filled in by the pipeline too).
+ */
+deepText: string | null, 
 /**
  * Exact mode: dropped because an earlier token was corrected.
  */
@@ -130,3 +135,77 @@ counters: Counters,
  * Of the run that produced the result (after a device change, the CPU's replay).
  */
 timings: Timings, };
+
+/**
+ * The adaptive threshold's state (the wasm API's `adaptiveState`, the demo's charts).
+ */
+export type AdaptiveState = { threshold: number, 
+/**
+ * How the threshold is read off the fit: FREE's zeta rule (`fine`: the lowest
+ * confidence from which up P(consistent | c) > zeta; `reference`: the reference code's
+ * 10-point grid) or the error budget (`budget`: at most `rate` of exiting tokens
+ * inconsistent).
+ */
+rule: ThresholdRule, zeta: number, 
+/**
+ * The last fit of the two-component Beta mixture, once there were enough points: from
+ * the start with a model whose free.json ships a calibration.
+ */
+fit: Fit | null, 
+/**
+ * Shallow confidences this model's generations gave that the deep model agreed with,
+ * in the estimator's window.
+ */
+consistentPoints: number, 
+/**
+ * ... and those it disagreed with.
+ */
+inconsistentPoints: number, 
+/**
+ * The data free.json's calibration ships (confidences on a validation split), as the
+ * fit counts it now; the online points above add to it. None (null) for a model
+ * without one. (With free.json's `bmm.window`, online points take its place as they
+ * fill the window.)
+ */
+calibration: ClassMoments | null, 
+/**
+ * How many times the mixture was fitted since the estimator started or was reset
+ * (`resetAdaptive`), the calibration's own fit not counted.
+ */
+fits: number, };
+
+/**
+ * How the threshold is read off the fitted mixture.
+ */
+export type ThresholdRule = { "kind": "reference" } | { "kind": "fine", min: number, max: number, priors_from_counts: boolean, } | { "kind": "budget", rate: number, min: number, max: number, };
+
+/**
+ * The last successful fit.
+ */
+export type Fit = { consistent: BetaParams, inconsistent: BetaParams, 
+/**
+ * Prior probability of the consistent class used in the posterior.
+ */
+priorConsistent: number, };
+
+/**
+ * A fitted Beta distribution (a serializable copy of `BetaParams`).
+ */
+export type BetaParams = { alpha: number, beta: number, };
+
+/**
+ * The data of both classes, summarised.
+ */
+export type ClassMoments = { consistent: Moments, inconsistent: Moments, };
+
+/**
+ * Count, mean and population variance of clipped confidences: all the method of moments
+ * needs, so a class's data can be summarised (the calibration free.json ships) and later
+ * data still combines with it as if every point had been kept (to rounding).
+ */
+export type Moments = { 
+/**
+ * How many points; a real number because a sliding window may keep a share of a
+ * summarised class (`AdaptiveThreshold`).
+ */
+points: number, mean: number, variance: number, };

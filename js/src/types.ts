@@ -1,16 +1,17 @@
 // The package's public types: what load and generate take and return. What the engine
-// reports (traces, counters, timings) and its table of strategies are generated from the Rust
-// types into report.ts and strategies.ts; the rest mirror the Rust structs named beside each.
+// takes (options) and reports (traces, counters, timings, the adaptive threshold's state) and
+// its table of strategies are generated from the Rust types into options.ts, report.ts and
+// strategies.ts; this file adds what only JavaScript has (files, devices, callbacks).
 
-import type { Counters, Report, Timings, TokenTrace } from "./report.js";
+import type { EngineOptions } from "./options.js";
+import type { AdaptiveState, BetaParams, Counters, Moments, Report, Timings, TokenTrace } from "./report.js";
 import type { STRATEGIES } from "./strategies.js";
 
 /**
  * One decoding strategy and what it takes (crate/src/pipeline.rs `StrategyInfo`; the table
- * is `STRATEGIES`): `threshold` "none" (full, static), "fixed" (calm) or "fixedOrAdaptive"
- * (free, free-exact: without a fixed threshold the adaptive one, which `maxDisagreement` may
- * read instead of FREE's rule); `exitsEarly`: it has an exit layer; `exact`: its output is
- * token for token the full model's.
+ * is `STRATEGIES`): `threshold` "none", "fixed" or "fixedOrAdaptive" (without a fixed
+ * threshold the adaptive one, which `maxDisagreement` may read instead of FREE's rule);
+ * `exitsEarly`: it has an exit layer; `exact`: its output is token for token the full model's.
  */
 export type StrategyInfo = (typeof STRATEGIES)[number];
 
@@ -107,7 +108,7 @@ export interface DeviceChange {
 /** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */
 export type TraceEntry = TokenTrace;
 
-export type { Counters, Timings };
+export type { AdaptiveState, BetaParams, Counters, EngineOptions, Moments, Timings };
 
 /** What `generate` resolves to: the engine's report (crate/src/pipeline.rs `Report`) and where the model ran. */
 export interface Generation extends Report {
@@ -125,34 +126,17 @@ export interface TokenEvent {
   entries: TraceEntry[];
 }
 
-export interface GenerateOptions {
-  /** A task of the model's free.json (`tasks`): its prefix goes before the text. */
-  task?: string;
-  /** Default "free". */
-  strategy?: Strategy;
+/**
+ * What `generate` takes: the engine's options (`EngineOptions`, each optional), a threshold
+ * that may also be "adaptive", and the callbacks.
+ */
+export interface GenerateOptions extends Partial<Omit<EngineOptions, "threshold">> {
   /**
-   * A fixed confidence threshold in [0, 1] for free, free-exact and calm, or "adaptive"
-   * (the default for free and free-exact: FREE's Beta-mixture threshold, learning across
-   * generations). calm without a threshold uses free.json's.
+   * A fixed confidence threshold in [0, 1] for the strategies that take one, or "adaptive"
+   * (the default where the strategy has an adaptive threshold: FREE's Beta-mixture threshold,
+   * learning across generations). calm without a threshold uses free.json's.
    */
   threshold?: number | "adaptive";
-  /**
-   * For the adaptive threshold: the largest share of exited tokens the deep model may
-   * disagree with, in (0, 1), e.g. 0.05 (the error-budget rule). Without it, the model's
-   * free.json `bmm.max_disagreement`, else FREE's zeta rule. What the threshold learned is
-   * kept when this changes.
-   */
-  maxDisagreement?: number;
-  /** Default 64; at most the model's n_positions. */
-  maxNewTokens?: number;
-  /** Overrides free.json's shallow exit. */
-  exitLayer?: number;
-  /**
-   * Record each step before the last token is read back, on the token the device chose
-   * (thrown away when it turns out otherwise), so the GPU never idles waiting for the page.
-   * Default: on WebGPU, not on the CPU (where nothing waits).
-   */
-  runAhead?: boolean;
   /** Called after every decoder step. */
   onToken?: (event: TokenEvent) => void;
   /**
@@ -162,51 +146,6 @@ export interface GenerateOptions {
   onDeviceChange?: (change: DeviceChange) => void;
   /** Cancels between decoder steps; `generate` then rejects with the signal's reason. */
   signal?: AbortSignal;
-}
-
-/** A fitted Beta distribution. */
-export interface BetaParams {
-  alpha: number;
-  beta: number;
-}
-
-/** The adaptive threshold's state (crate/src/threshold `BmmState`). */
-export interface AdaptiveState {
-  threshold: number;
-  /**
-   * How the threshold is read off the fit: FREE's zeta rule (`fine`: the lowest confidence
-   * from which up P(consistent | c) > zeta; `reference`: the reference code's 10-point grid)
-   * or the error budget (`budget`: at most `rate` of exiting tokens inconsistent).
-   */
-  rule:
-    | { kind: "fine"; min: number; max: number; priors_from_counts: boolean }
-    | { kind: "reference" }
-    | { kind: "budget"; rate: number; min: number; max: number };
-  zeta: number;
-  /**
-   * The last fit of the two-component Beta mixture, once there were enough points: from the
-   * start with a model whose free.json ships a calibration.
-   */
-  fit: { consistent: BetaParams; inconsistent: BetaParams; priorConsistent: number } | null;
-  /** Shallow confidences this model's generations gave that the deep model agreed with, in the estimator's window. */
-  consistentPoints: number;
-  /** Shallow confidences this model's generations gave that the deep model disagreed with, in the estimator's window. */
-  inconsistentPoints: number;
-  /**
-   * The data free.json's calibration ships (confidences on a validation split), as the fit
-   * counts it now; the online points above add to it. Null for a model without one.
-   * (With free.json's `bmm.window`, online points take its place as they fill the window.)
-   */
-  calibration: { consistent: Moments; inconsistent: Moments } | null;
-  /** How many times the mixture was fitted since the model loaded or `resetAdaptive` (the calibration's own fit not counted). */
-  fits: number;
-}
-
-/** Count, mean and variance of one class's confidences (clipped to [1e-4, 1 - 1e-4]). */
-export interface Moments {
-  points: number;
-  mean: number;
-  variance: number;
 }
 
 /** What a loaded model is. */

@@ -3,10 +3,10 @@
 // charts, and runs the same input with `full` on request for the speedup and a diff.
 // URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
 
-import { STRATEGIES } from "free-wasm/worker";
+import { STRATEGIES, type FreeWorkerModel } from "free-wasm/worker";
 import type { AdaptiveState, Counters, Device, DeviceChange, GenerateOptions, ModelInfo, Moments, Strategy, StrategyInfo, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
-import { describeError, loadModel, webgpuSupport, type LoadedModel } from "./model.js";
+import { describeError, loadModel, webgpuSupport } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
 import { ProgressView } from "./render/progress.js";
 import { TokenView } from "./render/tokens.js";
@@ -41,7 +41,7 @@ if (!baseUrl.pathname.endsWith("/")) baseUrl.pathname += "/";
 const progress = new ProgressView(ui.progress, ui.filesSummary);
 const tokens = new TokenView(ui.output, ui.tokenDetail);
 
-let loaded: LoadedModel | null = null;
+let loaded: FreeWorkerModel | null = null;
 let shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
 /** The device the loaded model was asked for (the select reverts to it when a switch fails). */
 let deviceAsked: Device = "auto";
@@ -176,7 +176,7 @@ function showNumbers(run: Run): void {
 function drawAll(run: Run): void {
   if (!loaded) return;
   // After a stop (no counters) the tokens left on the stack will never be checked either.
-  tokens.render(run.trace, shape, loaded.tokenText, run.counters !== null || running === null);
+  tokens.render(run.trace, shape, run.counters !== null || running === null);
   showNumbers(run);
   drawConfidence(ui.confChart, run.trace, shape);
   drawBeta(ui.betaChart, adaptive, observations(run.trace));
@@ -210,7 +210,7 @@ function describeAdaptive(state: AdaptiveState): string {
 
 async function refreshAdaptive(): Promise<void> {
   if (!loaded) return;
-  adaptive = await loaded.model.adaptiveState();
+  adaptive = await loaded.adaptiveState();
   ui.betaNote.textContent = describeAdaptive(adaptive);
   // The threshold belongs to the rule the estimator last read its fit with; before any fit
   // the initial threshold holds for both.
@@ -229,7 +229,7 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
   current = run;
   let frame = 0;
   try {
-    const out = await loaded.model.generate(text, {
+    const out = await loaded.generate(text, {
       ...options,
       signal: running.signal,
       onToken: (event) => {
@@ -247,7 +247,7 @@ async function generate(text: string, options: GenerateOptions & { strategy: Str
         run.moved = change;
         deviceAsked = "cpu";
         ui.device.value = "cpu";
-        if (loaded) showDevice(loaded.model.info);
+        if (loaded) showDevice(loaded.info);
         ui.status.textContent = `The GPU was lost after ${plural(change.afterTokens, "token")}; going on on the CPU…`;
       },
     });
@@ -378,8 +378,8 @@ async function load(device: Device): Promise<void> {
     // The output shown stays, but a comparison with full must run on one device.
     last = null;
     ui.comparison.hidden = true;
-    await previous?.model.dispose();
-    const info = next.model.info;
+    await previous?.dispose();
+    const info = next.info;
     shape = { decoderBlocks: info.decoderBlocks, shallowExit: info.shallowExitLayer };
     showDevice(info);
     showError(ui.deviceError, null);
@@ -429,7 +429,7 @@ ui.form.addEventListener("submit", (e) => {
 ui.stop.addEventListener("click", () => running?.abort(STOPPED));
 ui.compare.addEventListener("click", () => void onCompare());
 ui.resetAdaptive.addEventListener("click", async () => {
-  await loaded?.model.resetAdaptive();
+  await loaded?.resetAdaptive();
   await refreshAdaptive().catch((e: unknown) => showError(ui.error, describeError(e)));
 });
 ui.device.addEventListener("change", () => void load(ui.device.value as Device));

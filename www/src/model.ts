@@ -4,34 +4,10 @@
 // package decides whether it can honour it, and the page shows its answer.
 
 import { FreeWorkerModel, type Device, type LoadProgress } from "free-wasm/worker";
-import { vocabulary } from "./view/vocab.js";
 
-/** The package's default Cache Storage bucket, where it keeps the model files. */
-const CACHE = "free-wasm-models";
-
-export interface LoadedModel {
-  model: FreeWorkerModel;
-  /** Token id -> text, from the model's tokenizer.json. */
-  tokenText: (id: number) => string;
-}
-
-export async function loadModel(baseUrl: URL, device: Device, onProgress: (p: LoadProgress) => void, onWarning: (message: string) => void): Promise<LoadedModel> {
-  const model = await FreeWorkerModel.load({ baseUrl }, { cache: true, device, onProgress, onWarning });
-  try {
-    return { model, tokenText: vocabulary(await readTokenizer(baseUrl)) };
-  } catch (e) {
-    await model.dispose();
-    throw e;
-  }
-}
-
-/** tokenizer.json as the package stored it in Cache Storage (so a second visit works offline). */
-async function readTokenizer(baseUrl: URL): Promise<unknown> {
-  const url = new URL("tokenizer.json", baseUrl);
-  const cached = typeof caches === "undefined" ? undefined : await (await caches.open(CACHE)).match(url);
-  const response = cached ?? (await fetch(url));
-  if (!response.ok) throw new Error(`could not read ${url} for the token texts: HTTP ${response.status}`);
-  return response.json();
+/** The model in the package's worker, with per-file progress, kept in Cache Storage. */
+export function loadModel(baseUrl: URL, device: Device, onProgress: (p: LoadProgress) => void, onWarning: (message: string) => void): Promise<FreeWorkerModel> {
+  return FreeWorkerModel.load({ baseUrl }, { cache: true, device, onProgress, onWarning });
 }
 
 /** The parts of WebGPU the page looks at (kept local: the DOM typings may lack WebGPU). */

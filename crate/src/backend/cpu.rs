@@ -15,7 +15,7 @@ impl Backend for T5Model {
     type Rows = Tensor;
     type State = DecoderState;
     /// The CPU decides at once.
-    type Pending = Vec<Decision>;
+    type Readback = Vec<Decision>;
 
     fn config(&self) -> &T5Config {
         T5Model::config(self)
@@ -33,8 +33,8 @@ impl Backend for T5Model {
         T5Model::embed(self, &[id])
     }
 
-    fn embed_decided(&self, state: &mut DecoderState, pending: &Vec<Decision>) -> Result<Tensor> {
-        let &(id, _) = pending.last().ok_or_else(|| Error::Compute("no token was decided to embed".into()))?;
+    fn embed_decided(&self, state: &mut DecoderState, decided: &Vec<Decision>) -> Result<Tensor> {
+        let &(id, _) = decided.last().ok_or_else(|| Error::Compute("no token was decided to embed".into()))?;
         Backend::embed(self, state, id)
     }
 
@@ -68,8 +68,8 @@ impl Backend for T5Model {
             .collect())
     }
 
-    async fn collect(&self, pending: Vec<Decision>) -> Result<Vec<Decision>> {
-        Ok(pending)
+    async fn collect(&self, decided: Vec<Decision>) -> Result<Vec<Decision>> {
+        Ok(decided)
     }
 
     fn waits_for_decisions(&self) -> bool {

@@ -27,7 +27,7 @@ pub trait Backend {
     /// One generation's caches.
     type State;
     /// Decisions recorded on the device, on their way back (`decide_later`).
-    type Pending;
+    type Readback;
 
     fn config(&self) -> &T5Config;
     fn num_decoder_blocks(&self) -> usize;
@@ -35,9 +35,9 @@ pub trait Backend {
     fn start(&self, input_ids: &[u32]) -> Result<Self::State>;
     /// The embedding of the decoder input `id` at the next position.
     fn embed(&self, state: &mut Self::State, id: u32) -> Result<Self::Rows>;
-    /// The embedding at the next position of the token `pending`'s last row decided,
+    /// The embedding at the next position of the token `readback`'s last row decided,
     /// which the device may know before the CPU does.
-    fn embed_decided(&self, state: &mut Self::State, pending: &Self::Pending) -> Result<Self::Rows>;
+    fn embed_decided(&self, state: &mut Self::State, readback: &Self::Readback) -> Result<Self::Rows>;
     /// Runs `blocks` over `rows`, appending them to those blocks' caches.
     fn decode_blocks(&self, state: &mut Self::State, blocks: Range<usize>, rows: Self::Rows) -> Result<Self::Rows>;
     /// Fills the caches of `blocks`, which the rows skipped, from their exited state.
@@ -47,9 +47,9 @@ pub trait Backend {
     fn row_count(&self, rows: &Self::Rows) -> usize;
     /// Starts deciding the argmax of each row and, with a measure, its confidence, without
     /// waiting for the answer.
-    fn decide_later(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Self::Pending>;
+    fn decide_later(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Self::Readback>;
     /// The decisions of a `decide_later`.
-    async fn collect(&self, pending: Self::Pending) -> Result<Vec<Decision>>;
+    async fn collect(&self, readback: Self::Readback) -> Result<Vec<Decision>>;
     /// Whether waiting for a decision leaves the device idle, so that a step recorded
     /// ahead on the decided token (`embed_decided`; thrown away when the token turns out
     /// otherwise) costs less than the wait: on the GPU; not on the CPU, which decides at once.
@@ -59,8 +59,8 @@ pub trait Backend {
 
     /// The argmax of each row's logits and, with a measure, its confidence.
     async fn decide(&self, state: &mut Self::State, rows: &Self::Rows, measure: Option<ConfidenceMeasure>) -> Result<Vec<Decision>> {
-        let pending = self.decide_later(state, rows, measure)?;
-        self.collect(pending).await
+        let readback = self.decide_later(state, rows, measure)?;
+        self.collect(readback).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! One generation, decided token by token: the shared loop of every strategy, so traces,
 //! counters and stopping rules are the same for all of them. FREE's synchronized parallel
 //! decoding and its exact (verify and roll back) mode are described in
-//! docs/method.md#synchronized-parallel-decoding and docs/method.md#exact-mode-free-exact.
+//! docs/method.md#synchronized-parallel-decoding and docs/method.md#exact-mode.
 
 use std::ops::Range;
 
@@ -12,8 +12,8 @@ use crate::config::ConfidenceMeasure;
 use crate::error::{Error, Result};
 use crate::model::T5Model;
 
-/// A token the shallow model emitted, waiting for the next deep pass.
-struct Pending<R> {
+/// A token the shallow model emitted, waiting on the stack for the next deep pass.
+struct Stacked<R> {
     /// h_S of its row.
     hidden: R,
     /// Its output index (= decoder position of the row that predicted it).
@@ -21,8 +21,16 @@ struct Pending<R> {
     confidence: f64,
 }
 
-/// The current row at a synchronisation: its h_S, shallow token, confidence and threshold.
-type Current<R> = (R, u32, f64, f64);
+/// The current row at a synchronisation.
+struct Current<R> {
+    /// h_S of the row.
+    hidden: R,
+    /// The shallow model's token for it, which the deep model may confirm.
+    shallow_token: u32,
+    confidence: f64,
+    /// The threshold its confidence did not pass.
+    threshold: f64,
+}
 
 /// A step recorded before its input token was read back (see `Session::with_run_ahead`):
 /// the first part of the strategy run at `position` on the token the device decided for the
@@ -30,7 +38,7 @@ type Current<R> = (R, u32, f64, f64);
 struct Ahead<B: Backend> {
     position: usize,
     rows: B::Rows,
-    pending: B::Pending,
+    readback: B::Readback,
     fed: Option<u32>,
 }
 
@@ -45,7 +53,7 @@ pub struct Session<'m, 't, B: Backend = T5Model> {
     out: Vec<u32>,
     /// out[i]'s entry in `trace`.
     out_trace: Vec<usize>,
-    stack: Vec<Pending<B::Rows>>,
+    stack: Vec<Stacked<B::Rows>>,
     run_ahead: bool,
     ahead: Option<Ahead<B>>,
     trace: Vec<TokenTrace>,
@@ -155,20 +163,20 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
             Strategy::Full => (blocks, None),
             Strategy::Static { exit } | Strategy::Free { exit, .. } => (exit, Some(self.measure)),
         };
-        let (h, pending) = match self.take_ahead(position)? {
-            Some(ahead) => (ahead.rows, ahead.pending),
+        let (h, readback) = match self.take_ahead(position)? {
+            Some(ahead) => (ahead.rows, ahead.readback),
             None => {
                 let h = self.embed_next()?;
                 self.first_part(h, first, measure)?
             }
         };
         if self.run_ahead && position + 1 < self.max_new_tokens {
-            let next = self.model.embed_decided(&mut self.state, &pending)?;
-            let (rows, next_pending) = self.first_part(next, first, measure)?;
+            let next = self.model.embed_decided(&mut self.state, &readback)?;
+            let (rows, next_readback) = self.first_part(next, first, measure)?;
             self.counters.ahead_steps += 1;
-            self.ahead = Some(Ahead { position: position + 1, rows, pending: next_pending, fed: None });
+            self.ahead = Some(Ahead { position: position + 1, rows, readback: next_readback, fed: None });
         }
-        let decisions = self.model.collect(pending).await?;
+        let decisions = self.model.collect(readback).await?;
         let Some(&(token, conf)) = decisions.last() else {
             return Err(Error::Compute("the backend decided no token".into()));
         };
@@ -194,11 +202,11 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
     }
 
     /// Runs `blocks` from the first over a new row and starts deciding its token.
-    fn first_part(&mut self, h: B::Rows, blocks: usize, measure: Option<ConfidenceMeasure>) -> Result<(B::Rows, B::Pending)> {
+    fn first_part(&mut self, h: B::Rows, blocks: usize, measure: Option<ConfidenceMeasure>) -> Result<(B::Rows, B::Readback)> {
         let h = self.run_blocks(0..blocks, h)?;
         self.counters.head_rows += self.model.row_count(&h);
-        let pending = self.model.decide_later(&mut self.state, &h, measure)?;
-        Ok((h, pending))
+        let readback = self.model.decide_later(&mut self.state, &h, measure)?;
+        Ok((h, readback))
     }
 
     /// The step recorded ahead for `position`, if it was fed the token that was emitted
@@ -274,6 +282,7 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
             stacked,
             sync: None,
             deep_token: None,
+            deep_text: None,
             rolled_back: false,
         });
         self.out.push(token);
@@ -316,11 +325,11 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
     async fn free_step(&mut self, h: B::Rows, exit: usize, token: u32, conf: f64, exact: bool) -> Result<()> {
         let threshold = self.threshold.value();
         if conf > threshold {
-            self.stack.push(Pending { hidden: h, index: self.out.len(), confidence: conf });
+            self.stack.push(Stacked { hidden: h, index: self.out.len(), confidence: conf });
             self.emit(token, exit, Some(conf), Some(threshold), true);
             return Ok(());
         }
-        self.synchronize(Some((h, token, conf, threshold)), exact).await?;
+        self.synchronize(Some(Current { hidden: h, shallow_token: token, confidence: conf, threshold }), exact).await?;
         Ok(())
     }
 
@@ -335,8 +344,8 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
         };
         let blocks = self.model.num_decoder_blocks();
         let mut rows: Vec<&B::Rows> = self.stack.iter().map(|p| &p.hidden).collect();
-        if let Some((h, ..)) = &current {
-            rows.push(h);
+        if let Some(c) = &current {
+            rows.push(&c.hidden);
         }
         let rows = self.model.join(&rows)?;
         let n = self.model.row_count(&rows);
@@ -361,10 +370,8 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
                 wrong = Some((p.index, d));
             }
         }
-        if let Some((_, shallow_token, conf, _)) = &current {
-            if calibrate {
-                self.threshold.observe(*conf, *shallow_token == deep[n - 1]);
-            }
+        if let Some(c) = current.as_ref().filter(|_| calibrate) {
+            self.threshold.observe(c.confidence, c.shallow_token == deep[n - 1]);
         }
         self.threshold.after_sync();
 
@@ -378,9 +385,9 @@ impl<'m, 't, B: Backend> Session<'m, 't, B> {
                 return Ok(true);
             }
         }
-        if let Some((_, _, conf, threshold)) = current {
+        if let Some(c) = current {
             let token = deep[n - 1];
-            self.emit(token, blocks, Some(conf), Some(threshold), false);
+            self.emit(token, blocks, Some(c.confidence), Some(c.threshold), false);
             let entry = self.trace.last_mut().expect("just emitted");
             entry.sync = Some(sync);
             entry.deep_token = Some(token);

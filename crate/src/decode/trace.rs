@@ -27,6 +27,8 @@ pub struct TokenTrace {
     pub sync: Option<usize>,
     /// The deep model's choice at this position, when it ran there.
     pub deep_token: Option<u32>,
+    /// The deep model's choice as text, as `text` is the token's (filled in by the pipeline too).
+    pub deep_text: Option<String>,
     /// Exact mode: dropped because an earlier token was corrected.
     pub rolled_back: bool,
 }

@@ -5,7 +5,6 @@
 
 mod cache;
 mod layers;
-pub mod position;
 mod softmax;
 
 use std::ops::Range;
@@ -14,13 +13,13 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 pub use cache::{BlockCache, DecoderState};
-use crate::matrix::Matrix;
 use layers::{Attention, FeedForward, RmsNorm};
-use position::PositionBias;
 
 use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::T5Config;
 use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::position::PositionBias;
 use crate::weights::Weights;
 
 /// The CPU takes matrices as `Matrix` (f16 kept where the CPU widens it in hardware) and

@@ -19,6 +19,7 @@ pub const EPS: f64 = 1e-4;
 /// needs, so a class's data can be summarised (the calibration free.json ships) and later
 /// data still combines with it as if every point had been kept (to rounding).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 pub struct Moments {
     /// How many points; a real number because a sliding window may keep a share of a
     /// summarised class (`AdaptiveThreshold`).

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use beta::BetaParams;
 pub use beta::Moments;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The threshold before anything is known of a model: free.json's `threshold` when it says
 /// none, the fixed threshold of `calm` (and of the bench's fixed-threshold rows) without
@@ -21,6 +21,7 @@ pub const DEFAULT_THRESHOLD: f64 = 0.9;
 
 /// How the threshold is read off the fitted mixture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ThresholdRule {
     /// The reference implementation's: equal priors, the lowest of 10 points evenly spaced
@@ -38,9 +39,96 @@ pub enum ThresholdRule {
 }
 
 impl ThresholdRule {
-    /// The error-budget rule with its usual clamps (no lower clamp: the budget decides).
+    /// The error-budget rule with the default settings' clamps (no lower clamp: the budget
+    /// decides).
     pub fn budget(rate: f64) -> Self {
-        ThresholdRule::Budget { rate, min: 0.0, max: 0.99 }
+        BmmConfig::default().rule(Some(rate))
+    }
+}
+
+/// Settings of the Beta-mixture threshold estimator (docs/method.md#adaptive-threshold).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BmmConfig {
+    pub zeta: f64,
+    pub min_points: usize,
+    /// When set, the threshold keeps the share of exited tokens the deep model would have
+    /// changed within this rate (the error-budget rule) instead of using zeta.
+    pub max_disagreement: Option<f64>,
+    /// The zeta rule's threshold stays within [min_threshold, max_threshold]; the budget
+    /// rule's within [0, max_threshold] (its budget sets the floor).
+    pub min_threshold: f64,
+    pub max_threshold: f64,
+    /// The zeta rule's class priors from the label counts instead of equal.
+    pub priors_from_counts: bool,
+    /// Fit only the newest this many points (a sliding window); none: every point.
+    pub window: Option<usize>,
+    /// Also refit after every this many synchronisations, not only when a generation starts.
+    pub refit_every_syncs: Option<usize>,
+}
+
+impl Default for BmmConfig {
+    fn default() -> Self {
+        BmmConfig {
+            zeta: 0.4,
+            min_points: 50,
+            max_disagreement: None,
+            min_threshold: 0.05,
+            max_threshold: 0.99,
+            priors_from_counts: false,
+            window: None,
+            refit_every_syncs: None,
+        }
+    }
+}
+
+impl BmmConfig {
+    /// What is wrong with these settings, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
+        if !(self.zeta > 0.0 && self.zeta < 1.0) {
+            return Some(format!("bmm.zeta {} must be within (0, 1)", self.zeta));
+        }
+        if let Some(rate) = self.max_disagreement.filter(|r| !(*r > 0.0 && *r < 1.0)) {
+            return Some(format!("bmm.max_disagreement {rate} must be within (0, 1), e.g. 0.05 for at most 5% of exited tokens"));
+        }
+        if !(0.0 <= self.min_threshold && self.min_threshold < self.max_threshold && self.max_threshold <= 1.0) {
+            return Some(format!(
+                "bmm.min_threshold {} and bmm.max_threshold {} must satisfy 0 <= min < max <= 1",
+                self.min_threshold, self.max_threshold
+            ));
+        }
+        // Both classes need min_points points before a fit, so a smaller window never fits.
+        if let Some(w) = self.window.filter(|&w| w < 2 * self.min_points.max(1)) {
+            return Some(format!("bmm.window {w} must hold at least 2 x bmm.min_points = {} points, or no fit can happen", 2 * self.min_points.max(1)));
+        }
+        if self.refit_every_syncs == Some(0) {
+            return Some("bmm.refit_every_syncs must be at least 1 (leave it out to refit only when a generation starts)".into());
+        }
+        None
+    }
+
+    /// The rule these settings read the fit with: the error budget (`max_disagreement`, a
+    /// generation's, else these settings'), else FREE's zeta rule; with these clamps and priors.
+    pub fn rule(&self, max_disagreement: Option<f64>) -> ThresholdRule {
+        match max_disagreement.or(self.max_disagreement) {
+            Some(rate) => ThresholdRule::Budget { rate, min: 0.0, max: self.max_threshold },
+            None => ThresholdRule::Fine { min: self.min_threshold, max: self.max_threshold, priors_from_counts: self.priors_from_counts },
+        }
+    }
+
+    /// The estimator's settings: these, starting at `initial_threshold` until a fit (the
+    /// calibration's, when there is one) gives another.
+    pub fn settings(&self, initial_threshold: f64, calibration: Option<ClassMoments>) -> BmmSettings {
+        BmmSettings {
+            zeta: self.zeta,
+            min_points: self.min_points,
+            rule: self.rule(None),
+            window: self.window,
+            refit_every_syncs: self.refit_every_syncs,
+            initial_threshold,
+            learn_without_stack: true,
+            calibration,
+        }
     }
 }
 
@@ -69,21 +157,13 @@ pub struct BmmSettings {
 
 impl Default for BmmSettings {
     fn default() -> Self {
-        BmmSettings {
-            zeta: 0.4,
-            min_points: 50,
-            rule: ThresholdRule::Fine { min: 0.05, max: 0.99, priors_from_counts: false },
-            window: None,
-            refit_every_syncs: None,
-            initial_threshold: DEFAULT_THRESHOLD,
-            learn_without_stack: true,
-            calibration: None,
-        }
+        BmmConfig::default().settings(DEFAULT_THRESHOLD, None)
     }
 }
 
 /// The data of both classes, summarised.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 pub struct ClassMoments {
     pub consistent: Moments,
     pub inconsistent: Moments,
@@ -111,6 +191,7 @@ impl ClassMoments {
 
 /// The last successful fit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Fit {
     pub consistent: BetaParamsView,
@@ -119,8 +200,9 @@ pub struct Fit {
     pub prior_consistent: f64,
 }
 
-/// Serializable copy of `BetaParams`.
+/// A fitted Beta distribution (a serializable copy of `BetaParams`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS), ts(rename = "BetaParams"))]
 pub struct BetaParamsView {
     pub alpha: f64,
     pub beta: f64,
@@ -148,22 +230,33 @@ impl Fit {
     }
 }
 
-/// The estimator's observable state (for traces, the wasm API and the demo's charts).
+/// The adaptive threshold's state (the wasm API's `adaptiveState`, the demo's charts).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS), ts(rename = "AdaptiveState"))]
 #[serde(rename_all = "camelCase")]
 pub struct BmmState {
     pub threshold: f64,
-    /// How the threshold is read off the fit.
+    /// How the threshold is read off the fit: FREE's zeta rule (`fine`: the lowest
+    /// confidence from which up P(consistent | c) > zeta; `reference`: the reference code's
+    /// 10-point grid) or the error budget (`budget`: at most `rate` of exiting tokens
+    /// inconsistent).
     pub rule: ThresholdRule,
     pub zeta: f64,
+    /// The last fit of the two-component Beta mixture, once there were enough points: from
+    /// the start with a model whose free.json ships a calibration.
     pub fit: Option<Fit>,
-    /// Online points (this estimator's, in its window), by class.
+    /// Shallow confidences this model's generations gave that the deep model agreed with,
+    /// in the estimator's window.
     pub consistent_points: usize,
+    /// ... and those it disagreed with.
     pub inconsistent_points: usize,
-    /// The calibration's data as the fit counts it now (all of it, unless a window has
-    /// made room for online points); None without a calibration.
+    /// The data free.json's calibration ships (confidences on a validation split), as the
+    /// fit counts it now; the online points above add to it. None (null) for a model
+    /// without one. (With free.json's `bmm.window`, online points take its place as they
+    /// fill the window.)
     pub calibration: Option<ClassMoments>,
-    /// Fits since the estimator started or was reset, the calibration's own not counted.
+    /// How many times the mixture was fitted since the estimator started or was reset
+    /// (`resetAdaptive`), the calibration's own fit not counted.
     pub fits: usize,
 }
 

@@ -10,7 +10,6 @@ export class TokenView {
   #tooltip: HTMLElement;
   #trace: TraceEntry[] = [];
   #shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
-  #tokenText: (id: number) => string = (id) => `#${id}`;
   /** Trace position of the token that takes the tab stop. */
   #current = 0;
 
@@ -24,10 +23,9 @@ export class TokenView {
     output.addEventListener("mouseleave", () => this.#hide());
   }
 
-  render(trace: TraceEntry[], shape: ModelShape, tokenText: (id: number) => string, finished: boolean): void {
+  render(trace: TraceEntry[], shape: ModelShape, finished: boolean): void {
     this.#trace = trace;
     this.#shape = shape;
-    this.#tokenText = tokenText;
     const hadFocus = this.#output.contains(document.activeElement);
     this.#current = Math.min(this.#current, Math.max(trace.length - 1, 0));
     const parts: Node[] = [];
@@ -96,7 +94,7 @@ export class TokenView {
     const entry = this.#trace[position];
     if (!entry) return;
     if (document.activeElement === target) this.#current = position;
-    const lines = describeToken(entry, this.#shape, this.#tokenText);
+    const lines = describeToken(entry, this.#shape);
     this.#tooltip.replaceChildren(...lines.map((line) => Object.assign(document.createElement("p"), { textContent: line })));
     const box = target.getBoundingClientRect();
     this.#tooltip.hidden = false;

@@ -105,11 +105,8 @@ function fixed(x: number | null): string {
   return x === null ? "not measured" : x.toFixed(3);
 }
 
-/**
- * The details a hover or focus shows: exit, confidence, threshold in force, the deep
- * model's choice. `tokenText` turns a token id into text (the model's vocabulary).
- */
-export function describeToken(entry: TraceEntry, shape: ModelShape, tokenText: (id: number) => string): string[] {
+/** The details a hover or focus shows: exit, confidence, threshold in force, the deep model's choice. */
+export function describeToken(entry: TraceEntry, shape: ModelShape): string[] {
   const kind = exitKind(entry, shape);
   const where = EXIT_WORDS[kind];
   const lines = [
@@ -120,9 +117,9 @@ export function describeToken(entry: TraceEntry, shape: ModelShape, tokenText: (
   if (entry.deepToken === null) {
     lines.push(entry.stacked ? "deep model: not run here (no deep pass checked it)" : "deep model: not run here");
   } else if (entry.deepToken === entry.token) {
-    lines.push(`deep model's choice: "${tokenText(entry.deepToken)}" (agrees)`);
+    lines.push(`deep model's choice: "${entry.deepText}" (agrees)`);
   } else {
-    lines.push(`deep model's choice: "${tokenText(entry.deepToken)}" (disagrees)`);
+    lines.push(`deep model's choice: "${entry.deepText}" (disagrees)`);
   }
   if (entry.stacked) lines.push(entry.sync === null ? "waited on the stack" : `waited on the stack until deep pass ${entry.sync}`);
   if (entry.rolledBack) {

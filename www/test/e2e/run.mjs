@@ -371,7 +371,7 @@ try {
     const run = await p.tokens();
     assert.ok(run.length > 0);
     p.assertFreeRule(run, 0.3);
-    // Token texts in tooltips come from the cached tokenizer.json too.
+    // The tooltips' token texts come with the trace: nothing else is fetched for them.
     await p.page.hover('#output .tok[data-pos="0"]');
     assert.match(await p.tooltip(), /deep model/);
     // HEADs ask whether a cached file changed; checksums.json is asked for afresh (never cached).

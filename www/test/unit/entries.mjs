@@ -15,6 +15,7 @@ export function entry(over = {}) {
     stacked: false,
     sync: null,
     deepToken: null,
+    deepText: null,
     rolledBack: false,
     ...over,
   };

@@ -76,21 +76,20 @@ test("groupTrace: an exact-mode rollback stays inside its deep pass's group", ()
 });
 
 test("describeToken names the exit, confidence, threshold and the deep model's choice", () => {
-  const text = (id) => ({ 9: " nine", 100: " tok" })[id] ?? `#${id}`;
-  assert.deepEqual(describeToken(shallow({ index: 3, confidence: 0.91234, threshold: 0.3, sync: 2, deepToken: 9 }), SHAPE, text), [
+  assert.deepEqual(describeToken(shallow({ index: 3, confidence: 0.91234, threshold: 0.3, sync: 2, deepToken: 9, deepText: " nine" }), SHAPE), [
     '" tok" (token 100) at position 3',
     "decided by the shallow exit after 2 of 8 decoder blocks",
     "confidence 0.912, threshold in force 0.300",
     'deep model\'s choice: " nine" (disagrees)',
     "waited on the stack until deep pass 2",
   ]);
-  const deep = describeToken(entry({ index: 0, confidence: null, threshold: null, sync: 0, deepToken: 100 }), SHAPE, text);
+  const deep = describeToken(entry({ index: 0, confidence: null, threshold: null, sync: 0, deepToken: 100, deepText: " tok" }), SHAPE);
   assert.equal(deep[1], "decided by the deep model after 8 of 8 decoder blocks");
   assert.equal(deep[2], "confidence not measured, threshold in force none");
   assert.equal(deep[3], 'deep model\'s choice: " tok" (agrees)');
-  const rolled = describeToken(shallow({ sync: 0, deepToken: 9, rolledBack: true }), SHAPE, text);
+  const rolled = describeToken(shallow({ sync: 0, deepToken: 9, deepText: " nine", rolledBack: true }), SHAPE);
   assert.equal(rolled.at(-1), "rolled back: the deep model chose another token here (exact mode)");
-  assert.equal(describeToken(shallow(), SHAPE, text)[3], "deep model: not run here (no deep pass checked it)");
+  assert.equal(describeToken(shallow(), SHAPE)[3], "deep model: not run here (no deep pass checked it)");
 });
 
 test("displayText shows the end token and line breaks", () => {

@@ -147,7 +147,7 @@ pub struct GpuCounts {
 
 /// Work recorded but not yet submitted.
 #[derive(Default)]
-struct Pending {
+struct Recording {
     encoder: Option<wgpu::CommandEncoder>,
     /// The compute pass launches are recorded into, open until a copy or the submission
     /// (one pass per submission rather than one per launch: each pass costs the browser a
@@ -157,7 +157,7 @@ struct Pending {
     params: Vec<u8>,
 }
 
-impl Pending {
+impl Recording {
     /// The encoder, with no pass open on it.
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.pass = None;
@@ -190,7 +190,7 @@ pub struct Gpu {
     cooperative: bool,
     pipelines: Vec<Pipeline>,
     arena: wgpu::Buffer,
-    pending: RefCell<Pending>,
+    recording: RefCell<Recording>,
     bind_groups: RefCell<BindGroups>,
     /// Readback buffers not in use (a few: one per result in flight).
     staging: Arc<Mutex<Vec<wgpu::Buffer>>>,
@@ -302,7 +302,7 @@ impl Gpu {
             limits,
             pipelines,
             arena,
-            pending: RefCell::default(),
+            recording: RefCell::default(),
             bind_groups: RefCell::default(),
             staging: Arc::default(),
             counts: Cell::new(GpuCounts::default()),
@@ -424,16 +424,15 @@ impl Gpu {
 
     /// Records a launch of `kernel` with uniform `params` over `buffers` (binding order).
     pub fn launch(&self, kernel: Kernel, params: &impl Uniform, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
-        let params = &params.words();
         debug_assert_eq!(buffers.len(), kernel.storage_bindings());
-        if self.pending.borrow().params.len() as u64 >= SLOT * SLOTS {
+        if self.recording.borrow().params.len() as u64 >= SLOT * SLOTS {
             self.submit();
         }
         let offset = {
-            let mut pending = self.pending.borrow_mut();
-            let offset = pending.params.len();
-            pending.params.extend(params.iter().flat_map(|v| v.to_le_bytes()));
-            pending.params.resize(offset + SLOT as usize, 0);
+            let mut recording = self.recording.borrow_mut();
+            let offset = recording.params.len();
+            params.write_to(&mut recording.params);
+            recording.params.resize(offset + SLOT as usize, 0);
             offset as u32
         };
         let pipeline = &self.pipelines[kernel.index()];
@@ -454,8 +453,8 @@ impl Gpu {
             self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.layout, entries: &entries })
         });
         self.count(|c| c.launches += 1);
-        let mut pending = self.pending.borrow_mut();
-        let pass = pending.pass(&self.device);
+        let mut recording = self.recording.borrow_mut();
+        let pass = recording.pass(&self.device);
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &*bind_group, &[offset]);
         pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -469,20 +468,20 @@ impl Gpu {
     /// Records a copy of `bytes` between buffers.
     pub fn copy(&self, from: &wgpu::Buffer, from_offset: u64, to: &wgpu::Buffer, to_offset: u64, bytes: u64) {
         if bytes > 0 {
-            self.pending.borrow_mut().encoder(&self.device).copy_buffer_to_buffer(from, from_offset, to, to_offset, bytes);
+            self.recording.borrow_mut().encoder(&self.device).copy_buffer_to_buffer(from, from_offset, to, to_offset, bytes);
         }
     }
 
     /// Submits everything recorded so far.
     pub fn submit(&self) -> Option<wgpu::SubmissionIndex> {
-        let mut pending = self.pending.borrow_mut();
-        if !pending.params.is_empty() {
-            self.count(|c| c.bytes_uploaded += pending.params.len() as u64);
-            self.queue.write_buffer(&self.arena, 0, &pending.params);
-            pending.params.clear();
+        let mut recording = self.recording.borrow_mut();
+        if !recording.params.is_empty() {
+            self.count(|c| c.bytes_uploaded += recording.params.len() as u64);
+            self.queue.write_buffer(&self.arena, 0, &recording.params);
+            recording.params.clear();
         }
-        pending.pass = None;
-        let encoder = pending.encoder.take()?;
+        recording.pass = None;
+        let encoder = recording.encoder.take()?;
         self.count(|c| c.submissions += 1);
         Some(self.queue.submit([encoder.finish()]))
     }

@@ -6,7 +6,7 @@ mod model;
 mod params;
 
 pub use context::{live_devices, DeviceHandle, Gpu, GpuCounts};
-pub use model::{GpuModel, GpuRows, GpuState, PendingTop2, Top2};
+pub use model::{GpuModel, GpuRows, GpuState, Top2Readback, Top2};
 
 use std::ops::Range;
 
@@ -18,7 +18,7 @@ impl Backend for GpuModel {
     type Rows = GpuRows;
     type State = GpuState;
     /// The top-2 rows' readback, and the measure to apply to them.
-    type Pending = (PendingTop2, Option<ConfidenceMeasure>);
+    type Readback = (Top2Readback, Option<ConfidenceMeasure>);
 
     fn config(&self) -> &T5Config {
         GpuModel::config(self)
@@ -36,8 +36,8 @@ impl Backend for GpuModel {
         GpuModel::embed(self, state, id)
     }
 
-    fn embed_decided(&self, state: &mut GpuState, (pending, _): &Self::Pending) -> Result<GpuRows> {
-        GpuModel::embed_decided(self, state, pending)
+    fn embed_decided(&self, state: &mut GpuState, (readback, _): &Self::Readback) -> Result<GpuRows> {
+        GpuModel::embed_decided(self, state, readback)
     }
 
     fn decode_blocks(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<GpuRows> {
@@ -64,12 +64,12 @@ impl Backend for GpuModel {
         rows.count
     }
 
-    fn decide_later(&self, state: &mut GpuState, rows: &GpuRows, measure: Option<ConfidenceMeasure>) -> Result<Self::Pending> {
+    fn decide_later(&self, state: &mut GpuState, rows: &GpuRows, measure: Option<ConfidenceMeasure>) -> Result<Self::Readback> {
         Ok((self.top2_later(state, *rows), measure))
     }
 
-    async fn collect(&self, (pending, measure): Self::Pending) -> Result<Vec<Decision>> {
-        let rows = GpuModel::collect(self, pending).await?;
+    async fn collect(&self, (readback, measure): Self::Readback) -> Result<Vec<Decision>> {
+        let rows = GpuModel::collect(self, readback).await?;
         Ok(rows.iter().map(|r| (r.token, measure.map(|m| r.confidence(m)))).collect())
     }
 

@@ -17,7 +17,7 @@ use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::{ConfidenceMeasure, T5Config};
 use crate::confidence::confidence_of;
 use crate::error::{Error, Result};
-use crate::model::position::PositionBias;
+use crate::position::PositionBias;
 use crate::weights::Weights;
 
 /// Positions (source or target) the attention kernel can hold (MAX_KEYS in attention.wgsl).
@@ -138,8 +138,8 @@ pub struct GpuRows {
 
 /// A `top2_later` on its way back, and the input id it left on the device, if any:
 /// (position, the `top2_later`'s number).
-pub struct PendingTop2 {
-    readback: Readback,
+pub struct Top2Readback {
+    buffer: Readback,
     next_id: Option<(usize, u64)>,
 }
 
@@ -386,11 +386,11 @@ impl GpuModel {
         Ok(self.gather(state, pos))
     }
 
-    /// The embedding at the next position of the token `pending` chose for the row before
+    /// The embedding at the next position of the token `readback` chose for the row before
     /// it, without the CPU knowing it yet.
-    pub fn embed_decided(&self, state: &mut GpuState, pending: &PendingTop2) -> Result<GpuRows> {
+    pub fn embed_decided(&self, state: &mut GpuState, readback: &Top2Readback) -> Result<GpuRows> {
         let pos = self.next_position(state)?;
-        match pending.next_id {
+        match readback.next_id {
             Some((p, n)) if p == pos && state.decided_by[p] == n => Ok(self.gather(state, pos)),
             _ => Err(Error::Compute(format!(
                 "that decision left no input id for position {pos} on the device (it was for another row, or a later one replaced it); embed a known token instead"
@@ -475,7 +475,7 @@ impl GpuModel {
     /// with everything recorded before it, its readback started but not waited for
     /// (`collect`). The last row's argmax also stays on the device as the next position's
     /// input id, so the next step can be recorded (`embed_decided`) before the CPU sees it.
-    pub fn top2_later(&self, state: &mut GpuState, rows: GpuRows) -> PendingTop2 {
+    pub fn top2_later(&self, state: &mut GpuState, rows: GpuRows) -> Top2Readback {
         let s = &self.scratch;
         let vocab = self.config.vocab_size;
         self.rms_norm(&state.stash, rows.start, &self.decoder_norm, &s.x, rows.count, self.head_scale);
@@ -495,12 +495,12 @@ impl GpuModel {
             state.decided_by[next] = state.decisions;
             next_id = Some((next, state.decisions));
         }
-        PendingTop2 { readback: self.gpu.read_later(&s.top2, (rows.count * TOP2_BYTES) as u64), next_id }
+        Top2Readback { buffer: self.gpu.read_later(&s.top2, (rows.count * TOP2_BYTES) as u64), next_id }
     }
 
     /// What a `top2_later` decided, row by row.
-    pub async fn collect(&self, pending: PendingTop2) -> Result<Vec<Top2>> {
-        let bytes = self.gpu.wait(pending.readback).await?;
+    pub async fn collect(&self, readback: Top2Readback) -> Result<Vec<Top2>> {
+        let bytes = self.gpu.wait(readback.buffer).await?;
         Ok(bytes
             .chunks_exact(TOP2_BYTES)
             .map(|b| {

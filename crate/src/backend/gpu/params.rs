@@ -10,8 +10,9 @@ use crate::config::Activation;
 pub trait Uniform {
     /// The kernel's `struct Params` declaration.
     const WGSL: &'static str;
-    /// The fields as the uniform buffer holds them.
-    fn words(&self) -> Vec<u32>;
+    /// Appends the fields as the uniform buffer holds them (little-endian words) to `out`:
+    /// straight into the launch's slot, with no allocation per launch.
+    fn write_to(&self, out: &mut Vec<u8>);
 }
 
 trait Word {
@@ -44,8 +45,8 @@ macro_rules! uniform {
         impl Uniform for $name {
             const WGSL: &'static str = concat!("struct Params {\n", $("    ", stringify!($field), ": ", stringify!($ty), ",\n",)* "}\n");
 
-            fn words(&self) -> Vec<u32> {
-                vec![$(Word::bits(self.$field)),*]
+            fn write_to(&self, out: &mut Vec<u8>) {
+                $(out.extend_from_slice(&Word::bits(self.$field).to_le_bytes());)*
             }
         }
     };
@@ -150,17 +151,24 @@ mod tests {
 
     #[test]
     fn uniforms_are_sized_as_wgsl_sizes_them_and_declare_every_field() {
-        let check = |wgsl: &str, words: usize| {
+        fn words(p: &impl Uniform) -> Vec<u32> {
+            let mut bytes = Vec::new();
+            p.write_to(&mut bytes);
+            assert_eq!(bytes.len() % 4, 0);
+            bytes.chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect()
+        }
+        fn check<U: Uniform + Default>() {
+            let (wgsl, words) = (U::WGSL, words(&U::default()).len());
             assert_eq!(words % 4, 0, "a uniform struct is a multiple of 16 bytes: {wgsl}");
             assert_eq!(wgsl.lines().filter(|l| l.ends_with(',')).count(), words, "{wgsl}");
-        };
-        check(GatherParams::WGSL, GatherParams::default().words().len());
-        check(RmsNormParams::WGSL, RmsNormParams::default().words().len());
-        check(LinearParams::WGSL, LinearParams::default().words().len());
-        check(AttentionParams::WGSL, AttentionParams::default().words().len());
-        check(Top2Params::WGSL, Top2Params::default().words().len());
+        }
+        check::<GatherParams>();
+        check::<RmsNormParams>();
+        check::<LinearParams>();
+        check::<AttentionParams>();
+        check::<Top2Params>();
         let p = RmsNormParams { rows: 3, eps: 1e-6, scale: 0.5, ..Default::default() };
-        assert_eq!(p.words(), [3, 0, 0, 0, 1e-6f32.to_bits(), 0.5f32.to_bits(), 0, 0]);
+        assert_eq!(words(&p), [3, 0, 0, 0, 1e-6f32.to_bits(), 0.5f32.to_bits(), 0, 0]);
         assert!(RmsNormParams::WGSL.contains("    eps: f32,\n") && RmsNormParams::WGSL.starts_with("struct Params {\n"));
         assert_eq!(TOP2_WGSL.lines().filter(|l| l.ends_with(',')).count() * 4, TOP2_BYTES);
         assert!(TOP2_WGSL.contains("\n    index: u32,") && TOP2_TOKEN_OFFSET == 4);
