@@ -62,7 +62,7 @@ fn a_tokenizer_that_does_not_cover_the_vocabulary_is_refused() {
         err.to_string(),
         "tokenizer.json is malformed: it has 300 ids but the model's vocabulary (config.json vocab_size) is 512: the model can emit 212 ids it cannot decode (at most 127 unused rows are padding); the tokenizer belongs to another model"
     );
-    assert_eq!(load(&tokenizer_cut(400)).unwrap().tokenizer.vocab_size(), 400);
+    assert_eq!(load(&tokenizer_cut(400)).unwrap().tokenizer().vocab_size(), 400);
     let word_level = br#"{"model": {"type": "WordLevel", "vocab": {"<pad>": 0, "</s>": 1, "<unk>": 2, "hello": 600}, "unk_token": "<unk>"}}"#;
     let err = load(word_level).err().unwrap();
     assert_eq!(
