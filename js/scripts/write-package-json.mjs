@@ -42,6 +42,8 @@ const pkg = {
     "turns.js",
     "strategies.js",
     "strategies.d.ts",
+    "options.js",
+    "options.d.ts",
     "report.d.ts",
     "worker-client.js",
     "worker-client.d.ts",
