@@ -72,6 +72,25 @@ fn bench_smoke_run_on_the_demo_model_reports_every_strategy_for_both_tasks() {
     }
 }
 
+/// `--dtype` reaches the model: f32 (how the fixture is stored) decodes as the default does,
+/// q8 decodes too (whether it picks the same tokens is the demo model's test: this random
+/// fixture's top logits are close).
+#[test]
+fn generate_with_each_dtype() {
+    let run = |dtype: Option<&'static str>| {
+        let mut args = vec!["generate", "--model", FIXTURE, "--strategy", "full", "--max-new-tokens", "8", "--json", "hello world"];
+        if let Some(d) = dtype {
+            args.extend(["--dtype", d]);
+        }
+        let (ok, out, stderr) = free(&args);
+        assert!(ok, "{dtype:?}: {stderr}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["tokens"].as_array().unwrap().clone()
+    };
+    assert_eq!(run(Some("f32")), run(None));
+    assert_eq!(run(Some("q8")).len(), 8);
+    assert_eq!(run(Some("f16")).len(), 8);
+}
+
 #[test]
 fn mistakes_are_reported_with_exit_status_1() {
     let (ok, _, stderr) = free(&["generate", "--model", "/nonexistent", "hello"]);
@@ -94,6 +113,10 @@ fn mistakes_are_reported_with_exit_status_1() {
     assert!(!ok && stderr.contains("--adaptive applies to free and free-exact, not calm"), "{stderr}");
     let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--strategy", "calm"]);
     assert!(!ok && stderr.contains("bench runs every strategy"), "{stderr}");
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--dtype", "int4", "hello"]);
+    assert!(!ok && stderr.contains("dtype") && stderr.contains("use f32, f16 or q8"), "{stderr}");
+    let (ok, _, stderr) = free(&["generate", "--model", FIXTURE, "--dtype", "q8", "--device", "gpu", "hello"]);
+    assert!(!ok && stderr.contains("--dtype applies to --device cpu"), "{stderr}");
     let (ok, _, stderr) = free(&["eval", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "0"]);
     assert!(!ok && stderr.contains("--limit 0 leaves nothing to score"), "{stderr}");
     let (ok, _, stderr) = free(&["eval", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "1", "--limit", "2"]);

@@ -7,7 +7,10 @@
 //! twice; here each weight row is read once and dotted with every input row while it is
 //! hot. Where the CPU can widen f16 in hardware (x86-64 with F16C, AVX2 and FMA), f16
 //! checkpoints stay f16 in memory: half the bytes to stream, and the widened values are
-//! exactly those an f32 copy holds.
+//! exactly those an f32 copy holds. 8-bit weights (`Matrix::quantize_q8`: symmetric, one f32
+//! scale per row) stream a quarter of f32's bytes: each is widened to f32 as it is loaded,
+//! the row's dot product taken in f32 as for the other formats, and the scale applied to the
+//! result.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;
@@ -18,6 +21,31 @@ enum Data {
     F32(Vec<f32>),
     /// Only where `wide_f16` holds.
     F16(Vec<f16>),
+    /// Row j holds `q[j * cols..]` times `scales[j]`.
+    Q8 { q: Vec<i8>, scales: Vec<f32> },
+}
+
+/// How a loaded model holds its weight matrices (`dtype`); none: as the checkpoint stores
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    F32,
+    /// Widened to f32 where the CPU cannot widen f16 in hardware (as an f16 checkpoint is).
+    F16,
+    /// Symmetric 8-bit integers with one f32 scale per row (`Matrix::quantize_q8`).
+    Q8,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| crate::Error::InvalidSetting {
+            setting: "dtype",
+            value: s.into(),
+            reason: "use f32, f16 or q8 (8-bit weights), or leave it out for the checkpoint's own".into(),
+        })
+    }
 }
 
 /// A (rows, cols) row-major matrix: HF's (out, in) layout of a linear layer's weight.
@@ -43,18 +71,53 @@ impl Matrix {
         }
     }
 
+    /// Each row as symmetric 8-bit integers and one scale, the row's largest magnitude over
+    /// 127 (a row of zeros keeps scale 0): every value within half a step of `data`'s.
+    pub fn quantize_q8(rows: usize, cols: usize, data: &[f32]) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        let mut q = Vec::with_capacity(rows * cols);
+        let mut scales = Vec::with_capacity(rows);
+        for row in data.chunks_exact(cols.max(1)).take(rows) {
+            let scale = row.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            q.extend(row.iter().map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8));
+            scales.push(scale);
+        }
+        Matrix { rows, cols, data: Data::Q8 { q, scales } }
+    }
+
+    /// Bytes the weights take in memory (the scales included).
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Data::F32(d) => d.len() * 4,
+            Data::F16(d) => d.len() * 2,
+            Data::Q8 { q, scales } => q.len() + scales.len() * 4,
+        }
+    }
+
     /// Row `i` widened to f32.
     pub fn row(&self, i: usize) -> Vec<f32> {
         let range = i * self.cols..(i + 1) * self.cols;
         match &self.data {
             Data::F32(d) => d[range].to_vec(),
             Data::F16(d) => d[range].iter().map(|v| v.to_f32()).collect(),
+            Data::Q8 { q, scales } => q[range].iter().map(|&v| v as f32 * scales[i]).collect(),
         }
     }
 
     /// x (n, cols) times this matrix transposed: (n, rows). `out` has n * rows elements.
     fn mul_t(&self, x: &[f32], out: &mut [f32]) {
         let (rows, cols) = (self.rows, self.cols);
+        if let Data::Q8 { q, scales } = &self.data {
+            mul_t_q8(q, rows, cols, x, out);
+            // The row's scale, once per product rather than once per weight.
+            for out_row in out.chunks_exact_mut(rows) {
+                for (o, s) in out_row.iter_mut().zip(scales) {
+                    *o *= s;
+                }
+            }
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2_fma() {
             // SAFETY: the CPU has the features these functions are compiled for (f16
@@ -63,6 +126,7 @@ impl Matrix {
                 match &self.data {
                     Data::F32(w) => x86::mul_t_f32(w, rows, cols, x, out),
                     Data::F16(w) => x86::mul_t_f16(w, rows, cols, x, out),
+                    Data::Q8 { .. } => unreachable!("multiplied above"),
                 }
             };
         }
@@ -72,6 +136,7 @@ impl Matrix {
             #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             Data::F32(w) => mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, x, out),
             Data::F16(_) => unreachable!("f16 matrices exist only where wide_f16() holds"),
+            Data::Q8 { .. } => unreachable!("multiplied above"),
         }
     }
 
@@ -91,6 +156,51 @@ impl Rows for [f32] {
     #[inline(always)]
     fn row<'b>(&'b self, j: usize, cols: usize, _buf: &'b mut Vec<f32>) -> &'b [f32] {
         &self[j * cols..(j + 1) * cols]
+    }
+}
+
+/// x times the 8-bit integers of a q8 matrix, transposed, before the rows' scales: each
+/// integer widened to f32 as it is loaded (in a register for one to three input rows, as f16
+/// is; through `I8Rows`' buffer for more).
+fn mul_t_q8(q: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { x86::mul_t_i8(q, rows, cols, x, out) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return match x.len() / cols.max(1) {
+        1 => few_rows_of::<1, _, wasm::Simd128>(q, rows, cols, x, out),
+        2 => few_rows_of::<2, _, wasm::Simd128>(q, rows, cols, x, out),
+        3 => few_rows_of::<3, _, wasm::Simd128>(q, rows, cols, x, out),
+        _ => mul_t_rows::<_, wasm::Simd128>(&I8Rows(q), rows, cols, x, out),
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    mul_t_rows::<_, Portable>(&I8Rows(q), rows, cols, x, out)
+}
+
+/// `R` input rows against every weight row of `T`s, each widened as it is loaded. Only used
+/// inlined into code compiled for `S`'s instruction set.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn few_rows_of<const R: usize, T: simd::Weight<S>, S: simd::Simd>(w: &[T], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+    for j in 0..rows {
+        let d = simd::dots::<S, T, R>(x, &w[j * cols..(j + 1) * cols]);
+        for (r, v) in d.into_iter().enumerate() {
+            out[r * rows + j] = v;
+        }
+    }
+}
+
+/// 8-bit weight rows widened into a buffer (the integers' values, before the row's scale).
+struct I8Rows<'a>(&'a [i8]);
+
+impl Rows for I8Rows<'_> {
+    #[inline(always)]
+    fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        buf.clear();
+        buf.extend(self.0[j * cols..(j + 1) * cols].iter().map(|&v| v as f32));
+        buf
     }
 }
 
@@ -221,8 +331,8 @@ mod x86 {
 
     use half::f16;
 
-    use super::simd::{self, Simd, Weight};
-    use super::{mul_t_rows, Rows};
+    use super::simd::{Simd, Weight};
+    use super::{few_rows_of, mul_t_rows, I8Rows, Rows};
 
     #[target_feature(enable = "avx2,fma")]
     pub fn mul_t_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
@@ -236,21 +346,33 @@ mod x86 {
             // is widened once, in a register, on its way to the multiplies of every row,
             // instead of through `F16Rows`'s buffer (a store and a reload per weight). More
             // rows (4+ gained nothing measurable this way) amortise the buffer over tiles.
-            1 => rows_f16::<1>(w, rows, cols, x, out),
-            2 => rows_f16::<2>(w, rows, cols, x, out),
-            3 => rows_f16::<3>(w, rows, cols, x, out),
+            1 => few_rows_of::<1, _, Avx2>(w, rows, cols, x, out),
+            2 => few_rows_of::<2, _, Avx2>(w, rows, cols, x, out),
+            3 => few_rows_of::<3, _, Avx2>(w, rows, cols, x, out),
             _ => mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out),
         }
     }
 
-    /// `R` input rows against every f16 weight row. Only used inlined into `mul_t_f16`.
-    #[inline(always)]
-    fn rows_f16<const R: usize>(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        for j in 0..rows {
-            let d = simd::dots::<Avx2, f16, R>(x, &w[j * cols..(j + 1) * cols]);
-            for (r, v) in d.into_iter().enumerate() {
-                out[r * rows + j] = v;
-            }
+    /// 8-bit weights, before their rows' scales: as `mul_t_f16`, each integer widened in a
+    /// register for one to three input rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn mul_t_i8(w: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        match x.len() / cols.max(1) {
+            1 => few_rows_of::<1, _, Avx2>(w, rows, cols, x, out),
+            2 => few_rows_of::<2, _, Avx2>(w, rows, cols, x, out),
+            3 => few_rows_of::<3, _, Avx2>(w, rows, cols, x, out),
+            _ => mul_t_rows::<_, Avx2>(&I8Rows(w), rows, cols, x, out),
+        }
+    }
+
+    /// 8-bit weights widened as they are loaded: 8 bytes, sign-extended to 32 bits, converted.
+    impl Weight<Avx2> for i8 {
+        #[inline(always)]
+        unsafe fn load(p: *const i8) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+        }
+        fn widen(self) -> f32 {
+            self as f32
         }
     }
 
@@ -333,7 +455,19 @@ mod x86 {
 mod wasm {
     use std::arch::wasm32::*;
 
-    use super::simd::Simd;
+    use super::simd::{Simd, Weight};
+
+    /// 8-bit weights widened as they are loaded: 4 bytes, sign-extended twice, converted.
+    impl Weight<Simd128> for i8 {
+        #[inline(always)]
+        unsafe fn load(p: *const i8) -> v128 {
+            let bytes = v128_load32_zero(p as *const u32);
+            f32x4_convert_i32x4(i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(bytes)))
+        }
+        fn widen(self) -> f32 {
+            self as f32
+        }
+    }
 
     /// Four f32 lanes; engines map simd128 onto the 16 vector registers of x86-64 and arm64,
     /// which hold `simd::dots`' 4R accumulators (R <= 3) and `dot4x2`'s 8 beside their
@@ -596,6 +730,58 @@ mod tests {
             mul_t_rows::<_, Portable>(w.as_slice(), rows, cols, &x, &mut out);
             assert_close(&out, &reference(&w, rows, cols, &x), &format!("portable {n}x{rows}x{cols}"));
         }
+    }
+
+    /// 8-bit weights: every value within half a step of the original, and the products
+    /// those of the values the integers and scales stand for, on every path.
+    #[test]
+    fn q8_products_match_the_values_the_integers_stand_for() {
+        for (n, rows, cols) in SHAPES {
+            let (x, mut w) = (values(n * cols, 8), values(rows * cols, 9));
+            w[..cols].fill(0.0); // a row of zeros keeps scale 0
+            let m = Matrix::quantize_q8(rows, cols, &w);
+            let Data::Q8 { q, scales } = &m.data else { panic!("not q8") };
+            assert_eq!(scales[0], 0.0);
+            let dequantized: Vec<f32> = (0..rows).flat_map(|j| m.row(j)).collect();
+            for (k, (a, b)) in w.iter().zip(&dequantized).enumerate() {
+                assert!((a - b).abs() <= scales[k / cols] * 0.5 + 1e-7, "{n}x{rows}x{cols} value {k}: {a} vs {b}");
+            }
+            let want = reference(&dequantized, rows, cols, &x);
+            let mut out = vec![0f32; n * rows];
+            m.mul_t(&x, &mut out);
+            assert_close(&out, &want, &format!("q8 {n}x{rows}x{cols}"));
+            mul_t_rows::<_, Portable>(&I8Rows(q), rows, cols, &x, &mut out);
+            for (o, s) in out.chunks_exact_mut(rows).flat_map(|r| r.iter_mut().zip(scales)) {
+                *o *= s;
+            }
+            assert_close(&out, &want, &format!("portable q8 {n}x{rows}x{cols}"));
+            assert_eq!(m.bytes(), rows * cols + 4 * rows);
+        }
+    }
+
+    /// As for f32 and f16: up to three rows at once compute exactly what one row does.
+    #[test]
+    fn q8_up_to_three_rows_at_once_equal_one_row_at_a_time_bit_for_bit() {
+        let (rows, cols) = (9, 300);
+        let m = Matrix::quantize_q8(rows, cols, &values(rows * cols, 10));
+        for n in 1..=3 {
+            let x = values(n * cols, 11);
+            let mut together = vec![0f32; n * rows];
+            m.mul_t(&x, &mut together);
+            for i in 0..n {
+                let mut alone = vec![0f32; rows];
+                m.mul_t(&x[i * cols..(i + 1) * cols], &mut alone);
+                assert_eq!(together[i * rows..(i + 1) * rows], alone, "row {i} of {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn dtypes_parse_by_name_and_refuse_others() {
+        assert_eq!("q8".parse::<Dtype>().unwrap(), Dtype::Q8);
+        assert_eq!("f16".parse::<Dtype>().unwrap(), Dtype::F16);
+        let err = "int4".parse::<Dtype>().unwrap_err().to_string();
+        assert!(err.contains("dtype") && err.contains("use f32, f16 or q8"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::error::{Error, ModelFile, Result};
 use crate::backend::Backend;
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{Gpu, GpuModel};
+use crate::matrix::Dtype;
 use crate::model::T5Model;
 use crate::threshold::{AdaptiveThreshold, BmmConfig, ThresholdRule, DEFAULT_THRESHOLD};
 use crate::tokenizer::Tokenizer;
@@ -327,10 +328,15 @@ impl InputCut {
 }
 
 impl Pipeline {
-    /// A pipeline on the CPU.
+    /// A pipeline on the CPU, its weights as stored.
     pub fn from_files(files: &ModelFiles<'_>) -> Result<Self> {
+        Pipeline::from_files_as(files, None)
+    }
+
+    /// A pipeline on the CPU, its weight matrices held as `dtype` (None: as stored).
+    pub fn from_files_as(files: &ModelFiles<'_>, dtype: Option<Dtype>) -> Result<Self> {
         let device = Device::Cpu;
-        Pipeline::assemble(files, |config, weights| T5Model::load(config, weights, &device))
+        Pipeline::assemble(files, |config, weights| T5Model::load_as(config, weights, &device, dtype))
     }
 
     /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and, if present,

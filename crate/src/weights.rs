@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, ModelFile, Result};
-use crate::matrix::Matrix;
+use crate::matrix::{Dtype, Matrix};
 
 pub struct Weights {
     tensors: HashMap<String, Tensor>,
@@ -46,13 +46,15 @@ impl Weights {
         Ok(self.stored(name, shape)?.to_dtype(DType::F32)?)
     }
 
-    /// The (rows, cols) weight matrix `name`, kept in f16 if stored so (and the CPU widens
-    /// f16 fast), else as f32.
-    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+    /// The (rows, cols) weight matrix `name` held as `dtype` asks, or without one as stored:
+    /// f16 kept as f16 (where the CPU widens f16 fast), anything else as f32.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize, dtype: Option<Dtype>) -> Result<Matrix> {
         let t = self.stored(name, &[rows, cols])?.flatten_all()?;
-        Ok(match t.dtype() {
-            DType::F16 => Matrix::from_f16(rows, cols, t.to_vec1()?),
-            _ => Matrix::from_f32(rows, cols, t.to_dtype(DType::F32)?.to_vec1()?),
+        let target = dtype.unwrap_or(if t.dtype() == DType::F16 { Dtype::F16 } else { Dtype::F32 });
+        Ok(match target {
+            Dtype::F16 => Matrix::from_f16(rows, cols, t.to_dtype(DType::F16)?.to_vec1()?),
+            Dtype::F32 => Matrix::from_f32(rows, cols, t.to_dtype(DType::F32)?.to_vec1()?),
+            Dtype::Q8 => Matrix::quantize_q8(rows, cols, &t.to_dtype(DType::F32)?.to_vec1::<f32>()?),
         })
     }
 

@@ -18,20 +18,22 @@ use layers::{Attention, FeedForward, RmsNorm};
 use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::T5Config;
 use crate::error::{Error, Result};
-use crate::matrix::Matrix;
+use crate::matrix::{Dtype, Matrix};
 use crate::position::PositionBias;
 use crate::weights::Weights;
 
-/// The CPU takes matrices as `Matrix` (f16 kept where the CPU widens it in hardware) and
-/// vectors as candle tensors.
-struct CpuTake;
+/// The CPU takes matrices as `Matrix` (as `dtype` asks; without it f16 kept where the CPU
+/// widens it in hardware) and vectors as candle tensors.
+struct CpuTake {
+    dtype: Option<Dtype>,
+}
 
 impl Take for CpuTake {
     type Matrix = Arc<Matrix>;
     type Vector = Tensor;
 
     fn matrix(&self, w: &Weights, name: &str, [rows, cols]: [usize; 2]) -> Result<Arc<Matrix>> {
-        Ok(Arc::new(w.matrix(name, rows, cols)?))
+        Ok(Arc::new(w.matrix(name, rows, cols, self.dtype)?))
     }
 
     fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Tensor> {
@@ -135,7 +137,12 @@ pub struct T5Model {
 
 impl T5Model {
     pub fn load(config: T5Config, weights: Weights, device: &Device) -> Result<Self> {
-        let c = Checkpoint::take(&config, weights, &CpuTake)?;
+        T5Model::load_as(config, weights, device, None)
+    }
+
+    /// `load` with the weight matrices held as `dtype` (None: as stored).
+    pub fn load_as(config: T5Config, weights: Weights, device: &Device, dtype: Option<Dtype>) -> Result<Self> {
+        let c = Checkpoint::take(&config, weights, &CpuTake { dtype })?;
         let cfg = &config;
         Ok(T5Model {
             embedding: c.embedding,

@@ -34,6 +34,8 @@ const TILE_FEATURES: usize = 4;
 struct Weight {
     buf: Buffer,
     half: bool,
+    /// (out, in), as Hugging Face stores a linear layer's weight.
+    shape: [usize; 2],
 }
 
 type Attn = checkpoint::Attention<Weight>;
@@ -54,8 +56,8 @@ impl Take for GpuTake<'_> {
     fn matrix(&self, w: &Weights, name: &str, shape: [usize; 2]) -> Result<Weight> {
         // f16 stays f16 unless a row would end inside a 32-bit word (an odd row length).
         Ok(match w.f16s(name, &shape)? {
-            Some(halves) if shape[1] % 2 == 0 => Weight { buf: self.gpu.upload_f16(name, &halves), half: true },
-            _ => Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false },
+            Some(halves) if shape[1] % 2 == 0 => Weight { buf: self.gpu.upload_f16(name, &halves), half: true, shape },
+            _ => Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false, shape },
         })
     }
 
@@ -65,7 +67,7 @@ impl Take for GpuTake<'_> {
             return Ok((wi_w, gate_w));
         }
         // One launch reads both: they must be stored alike.
-        let f32_weight = |name: &str| -> Result<Weight> { Ok(Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false }) };
+        let f32_weight = |name: &str| -> Result<Weight> { Ok(Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false, shape }) };
         Ok((f32_weight(wi)?, f32_weight(gate)?))
     }
 
@@ -74,7 +76,7 @@ impl Take for GpuTake<'_> {
     }
 
     fn tied(&self, embedding: &Weight) -> Weight {
-        Weight { buf: embedding.buf.clone(), half: embedding.half }
+        Weight { buf: embedding.buf.clone(), half: embedding.half, shape: embedding.shape }
     }
 }
 
@@ -136,11 +138,19 @@ pub struct GpuRows {
     pub count: usize,
 }
 
-/// A `top2_later` on its way back, and the input id it left on the device, if any:
-/// (position, the `top2_later`'s number).
+/// A `top2_later` on its way back, and the input id it left on the device, if any.
 pub struct Top2Readback {
     buffer: Readback,
-    next_id: Option<(usize, u64)>,
+    next_id: Option<LeftId>,
+}
+
+/// An input id a `top2_later` copied into the next position on the device.
+#[derive(Clone, Copy)]
+struct LeftId {
+    position: usize,
+    /// Which `top2_later` of the generation it was (`GpuState::decisions`): a later one may
+    /// have replaced the id at that position.
+    decision: u64,
 }
 
 /// What a row's logits decide: argmax and the numbers its confidence needs.
@@ -265,8 +275,8 @@ impl GpuModel {
 
     /// out[out_row + r] (=|+=) act(x[r] . w) for `rows` rows.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, x: &Buffer, w: &Weight, gate: Option<&Weight>, out: &Buffer, out_row: usize, rows: usize, dims: (usize, usize), act: u32, add: bool) {
-        let (in_dim, out_dim) = dims;
+    fn linear(&self, x: &Buffer, w: &Weight, gate: Option<&Weight>, out: &Buffer, out_row: usize, rows: usize, act: u32, add: bool) {
+        let [out_dim, in_dim] = w.shape;
         let params = LinearParams {
             rows: rows as u32,
             in_dim: in_dim as u32,
@@ -311,10 +321,10 @@ impl GpuModel {
     }
 
     fn feed_forward(&self, ff: &Ffn, norm: &Buffer, rows: usize) {
-        let (s, d, dff) = (&self.scratch, self.config.d_model, self.config.d_ff);
+        let s = &self.scratch;
         self.rms_norm(&s.h, 0, norm, &s.x, rows, 1.0);
-        self.linear(&s.x, &ff.wi, ff.gate.as_ref(), &s.ff, 0, rows, (d, dff), self.act, false);
-        self.linear(&s.ff, &ff.wo, None, &s.h, 0, rows, (dff, d), 0, true);
+        self.linear(&s.x, &ff.wi, ff.gate.as_ref(), &s.ff, 0, rows, self.act, false);
+        self.linear(&s.ff, &ff.wo, None, &s.h, 0, rows, 0, true);
     }
 
     /// Runs the encoder over `ids` and starts a generation: caches sized for the model's
@@ -341,11 +351,11 @@ impl GpuModel {
         self.gpu.launch(gather, &params, &[&s.src_ids, &self.embedding.buf, &s.h], groups((n * d).div_ceil(64)));
         for b in &self.encoder {
             self.rms_norm(&s.h, 0, &b.attn_norm, &s.x, n, 1.0);
-            self.linear(&s.x, &b.attn.q, None, &s.q, 0, n, (d, inner), 0, false);
-            self.linear(&s.x, &b.attn.k, None, &s.enc_k, 0, n, (d, inner), 0, false);
-            self.linear(&s.x, &b.attn.v, None, &s.enc_v, 0, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.attn.q, None, &s.q, 0, n, 0, false);
+            self.linear(&s.x, &b.attn.k, None, &s.enc_k, 0, n, 0, false);
+            self.linear(&s.x, &b.attn.v, None, &s.enc_v, 0, n, 0, false);
             self.attention(0, n, &s.enc_k, &s.enc_v, n, Some(&self.encoder_bias), false);
-            self.linear(&s.ctx, &b.attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+            self.linear(&s.ctx, &b.attn.o, None, &s.h, 0, n, 0, true);
             self.feed_forward(&b.ff, &b.ff_norm, n);
         }
         self.rms_norm(&s.h, 0, &self.encoder_norm, &s.enc_out, n, 1.0);
@@ -360,8 +370,8 @@ impl GpuModel {
                     self.gpu.buffer("cross k", f(n)),
                     self.gpu.buffer("cross v", f(n)),
                 ];
-                self.linear(&s.enc_out, &b.cross_attn.k, None, &kv[2], 0, n, (d, inner), 0, false);
-                self.linear(&s.enc_out, &b.cross_attn.v, None, &kv[3], 0, n, (d, inner), 0, false);
+                self.linear(&s.enc_out, &b.cross_attn.k, None, &kv[2], 0, n, 0, false);
+                self.linear(&s.enc_out, &b.cross_attn.v, None, &kv[3], 0, n, 0, false);
                 kv
             })
             .collect();
@@ -391,7 +401,7 @@ impl GpuModel {
     pub fn embed_decided(&self, state: &mut GpuState, readback: &Top2Readback) -> Result<GpuRows> {
         let pos = self.next_position(state)?;
         match readback.next_id {
-            Some((p, n)) if p == pos && state.decided_by[p] == n => Ok(self.gather(state, pos)),
+            Some(left) if left.position == pos && state.decided_by[pos] == left.decision => Ok(self.gather(state, pos)),
             _ => Err(Error::Compute(format!(
                 "that decision left no input id for position {pos} on the device (it was for another row, or a later one replaced it); embed a known token instead"
             ))),
@@ -431,22 +441,22 @@ impl GpuModel {
     pub fn decode_blocks(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<GpuRows> {
         self.check_range(state, &blocks, rows)?;
         let (c, s) = (&self.config, &self.scratch);
-        let (d, inner, n, start) = (c.d_model, c.inner_dim(), rows.count, rows.start);
+        let (d, n, start) = (c.d_model, rows.count, rows.start);
         let row_bytes = (d * 4) as u64;
         self.gpu.copy(&state.stash, start as u64 * row_bytes, &s.h, 0, n as u64 * row_bytes);
         for i in blocks.clone() {
             let (b, kv) = (&self.decoder[i], &state.caches[i]);
             self.rms_norm(&s.h, 0, &b.self_norm, &s.x, n, 1.0);
-            self.linear(&s.x, &b.self_attn.q, None, &s.q, 0, n, (d, inner), 0, false);
-            self.linear(&s.x, &b.self_attn.k, None, &kv[0], start, n, (d, inner), 0, false);
-            self.linear(&s.x, &b.self_attn.v, None, &kv[1], start, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.self_attn.q, None, &s.q, 0, n, 0, false);
+            self.linear(&s.x, &b.self_attn.k, None, &kv[0], start, n, 0, false);
+            self.linear(&s.x, &b.self_attn.v, None, &kv[1], start, n, 0, false);
             self.attention(start, n, &kv[0], &kv[1], start + n, Some(&self.decoder_bias), true);
-            self.linear(&s.ctx, &b.self_attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+            self.linear(&s.ctx, &b.self_attn.o, None, &s.h, 0, n, 0, true);
 
             self.rms_norm(&s.h, 0, &b.cross_norm, &s.x, n, 1.0);
-            self.linear(&s.x, &b.cross_attn.q, None, &s.q, 0, n, (d, inner), 0, false);
+            self.linear(&s.x, &b.cross_attn.q, None, &s.q, 0, n, 0, false);
             self.attention(start, n, &kv[2], &kv[3], state.source_len, None, false);
-            self.linear(&s.ctx, &b.cross_attn.o, None, &s.h, 0, n, (inner, d), 0, true);
+            self.linear(&s.ctx, &b.cross_attn.o, None, &s.h, 0, n, 0, true);
 
             self.feed_forward(&b.ff, &b.ff_norm, n);
             state.lens[i] = start + n;
@@ -459,13 +469,12 @@ impl GpuModel {
     /// computed from the rows' exited state.
     pub fn copy_state(&self, state: &mut GpuState, blocks: Range<usize>, rows: GpuRows) -> Result<()> {
         self.check_range(state, &blocks, rows)?;
-        let (c, s) = (&self.config, &self.scratch);
-        let (d, inner) = (c.d_model, c.inner_dim());
+        let s = &self.scratch;
         for i in blocks {
             let (b, kv) = (&self.decoder[i], &state.caches[i]);
             self.rms_norm(&state.stash, rows.start, &b.self_norm, &s.x, rows.count, 1.0);
-            self.linear(&s.x, &b.self_attn.k, None, &kv[0], rows.start, rows.count, (d, inner), 0, false);
-            self.linear(&s.x, &b.self_attn.v, None, &kv[1], rows.start, rows.count, (d, inner), 0, false);
+            self.linear(&s.x, &b.self_attn.k, None, &kv[0], rows.start, rows.count, 0, false);
+            self.linear(&s.x, &b.self_attn.v, None, &kv[1], rows.start, rows.count, 0, false);
             state.lens[i] = rows.start + rows.count;
         }
         Ok(())
@@ -493,7 +502,7 @@ impl GpuModel {
             self.gpu.copy(&s.top2, at as u64, &state.ids, (next * 4) as u64, 4);
             state.decisions += 1;
             state.decided_by[next] = state.decisions;
-            next_id = Some((next, state.decisions));
+            next_id = Some(LeftId { position: next, decision: state.decisions });
         }
         Top2Readback { buffer: self.gpu.read_later(&s.top2, (rows.count * TOP2_BYTES) as u64), next_id }
     }
