@@ -692,13 +692,14 @@ mod tests {
     }
 
     /// A FREE deep pass multiplies the stacked rows together; up to 3 rows it must compute
-    /// exactly what one-row steps do, so that its tokens are the full model's.
+    /// exactly what one-row steps do, so that its tokens are the full model's (every format).
     #[test]
     fn up_to_three_rows_at_once_equal_one_row_at_a_time_bit_for_bit() {
         let (rows, cols) = (9, 300);
         let w = values(rows * cols, 5);
         let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-        for m in [Matrix::from_f32(rows, cols, w.clone()), Matrix::from_f16(rows, cols, halves)] {
+        let q8 = Matrix::quantize_q8(rows, cols, &w);
+        for m in [Matrix::from_f32(rows, cols, w.clone()), Matrix::from_f16(rows, cols, halves), q8] {
             for n in 1..=3 {
                 let x = values(n * cols, 6);
                 let mut together = vec![0f32; n * rows];
@@ -756,23 +757,6 @@ mod tests {
             }
             assert_close(&out, &want, &format!("portable q8 {n}x{rows}x{cols}"));
             assert_eq!(m.bytes(), rows * cols + 4 * rows);
-        }
-    }
-
-    /// As for f32 and f16: up to three rows at once compute exactly what one row does.
-    #[test]
-    fn q8_up_to_three_rows_at_once_equal_one_row_at_a_time_bit_for_bit() {
-        let (rows, cols) = (9, 300);
-        let m = Matrix::quantize_q8(rows, cols, &values(rows * cols, 10));
-        for n in 1..=3 {
-            let x = values(n * cols, 11);
-            let mut together = vec![0f32; n * rows];
-            m.mul_t(&x, &mut together);
-            for i in 0..n {
-                let mut alone = vec![0f32; rows];
-                m.mul_t(&x[i * cols..(i + 1) * cols], &mut alone);
-                assert_eq!(together[i * rows..(i + 1) * rows], alone, "row {i} of {n}");
-            }
         }
     }
 
