@@ -24,7 +24,7 @@ fn field(obj: &JsValue, name: &str) -> JsValue {
 #[wasm_bindgen_test]
 fn generate_returns_text_and_the_hf_tokens() {
     for fx in fixtures() {
-        let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()))
+        let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None)
             .unwrap_or_else(|_| panic!("{} did not load", fx.name));
         let expected = fx.expected();
         let case = &expected.cases[1];
@@ -42,7 +42,7 @@ fn generate_returns_text_and_the_hf_tokens() {
 #[wasm_bindgen_test]
 fn free_exact_trace_and_adaptive_state_reach_js_as_plain_objects() {
     let fx = &fixtures()[1];
-    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None).unwrap();
     let text = &fx.expected().cases[1].text;
     let full = model.generate(text, js_sys::JSON::parse(r#"{"strategy": "full", "maxNewTokens": 16}"#).unwrap()).unwrap();
     let exact = model.generate(text, js_sys::JSON::parse(r#"{"strategy": "free-exact", "threshold": 0.1, "maxNewTokens": 16}"#).unwrap()).unwrap();
@@ -62,9 +62,25 @@ fn free_exact_trace_and_adaptive_state_reach_js_as_plain_objects() {
 #[wasm_bindgen_test]
 fn a_bad_file_is_a_js_error_naming_it() {
     let fx = &fixtures()[0];
-    let err = FreeModel::load(fx.config, &fx.weights[..100], fx.tokenizer, None).err().unwrap();
+    let err = FreeModel::load(fx.config, &fx.weights[..100], fx.tokenizer, None, None).err().unwrap();
     let message = js_sys::Error::from(JsValue::from(err)).message().as_string().unwrap();
     assert!(message.contains("model.safetensors is malformed"), "{message}");
+}
+
+/// `dtype` reaches the CPU model: f32 (how the fixtures are stored) decodes as the default,
+/// q8 decodes too (its tokens are the demo model's test), an unknown one is refused by name.
+#[wasm_bindgen_test]
+fn a_dtype_is_applied_or_refused() {
+    let fx = &fixtures()[0];
+    let load = |dtype: Option<&str>| FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), dtype.map(String::from));
+    let tokens = |dtype| {
+        let out = load(dtype).unwrap().generate(&fx.expected().cases[0].text, options(r#"{"strategy": "full", "maxNewTokens": 6}"#)).unwrap();
+        json(&field(&out, "tokens"))
+    };
+    assert_eq!(tokens(Some("f32")), tokens(None));
+    assert!(serde_json::from_str::<Vec<u32>>(&tokens(Some("q8"))).unwrap().len() <= 6);
+    let err = message(JsValue::from(load(Some("int4")).err().unwrap()));
+    assert!(err.contains("dtype") && err.contains("use f32, f16 or q8"), "{err}");
 }
 
 fn message(err: JsValue) -> String {
@@ -100,7 +116,7 @@ async fn tick() {
 #[wasm_bindgen_test]
 async fn streamed_entries_rebuild_the_final_trace_and_the_tokens_match_generate() {
     let fx = &fixtures()[1];
-    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None).unwrap();
     let text = &fx.expected().cases[1].text;
     // Threshold 0: every token leaves at the shallow exit, so deep passes annotate stacked
     // entries and exact mode rolls back: steps change earlier entries, not just add one.
@@ -132,7 +148,7 @@ async fn streamed_entries_rebuild_the_final_trace_and_the_tokens_match_generate(
 #[wasm_bindgen_test]
 async fn a_rejected_step_promise_cancels_with_its_own_value_and_frees_the_model() {
     let fx = &fixtures()[1];
-    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None).unwrap();
     let text = &fx.expected().cases[1].text;
     let opts = r#"{"strategy": "full", "maxNewTokens": 16}"#;
     let abort = js_sys::Error::new("stopped by the test");
@@ -153,7 +169,7 @@ async fn a_rejected_step_promise_cancels_with_its_own_value_and_frees_the_model(
 #[wasm_bindgen_test]
 async fn busy_and_disposed_models_say_what_to_do() {
     let fx = &fixtures()[0];
-    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+    let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None).unwrap();
     let text = fx.expected().cases[0].text.clone();
     // The first step's promise stays pending until the test resolves it, so the generation
     // holds the model meanwhile.
@@ -221,7 +237,7 @@ async fn a_hundred_load_generate_dispose_cycles_leave_the_memory_flat() {
     flat_over(100, fx.weights.len(), || {
         let (kept, text) = (kept.clone(), text.clone());
         async move {
-            let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec())).unwrap();
+            let mut model = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), None).unwrap();
             let out = model.generate(&text, options(r#"{"strategy": "free", "maxNewTokens": 8}"#)).unwrap();
             assert!(js_sys::Array::from(&field(&out, "trace")).length() > 0);
             model.dispose().unwrap();
@@ -278,7 +294,7 @@ async fn webgpu_cycles_leave_no_device_alive_and_the_memory_flat() {
 async fn on_webgpu_the_api_streams_the_cpu_tokens_and_disposes() {
     let fx = &fixtures()[1];
     let free = Some(fx.free.to_vec());
-    let cpu = FreeModel::load(fx.config, fx.weights, fx.tokenizer, free.clone()).unwrap();
+    let cpu = FreeModel::load(fx.config, fx.weights, fx.tokenizer, free.clone(), None).unwrap();
     let mut gpu = match FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), free, true).await {
         Ok(m) => m,
         Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {

@@ -17,6 +17,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::backend::gpu::{DeviceHandle, Gpu, GpuModel};
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::matrix::Dtype;
 use crate::pipeline::{GenerateOptions, Generating, ModelFiles, Pipeline, Report, Timings};
 
 #[wasm_bindgen(start)]
@@ -121,15 +122,19 @@ fn with_pipeline<T>(
 
 #[wasm_bindgen]
 impl FreeModel {
-    /// Loads a model from the bytes of its files; `free` (free.json) may be omitted.
+    /// Loads a model from the bytes of its files onto the CPU; `free` (free.json) may be
+    /// omitted; `dtype` ("f32", "f16" or "q8") says how the weight matrices are held, by
+    /// default as stored.
     pub fn load(
         config: &[u8],
         weights: &[u8],
         tokenizer: &[u8],
         free: Option<Vec<u8>>,
+        dtype: Option<String>,
     ) -> Result<FreeModel, JsError> {
+        let dtype = dtype.map(|d| d.parse::<Dtype>()).transpose()?;
         let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
-        Ok(FreeModel::new(Engine::Cpu(Pipeline::from_files(&files)?)))
+        Ok(FreeModel::new(Engine::Cpu(Pipeline::from_files_as(&files, dtype)?)))
     }
 
     /// Loads a model onto a WebGPU device; rejects when the browser has no adapter, when

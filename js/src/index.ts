@@ -14,6 +14,7 @@ import type {
   AdaptiveState,
   Device,
   DeviceChange,
+  Dtype,
   GenerateOptions,
   Generation,
   LoadOptions,
@@ -49,13 +50,19 @@ function errorText(e: unknown): string {
  * hardware WebGPU adapter when the browser has one and the CPU otherwise, and says why in
  * `info.deviceNote`.
  */
-async function build(files: LoadedFiles, device: Device | undefined): Promise<[RawModel, string | null]> {
+async function build(files: LoadedFiles, device: Device | undefined, dtype: Dtype | undefined): Promise<[RawModel, string | null]> {
   const want = device ?? "auto";
   if (!DEVICES.includes(want)) {
     throw new TypeError(`unknown device ${JSON.stringify(device)}; use "auto", "webgpu" or "cpu"`);
   }
-  const cpu = () => RawModel.load(files.config, files.weights, files.tokenizer, files.free);
+  const cpu = () => RawModel.load(files.config, files.weights, files.tokenizer, files.free, dtype);
   if (want === "cpu") return [cpu(), null];
+  if (dtype !== undefined) {
+    // The WebGPU backend holds the weights as stored (f16 packed where the adapter can).
+    const why = `dtype "${dtype}" runs on the CPU for now`;
+    if (want === "webgpu") throw new DOMException(`device "webgpu": ${why}; use "auto" or "cpu", or leave dtype out`, "NotSupportedError");
+    return [cpu(), why];
+  }
   if (typeof navigator === "undefined" || !(navigator as { gpu?: unknown }).gpu) {
     const why = "this browser has no WebGPU (navigator.gpu is missing)";
     if (want === "webgpu") throw new DOMException(`device "webgpu": ${why}; use "auto" or "cpu"`, "NotSupportedError");
@@ -174,7 +181,7 @@ export class FreeModel {
     }
     const [files] = await Promise.all([loadFiles(source, options), initWasm()]);
     options.signal?.throwIfAborted();
-    const [raw, note] = await build(files, options.device);
+    const [raw, note] = await build(files, options.device, options.dtype);
     return new FreeModel(raw, note, options.carryOver === false ? null : files);
   }
 

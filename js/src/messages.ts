@@ -20,7 +20,7 @@ export type WorkerRequest =
       type: "load";
       /** A URL string already resolved against the page (the worker's base differs). */
       source: { baseUrl: string } | { files: ModelFiles };
-      options: Pick<LoadOptions, "cache" | "cacheName" | "device" | "carryOver" | "allowCrossOrigin">;
+      options: Pick<LoadOptions, "cache" | "cacheName" | "device" | "dtype" | "carryOver" | "allowCrossOrigin">;
     }
   | { id: number; type: "generate"; text: string; options: Omit<GenerateOptions, "onToken" | "onDeviceChange" | "signal"> }
   /** Aborts the generation that request `target` started. */

@@ -25,6 +25,9 @@ export type Strategy = StrategyInfo["name"];
  */
 export type Device = "auto" | "webgpu" | "cpu";
 
+/** How a model's weight matrices are held (`LoadOptions.dtype`). */
+export type Dtype = "f32" | "f16" | "q8";
+
 /** The files of a Hugging Face T5 folder, by the names they must have under `baseUrl`. */
 export type ModelFileName = "config.json" | "model.safetensors" | "tokenizer.json" | "free.json";
 
@@ -74,6 +77,14 @@ export interface LoadOptions {
   cacheName?: string;
   /** Default "auto". */
   device?: Device;
+  /**
+   * How the weight matrices are held: "f32", "f16", or "q8" (8-bit integers with a scale
+   * per row, quantized as the model loads: half of f16's memory, and faster to decode on the
+   * CPU). Default: as model.safetensors stores them. For now on the CPU only: with a dtype,
+   * "auto" picks the CPU (`ModelInfo.deviceNote` says so) and "webgpu" fails with a
+   * NotSupportedError.
+   */
+  dtype?: Dtype;
   /** Stops the downloads; `load` then rejects with the signal's reason. */
   signal?: AbortSignal;
   /**

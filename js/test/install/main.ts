@@ -402,6 +402,22 @@ const api = {
     await model.dispose();
     return { device: model.info.device, note: model.info.deviceNote };
   },
+  /**
+   * 8-bit weights: where "auto" and "webgpu" put a q8 model (the CPU, or a refusal), and a
+   * q8 model's tokens in a worker.
+   */
+  async eightBit(baseUrl: string, c: Case): Promise<{ auto: { device: string; note: string | null }; webgpu: string; tokens: number[] }> {
+    const auto = await FreeModel.load({ baseUrl }, { device: "auto", dtype: "q8" });
+    await auto.dispose();
+    const webgpu = await FreeModel.load({ baseUrl }, { device: "webgpu", dtype: "q8" }).then(
+      async (m) => (await m.dispose(), "loaded"),
+      describe,
+    );
+    const worker = await FreeWorkerModel.load({ baseUrl }, { device: "cpu", dtype: "q8" });
+    const out = await worker.generate(c.text, c.options);
+    await worker.dispose();
+    return { auto: { device: auto.info.device, note: auto.info.deviceNote }, webgpu, tokens: out.tokens };
+  },
 };
 
 declare global {

@@ -26,12 +26,13 @@ const cases = [
   { text: "Utilities to manage disk partitions.", options: { task: "summarize", strategy: "full", maxNewTokens: 16 } },
 ];
 
-function cliTokens({ text, options }) {
+function cliTokens({ text, options }, dtype) {
   const args = ["generate", "--model", modelDir, "--json", "--task", options.task, "--strategy", options.strategy, "--max-new-tokens", String(options.maxNewTokens)];
+  if (dtype !== undefined) args.push("--dtype", dtype);
   if (options.threshold !== undefined) args.push("--threshold", String(options.threshold));
   return JSON.parse(execFileSync(cli, [...args, text], { encoding: "utf8" })).tokens;
 }
-const expected = cases.map(cliTokens);
+const expected = cases.map((c) => cliTokens(c));
 // A generation long enough for calls made meanwhile to land while it runs: snapshot 7's full
 // model loops to the 96-token cap on it, and a faithful translation would still take dozens
 // of decoder steps.
@@ -173,6 +174,14 @@ try {
     const result = await page.evaluate((b) => window.freeTest.auto(b), baseUrl);
     assert.equal(result.device, "cpu");
     assert.match(result.note ?? "", /software renderer/);
+  });
+
+  await check('dtype "q8": "auto" takes the CPU and says why, "webgpu" refuses, and a worker decodes as free generate --dtype q8 does', async () => {
+    const result = await page.evaluate(([b, c]) => window.freeTest.eightBit(b, c), [baseUrl, cases[2]]);
+    assert.equal(result.auto.device, "cpu");
+    assert.match(result.auto.note ?? "", /dtype "q8" runs on the CPU for now/);
+    assert.match(result.webgpu, /^NotSupportedError: device "webgpu": dtype "q8" runs on the CPU for now/);
+    assert.deepEqual(result.tokens, cliTokens(cases[2], "q8"));
   });
 
   await check("a download that breaks off mid-file resumes where it stopped (Range) and gives the same tokens", async () => {

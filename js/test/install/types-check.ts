@@ -54,6 +54,10 @@ export async function usesTheApi(weights: ArrayBuffer, config: Uint8Array, token
   await fromUrl.generate("x", { maxTokens: 3 });
   // @ts-expect-error: not a device
   await FreeModel.load({ baseUrl: "/m/" }, { device: "gpu" });
+  // @ts-expect-error: not a dtype
+  await FreeModel.load({ baseUrl: "/m/" }, { dtype: "int4" });
+  const eightBit: FreeModel = await FreeModel.load({ baseUrl: "/m/" }, { device: "cpu", dtype: "q8" });
+  console.log(eightBit.info.device);
   // @ts-expect-error: the weights are required
   await FreeModel.load({ files: { config, tokenizer } });
   // @ts-expect-error: tokens are numbers
