@@ -28,6 +28,7 @@ enum Data {
 /// How a loaded model holds its weight matrices (`dtype`); none: as the checkpoint stores
 /// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(all(test, not(target_arch = "wasm32")), derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     F32,

@@ -736,10 +736,11 @@ mod tests {
         let serde_json::Value::Object(fields) = serde_json::to_value(GenerateOptions::default()).unwrap() else { unreachable!() };
         let names: Vec<String> = fields.keys().map(|k| format!("{k:?}")).collect();
         format!(
-            "// Generated from crate/src/pipeline.rs (GenerateOptions, StrategyName) by the test\n\
-             // `options_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it):\n\
-             // do not edit.\n\n{}\n{}\n/** The fields of `EngineOptions`. */\nexport const ENGINE_OPTIONS = [{}] as const;\n",
+            "// Generated from crate/src/pipeline.rs (GenerateOptions, StrategyName) and crate/src/matrix.rs\n\
+             // (Dtype) by the test `options_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib\n\
+             // mirror` rewrites it): do not edit.\n\n{}\n{}\n{}\n/** The fields of `EngineOptions`. */\nexport const ENGINE_OPTIONS = [{}] as const;\n",
             decl::<StrategyName>(),
+            decl::<crate::matrix::Dtype>(),
             decl::<GenerateOptions>(),
             names.join(", ")
         )

@@ -1,11 +1,17 @@
-// Generated from crate/src/pipeline.rs (GenerateOptions, StrategyName) by the test
-// `options_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib mirror` rewrites it):
-// do not edit.
+// Generated from crate/src/pipeline.rs (GenerateOptions, StrategyName) and crate/src/matrix.rs
+// (Dtype) by the test `options_mirror_is_current` (`FREE_UPDATE_MIRRORS=1 cargo test --lib
+// mirror` rewrites it): do not edit.
 
 /**
  * The strategies by the names the CLI, the wasm API and the bench use.
  */
 export type StrategyName = "full" | "static" | "calm" | "free" | "free-exact";
+
+/**
+ * How a loaded model holds its weight matrices (`dtype`); none: as the checkpoint stores
+ * them.
+ */
+export type Dtype = "f32" | "f16" | "q8";
 
 /**
  * What to generate with (by default FREE with the adaptive threshold). The npm package's

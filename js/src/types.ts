@@ -3,7 +3,7 @@
 // its table of strategies are generated from the Rust types into options.ts, report.ts and
 // strategies.ts; this file adds what only JavaScript has (files, devices, callbacks).
 
-import type { EngineOptions } from "./options.js";
+import type { Dtype, EngineOptions } from "./options.js";
 import type { AdaptiveState, BetaParams, Counters, Moments, Report, Timings, TokenTrace } from "./report.js";
 import type { STRATEGIES } from "./strategies.js";
 
@@ -24,9 +24,6 @@ export type Strategy = StrategyInfo["name"];
  * a hardware adapter, else the CPU (`ModelInfo.deviceNote` says why).
  */
 export type Device = "auto" | "webgpu" | "cpu";
-
-/** How a model's weight matrices are held (`LoadOptions.dtype`). */
-export type Dtype = "f32" | "f16" | "q8";
 
 /** The files of a Hugging Face T5 folder, by the names they must have under `baseUrl`. */
 export type ModelFileName = "config.json" | "model.safetensors" | "tokenizer.json" | "free.json";
@@ -119,7 +116,7 @@ export interface DeviceChange {
 /** How one output token was decided (crate/src/decode/trace.rs `TokenTrace`). */
 export type TraceEntry = TokenTrace;
 
-export type { AdaptiveState, BetaParams, Counters, EngineOptions, Moments, Timings };
+export type { AdaptiveState, BetaParams, Counters, Dtype, EngineOptions, Moments, Timings };
 
 /** What `generate` resolves to: the engine's report (crate/src/pipeline.rs `Report`) and where the model ran. */
 export interface Generation extends Report {
