@@ -6,12 +6,14 @@
 # Prints a table per device and task and writes target/bench-browser.json. The demo model
 # unless FREE_MODEL is set. Expects www/node_modules (scripts/setup.sh).
 #
-# transformers.js runs beside free-wasm on the same weights when the model's ONNX export is
-# there: FREE_ONNX, else target/onnx/<model folder's name>, made by
+# Both free-wasm's formats run (--dtypes stored,q8: as stored, and 8-bit weights quantized as
+# the model loads). transformers.js runs beside them on the same weights, at fp32, fp16 and q8
+# (--tjs-dtypes), when the model's ONNX export is there: FREE_ONNX, else
+# target/onnx/<model folder's name>, made by
 #   python tools/export_onnx.py models/free-t5-mini target/onnx/free-t5-mini
 #
 #   scripts/bench-browser.sh --smoke
-# checks instead that transformers.js and free-wasm's full strategy give identical outputs on
+# checks instead that transformers.js (fp32) and free-wasm's full strategy give identical outputs on
 # 5 inputs per task, on both devices, with the tiny fixture checkpoint tests/fixtures/t5-v10
 # and its committed export tests/fixtures/t5-v10-onnx (made by the same script), and exits
 # non-zero otherwise (scripts/test.sh runs it).
@@ -28,7 +30,7 @@ if [ "${1:-}" = --smoke ]; then
   json=target/bench-browser-smoke.json
   # Outputs, not speed: the dev build the other browser tests already made will do.
   pkg_profile=(--dev)
-  set -- 5 --only transformers.js --max-new-tokens 16 --assert-agree "$@"
+  set -- 5 --only transformers.js --dtypes stored --tjs-dtypes fp32 --max-new-tokens 16 --assert-agree "$@"
 else
   pkg_profile=()
   json=target/bench-browser.json

@@ -1,6 +1,6 @@
 """Quality of the outputs `scripts/bench-browser.sh` recorded (target/bench-browser.json):
 ROUGE-L (summarize) or BLEU (translate) per device, task and contender, and the retention
-against free-wasm `full` and against transformers.js. The browser page records token ids
+against free-wasm `full` and against transformers.js at its default for the device. The browser page records token ids
 only; this scores them with rouge-score and sacreBLEU, which the Rust metrics equal bit for
 bit on the committed vectors (tests/fixtures/metric_vectors.json).
 
@@ -43,11 +43,13 @@ def main():
             refs = [x["target"] for x in rows if x["task"] == t["task"]][:n]
             hyps = [tok.decode([i for i in out if i != EOS]) for out in t["outputs"]]
             scores[(t["task"], t["name"])] = score(t["task"], hyps, refs)
+        # transformers.js's own default on the device (its dtypes.js): q8 on wasm, else fp32.
+        tjs_name = "transformers.js " + ("q8" if r["device"] == "cpu" else "fp32")
         for (task, name), (metric, q) in scores.items():
             full = scores.get((task, "full"), (None, 0))[1]
-            tjs = scores.get((task, "transformers.js"), (None, 0))[1]
+            tjs = scores.get((task, tjs_name), (None, 0))[1]
             vs = lambda b: f"{q / b:.3f}" if b else "-"
-            print(f"{r['device']:<7} {task:<10} {name:<16} {metric} {q:6.2f}  vs full {vs(full)}  vs transformers.js {vs(tjs)}")
+            print(f"{r['device']:<7} {task:<10} {name:<24} {metric} {q:6.2f}  vs full {vs(full)}  vs {tjs_name} {vs(tjs)}")
 
 
 if __name__ == "__main__":

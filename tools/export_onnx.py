@@ -11,6 +11,13 @@ Writes OUT_DIR/{config.json, generation_config.json, tokenizer.json, tokenizer_c
 onnx/encoder_model.onnx, onnx/decoder_model_merged.onnx}. transformers.js asks for exactly
 these names for a Seq2Seq model with dtype "fp32" (src/models/session_config.js,
 src/utils/dtypes.js); the graphs are f32 (f16 checkpoints are widened), like the engine's CPU path.
+With `--dtypes fp32,fp16,q8` (the default) it also writes the two variants transformers.js's
+users download most, made as its own conversion script makes them (scripts/quantize.py in
+huggingface/transformers.js): `*_fp16.onnx` (every float tensor in f16, inputs and outputs kept
+f32: onnxconverter-common's convert_float_to_float16 with keep_io_types) and `*_quantized.onnx`,
+its `q8` and its default on the wasm CPU (ONNX Runtime's dynamic quantization, IntegerOps:
+weights int8 with one scale per tensor, activations quantized to uint8 at run time; no Conv
+here, so signed weights).
 
 Why not optimum: optimum-onnx 0.1 needs transformers < 4.58 (train/ pins 5.23), and HF's T5
 cache breaks with unequal encoder/decoder depths (the demo model has 4 and 8). So the graphs
@@ -68,9 +75,14 @@ class T5Parts(nn.Module):
         super().__init__()
         self.c = config
         self.w = {k: v.float() for k, v in tensors.items()}
-        for i, (name, value) in enumerate(self.w.items()):
-            self.register_buffer(f"w{i}", value, persistent=False)
-            self.w[name] = getattr(self, f"w{i}")
+        # Each linear layer's weight also transposed, (in, out), so that its MatMul reads an
+        # initializer as exporting nn.Linear gives: ONNX Runtime's quantizer (q8) only
+        # quantizes a MatMul whose weight is a constant, not the output of a Transpose.
+        self.t = {k: v.T.contiguous() for k, v in self.w.items() if v.dim() == 2 and "relative_attention_bias" not in k}
+        for table, prefix in ((self.w, "w"), (self.t, "t")):
+            for i, (name, value) in enumerate(table.items()):
+                self.register_buffer(f"{prefix}{i}", value)
+                table[name] = getattr(self, f"{prefix}{i}")
         self.heads = config["num_heads"]
         self.d_kv = config["d_kv"]
         self.eps = config.get("layer_norm_epsilon", 1e-6)
@@ -83,7 +95,7 @@ class T5Parts(nn.Module):
 
     def split(self, x, weight):
         """x [B, T, D] @ weight^T -> [B, H, T, d_kv]."""
-        y = x @ self.w[weight].T
+        y = x @ self.t[weight]
         return y.view(y.shape[0], y.shape[1], self.heads, self.d_kv).transpose(1, 2)
 
     def attend(self, q, k, v, bias, out):
@@ -91,14 +103,14 @@ class T5Parts(nn.Module):
         scores = q @ k.transpose(-1, -2) + bias
         ctx = torch.softmax(scores, dim=-1) @ v
         ctx = ctx.transpose(1, 2).reshape(ctx.shape[0], ctx.shape[2], self.heads * self.d_kv)
-        return ctx @ self.w[out].T
+        return ctx @ self.t[out]
 
     def ffn(self, x, prefix):
         if self.gated:
-            h = self.act(x @ self.w[f"{prefix}.wi_0.weight"].T) * (x @ self.w[f"{prefix}.wi_1.weight"].T)
+            h = self.act(x @ self.t[f"{prefix}.wi_0.weight"]) * (x @ self.t[f"{prefix}.wi_1.weight"])
         else:
-            h = self.act(x @ self.w[f"{prefix}.wi.weight"].T)
-        return h @ self.w[f"{prefix}.wo.weight"].T
+            h = self.act(x @ self.t[f"{prefix}.wi.weight"])
+        return h @ self.t[f"{prefix}.wo.weight"]
 
     def position_bias(self, stack, query_pos, key_pos, bidirectional):
         """[1, H, Tq, Tk] from the first block's relative-attention table (shared by all blocks)."""
@@ -174,12 +186,55 @@ class Decoder(nn.Module):
         # tie_word_embeddings is false); the head is lm_head.weight when the checkpoint has one.
         if p.c.get("scale_decoder_outputs", p.c.get("tie_word_embeddings") is not False):
             h = h * p.c["d_model"] ** -0.5
-        head = p.w.get("lm_head.weight", p.w["shared.weight"])
-        return (h @ head.T, *present)
+        head = p.t.get("lm_head.weight", p.t["shared.weight"])
+        return (h @ head, *present)
 
 
 def cache_names(layers, prefix):
     return [f"{prefix}.{i}.{part}.{kv}" for i in range(layers) for part in ("decoder", "encoder") for kv in ("key", "value")]
+
+
+# transformers.js's file name suffix of each dtype (src/utils/dtypes.js, DEFAULT_DTYPE_SUFFIX_MAPPING).
+SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized"}
+GRAPHS = ("encoder_model", "decoder_model_merged")
+
+
+def to_fp16(model):
+    """The graph in f16 with f32 inputs and outputs. Two repairs to onnxconverter-common's
+    result, which ONNX Runtime otherwise refuses to load: the graph's own casts to f32 (masks,
+    bucket arithmetic) now cast to f16 like everything around them; and where a graph output
+    is also read inside the graph (the decoder's `present.*` caches, which attention reads),
+    the readers take the f16 value rather than the f32 copy made for the output."""
+    import onnx
+    from onnxconverter_common import float16
+
+    to_f32 = {n.name for n in model.graph.node if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)}
+    model = float16.convert_float_to_float16(model, keep_io_types=True)
+    outputs = {o.name for o in model.graph.output}
+    output_casts = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.output[0] in outputs}
+    for node in model.graph.node:
+        if node.name in to_f32:
+            next(a for a in node.attribute if a.name == "to").i = onnx.TensorProto.FLOAT16
+        if node.output[0] not in output_casts:
+            node.input[:] = [output_casts.get(name, name) for name in node.input]
+    return model
+
+
+def convert(onnx_dir: Path, dtype: str):
+    """Writes the `dtype` variant of both fp32 graphs beside them."""
+    for graph in GRAPHS:
+        src, dst = onnx_dir / f"{graph}.onnx", onnx_dir / f"{graph}{SUFFIX[dtype]}.onnx"
+        if dtype == "fp16":
+            import onnx
+
+            onnx.save(to_fp16(onnx.load(src)), dst)
+        elif dtype == "q8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(
+                src, dst, per_channel=False, reduce_range=False, weight_type=QuantType.QInt8,
+                extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
+            )
 
 
 def export(model_dir: Path, out: Path):
@@ -257,11 +312,12 @@ def export(model_dir: Path, out: Path):
 class OnnxT5:
     """Greedy decoding with the exported graphs, fed the way transformers.js feeds them."""
 
-    def __init__(self, out: Path, layers: int, heads: int, d_kv: int):
+    def __init__(self, out: Path, layers: int, heads: int, d_kv: int, dtype: str = "fp32"):
         import onnxruntime as ort
 
-        self.enc = ort.InferenceSession(str(out / "onnx/encoder_model.onnx"), providers=["CPUExecutionProvider"])
-        self.dec = ort.InferenceSession(str(out / "onnx/decoder_model_merged.onnx"), providers=["CPUExecutionProvider"])
+        suffix = SUFFIX[dtype]
+        self.enc = ort.InferenceSession(str(out / f"onnx/encoder_model{suffix}.onnx"), providers=["CPUExecutionProvider"])
+        self.dec = ort.InferenceSession(str(out / f"onnx/decoder_model_merged{suffix}.onnx"), providers=["CPUExecutionProvider"])
         self.layers, self.heads, self.d_kv = layers, heads, d_kv
 
     def encode(self, ids):
@@ -332,15 +388,15 @@ def engine_ids(tok, text, prefix, limit, eos=1):
     return ids
 
 
-def check_against_engine(model_dir: Path, out: Path, parts: T5Parts, free_bin: str, data: Path, limit: int, max_new_tokens: int):
-    """Greedy outputs of the ONNX graphs against the engine's `full` strategy, on the first
-    `limit` inputs per task of `data`."""
+def check_against_engine(model_dir: Path, out: Path, parts: T5Parts, free_bin: str, data: Path, limit: int, max_new_tokens: int, dtype: str = "fp32"):
+    """Greedy outputs of the ONNX graphs (of `dtype`) against the engine's `full` strategy
+    (with the weights as stored), on the first `limit` inputs per task of `data`."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     free = json.loads((model_dir / "free.json").read_text()) if (model_dir / "free.json").exists() else {}
     prefixes = free.get("tasks", {"summarize": "summarize: ", "translate": "translate English to French: "})
-    onnx = OnnxT5(out, Decoder(parts).layers, parts.heads, parts.d_kv)
+    onnx = OnnxT5(out, Decoder(parts).layers, parts.heads, parts.d_kv, dtype)
     seen, same, differ = {}, 0, []
     for line in data.read_text().splitlines():
         ex = json.loads(line)
@@ -361,7 +417,7 @@ def check_against_engine(model_dir: Path, out: Path, parts: T5Parts, free_bin: s
         print(f"\rcompared {sum(seen.values())} inputs, {len(differ)} differ", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     total = sum(seen.values())
-    print(f"against the engine's full strategy: {same}/{total} greedy outputs identical")
+    print(f"{dtype} against the engine's full strategy: {same}/{total} greedy outputs identical")
     for task, ours, engine in differ:
         first = next((i for i, (a, b) in enumerate(zip(ours, engine)) if a != b), min(len(ours), len(engine)))
         print(f"  {task}: differ from token {first}: onnx {ours[first:first + 5]} engine {engine[first:first + 5]}")
@@ -376,18 +432,27 @@ def main():
     ap.add_argument("--data", type=Path, default=Path("data/test.jsonl"))
     ap.add_argument("--limit", type=int, default=100, help="inputs per task for --check-engine")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--dtypes", default="fp32,fp16,q8", help="transformers.js dtypes to write, from fp32, fp16, q8 (fp32 always)")
     args = ap.parse_args()
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    unknown = [d for d in dtypes if d not in SUFFIX]
+    if unknown:
+        ap.error(f"--dtypes: unknown {', '.join(unknown)}; known: {', '.join(SUFFIX)}")
     torch.manual_seed(0)
     parts = export(args.model_dir, args.out_dir)
-    print(f"wrote {args.out_dir}/onnx/encoder_model.onnx and decoder_model_merged.onnx")
+    for dtype in dtypes:
+        convert(args.out_dir / "onnx", dtype)
+        print(f"wrote {args.out_dir}/onnx/encoder_model{SUFFIX[dtype]}.onnx and decoder_model_merged{SUFFIX[dtype]}.onnx")
     check_against_hf(args.model_dir, args.out_dir, parts, [
         "summarize: This package provides the command line tools to manage network interfaces.",
         "translate English to French: a library for reading and writing compressed archives",
     ])
     if args.check_engine:
-        same, total = check_against_engine(args.model_dir, args.out_dir, parts, args.check_engine, args.data, args.limit, args.max_new_tokens)
-        if same < total:
-            raise SystemExit(1)
+        # fp32 must equal the engine; the lower precisions only report how often they do.
+        for dtype in dtypes:
+            same, total = check_against_engine(args.model_dir, args.out_dir, parts, args.check_engine, args.data, args.limit, args.max_new_tokens, dtype)
+            if dtype == "fp32" and same < total:
+                raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 // The browser bench's page (scripts/bench-browser.sh drives it through run.mjs): loads the
-// model with the public API on one device and runs the contenders over the same inputs,
-// interleaved as the native `free bench` does (the order rotates per example, so no strategy
-// always runs first). With an ONNX export of the same checkpoint (tools/export_onnx.py) it
-// also loads transformers.js on the same device and runs its greedy generation as one more
-// contender in the same rotation. It records; run.mjs turns the records into the table.
+// model with the public API on one device, once per weight format the contenders ask for
+// (`dtype`), and runs the contenders over the same inputs, interleaved as the native
+// `free bench` does (the order rotates per example, so no strategy always runs first). With an
+// ONNX export of the same checkpoint (tools/export_onnx.py) it also loads transformers.js on
+// the same device, once per dtype asked for (fp32, fp16, q8: the files its users download),
+// and runs its greedy generation as more contenders in the same rotation. It records; run.mjs
+// turns the records into the table.
 
 import {
   AutoModelForSeq2SeqLM,
@@ -15,7 +17,11 @@ import {
   type PreTrainedTokenizer,
   type TextStreamer,
 } from "@huggingface/transformers";
-import { FreeModel, type Device, type GenerateOptions } from "free-wasm";
+import { FreeModel, type Device, type Dtype, type GenerateOptions } from "free-wasm";
+
+/** transformers.js's weight formats the bench runs (its `dtype` option; the ONNX files
+ * `*.onnx`, `*_fp16.onnx`, `*_quantized.onnx`). */
+export type TjsDtype = "fp32" | "fp16" | "q8";
 
 export interface Example {
   task: string;
@@ -26,7 +32,17 @@ export interface Contender {
   name: string;
   /** free-wasm (the default) or transformers.js, which only has the full model (`maxNewTokens`). */
   library?: "free-wasm" | "transformers.js";
+  /** The weight format: free-wasm's `LoadOptions.dtype` (none: as model.safetensors stores
+   * them) or transformers.js's `dtype`. */
+  dtype?: Dtype | TjsDtype;
   options: Pick<GenerateOptions, "strategy" | "threshold" | "maxDisagreement" | "maxNewTokens" | "runAhead">;
+}
+
+/** One loaded model: a library and a weight format. */
+export interface Loaded {
+  library: "free-wasm" | "transformers.js";
+  dtype: string;
+  loadSeconds: number;
 }
 
 /** The ONNX export of the same checkpoint, for transformers.js. */
@@ -66,9 +82,12 @@ export interface Tally {
 export interface BenchReport {
   device: "cpu" | "webgpu";
   deviceNote: string | null;
-  loadSeconds: number;
-  /** transformers.js's load (tokenizer and both ONNX sessions), when it ran. */
-  transformersJsLoadSeconds: number | null;
+  /** Each model the contenders needed, with its load time (transformers.js: the tokenizer
+   * and both ONNX sessions). */
+  loaded: Loaded[];
+  /** The models that could not load on this device, with the reason: their contenders do
+   * not run here. */
+  skipped: (Omit<Loaded, "loadSeconds"> & { reason: string })[];
   /** One per (task, contender), tasks in order of first appearance. */
   tallies: Tally[];
 }
@@ -104,7 +123,7 @@ class TransformersJs {
     private onnx: OnnxModel,
   ) {}
 
-  static async load(onnx: OnnxModel, device: Device): Promise<TransformersJs> {
+  static async load(onnx: OnnxModel, device: Device, dtype: TjsDtype): Promise<TransformersJs> {
     // Local files only: no Hub, no CDN for the runtime, no Cache API between runs.
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
@@ -116,7 +135,7 @@ class TransformersJs {
     wasm.wasmPaths = { mjs: `${onnx.ortUrl}ort-wasm-simd-threaded.asyncify.mjs`, wasm: `${onnx.ortUrl}ort-wasm-simd-threaded.asyncify.wasm` };
     // free-wasm runs on one thread; the bench compares one thread with one thread.
     wasm.numThreads = 1;
-    const options = { device: device === "cpu" ? "wasm" : "webgpu", dtype: "fp32" } as const;
+    const options = { device: device === "cpu" ? "wasm" : "webgpu", dtype } as const;
     const [model, tokenizer] = await Promise.all([
       AutoModelForSeq2SeqLM.from_pretrained(onnx.baseUrl, options),
       AutoTokenizer.from_pretrained(onnx.baseUrl),
@@ -179,32 +198,61 @@ class TransformersJs {
   }
 }
 
+/** The key of a contender's model among the loaded ones. */
+const modelKey = (c: Contender): string => `${c.library ?? "free-wasm"} ${c.dtype ?? "stored"}`;
+
 async function run(baseUrl: string, device: Device, examples: Example[], contenders: Contender[], onnx: OnnxModel | null): Promise<BenchReport> {
-  const started = performance.now();
-  const model = await FreeModel.load({ baseUrl }, { device, cache: false });
-  const loadSeconds = (performance.now() - started) / 1000;
-  let tjs: TransformersJs | null = null;
-  let transformersJsLoadSeconds: number | null = null;
+  const models = new Map<string, FreeModel>();
+  const tjsModels = new Map<string, TransformersJs>();
+  const loaded: Loaded[] = [];
+  const skipped: BenchReport["skipped"] = [];
+  const timed = async <T>(load: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = performance.now();
+    const value = await load();
+    return [value, (performance.now() - t0) / 1000];
+  };
   try {
-    const wantsTjs = contenders.some((c) => c.library === "transformers.js");
-    if (wantsTjs) {
-      if (!onnx) throw new Error("a transformers.js contender needs the ONNX export (run.mjs --onnx DIR)");
-      const t0 = performance.now();
-      tjs = await TransformersJs.load(onnx, device);
-      transformersJsLoadSeconds = (performance.now() - t0) / 1000;
+    for (const c of contenders) {
+      const key = modelKey(c);
+      if (models.has(key) || tjsModels.has(key) || skipped.some((s) => `${s.library} ${s.dtype}` === key)) continue;
+      const library = c.library ?? "free-wasm";
+      const dtype = c.dtype ?? "stored";
+      try {
+        if (library === "transformers.js") {
+          if (!onnx) throw new Error("a transformers.js contender needs the ONNX export (run.mjs --onnx DIR)");
+          const [tjs, seconds] = await timed(() => TransformersJs.load(onnx, device, c.dtype as TjsDtype));
+          tjsModels.set(key, tjs);
+          loaded.push({ library, dtype, loadSeconds: seconds });
+        } else {
+          const [model, seconds] = await timed(() => FreeModel.load({ baseUrl }, { device, cache: false, dtype: c.dtype as Dtype | undefined }));
+          models.set(key, model);
+          loaded.push({ library, dtype, loadSeconds: seconds });
+        }
+      } catch (e) {
+        // Not every format runs on every device (transformers.js's fp16 on WebGPU needs
+        // shader-f16): say so and go on. The model as stored must load.
+        if (c.dtype === undefined) throw e;
+        skipped.push({ library, dtype, reason: String(e) });
+      }
     }
+    const running = contenders.filter((c) => models.has(modelKey(c)) || tjsModels.has(modelKey(c)));
     // Not counted: the first generate compiles the GPU pipelines and warms the JIT.
-    await model.generate(examples[0].source, { task: examples[0].task, strategy: "full", maxNewTokens: 4 });
-    await tjs?.generate(examples[0].source, examples[0].task, 4);
-    await model.resetAdaptive();
-    const blocks = model.info.decoderBlocks;
+    for (const model of models.values()) {
+      await model.generate(examples[0].source, { task: examples[0].task, strategy: "full", maxNewTokens: 4 });
+      await model.resetAdaptive();
+    }
+    for (const tjs of tjsModels.values()) await tjs.generate(examples[0].source, examples[0].task, 4);
+    const first = models.get(modelKey({ name: "", options: {} }));
+    if (!first) throw new Error("the contenders must include free-wasm with the weights as stored (the reference)");
     const tallies: Tally[] = [];
     const tallyOf = (task: string, name: string): Tally => {
       let t = tallies.find((x) => x.task === task && x.name === name);
       if (!t) tallies.push((t = { name, task, tokens: 0, early: 0, seconds: 0, encodeSeconds: 0, decodeSeconds: 0, firstTokenSeconds: 0, outputs: [] }));
       return t;
     };
+    const blocks = first.info.decoderBlocks;
     const freeWasm = async (ex: Example, c: Contender): Promise<Outcome> => {
+      const model = models.get(modelKey(c))!;
       const t0 = performance.now();
       let first = 0;
       const out = await model.generate(ex.source, { ...c.options, task: ex.task, onToken: () => void (first ||= performance.now()) });
@@ -219,10 +267,10 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
       };
     };
     for (const [i, ex] of examples.entries()) {
-      for (let k = 0; k < contenders.length; k++) {
-        const c = contenders[(i + k) % contenders.length];
+      for (let k = 0; k < running.length; k++) {
+        const c = running[(i + k) % running.length];
         const t0 = performance.now();
-        const out = c.library === "transformers.js" ? await tjs!.generate(ex.source, ex.task, c.options.maxNewTokens!) : await freeWasm(ex, c);
+        const out = c.library === "transformers.js" ? await tjsModels.get(modelKey(c))!.generate(ex.source, ex.task, c.options.maxNewTokens!) : await freeWasm(ex, c);
         const tally = tallyOf(ex.task, c.name);
         tally.seconds += (performance.now() - t0) / 1000;
         tally.encodeSeconds += out.encodeSeconds;
@@ -233,10 +281,10 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
         tally.outputs.push(out.tokens);
       }
     }
-    return { device: model.info.device, deviceNote: model.info.deviceNote, loadSeconds, transformersJsLoadSeconds, tallies };
+    return { device: first.info.device, deviceNote: first.info.deviceNote, loaded, skipped, tallies };
   } finally {
-    await model.dispose();
-    await tjs?.dispose();
+    for (const model of models.values()) await model.dispose();
+    for (const tjs of tjsModels.values()) await tjs.dispose();
   }
 }
 

@@ -2,23 +2,30 @@
 // playwright-core: for each device, the same test inputs through every contender,
 // interleaved; prints a table per device and task and writes the records as JSON. The
 // columns are those of `free bench`: exit rate, agreement with full (identical outputs),
-// decoder tokens/s, and speedups over full of the decoder time and of the whole call; and
-// the mean times of tokenizing + encoding and to the first token.
+// decoder tokens/s, and speedups over full of the decoder time and of the whole call; the
+// mean times of tokenizing + encoding and to the first token; and the megabytes of weights
+// the row's model downloads.
 //
 //   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
 //       [--only free-adaptive,free-budget,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
+//       [--dtypes stored,q8] [--onnx EXPORT_DIR [--tjs-dtypes fp32,fp16,q8] [--assert-agree]]
 // (contenders: full, free-fixed, free-adaptive, free-budget, free-exact, free-exact-adaptive,
 // and full-waiting / free-adaptive-waiting: WebGPU without run-ahead)
-//       [--onnx EXPORT_DIR [--assert-agree]]
 //
+// --dtypes: the weight formats free-wasm runs every contender with (`LoadOptions.dtype`;
+// `stored`: as model.safetensors stores them, the reference row `full`); the others' rows are
+// named `<contender> <dtype>`. A format the device does not take is reported and skipped.
 // --onnx: the same checkpoint exported by tools/export_onnx.py; adds transformers.js (greedy,
-// full model) as a contender on each device, with its load time, and two columns against it:
-// decoder tokens/s over its decoder tokens/s, and its whole-call time over the row's. --assert-agree: exit non-zero unless transformers.js's outputs equal
-// free-wasm full's on every input (the smoke test in scripts/test.sh).
+// full model) as a contender per --tjs-dtypes on each device (`transformers.js <dtype>`), with
+// its load time, and two columns against transformers.js at its own default for the device
+// (q8 on the wasm CPU, fp32 on WebGPU: its dtypes.js): decoder tokens/s over its decoder
+// tokens/s, and its whole-call time over the row's. --assert-agree: exit non-zero unless
+// every transformers.js row's outputs equal free-wasm full's on every input (the smoke test
+// in scripts/test.sh runs it with fp32).
 //
 // Every file comes from the local server: requests elsewhere are refused and fail the run.
 // WebGPU runs on SwiftShader (Chromium's software adapter), as in ../../webdriver.json.
-import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
@@ -33,7 +40,9 @@ const { values: opt, positionals } = parseArgs({
     threshold: { type: "string", default: "0.2" },
     "max-new-tokens": { type: "string", default: "64" },
     json: { type: "string" },
+    dtypes: { type: "string", default: "stored,q8" },
     onnx: { type: "string" },
+    "tjs-dtypes": { type: "string", default: "fp32,fp16,q8" },
     "assert-agree": { type: "boolean", default: false },
   },
 });
@@ -70,12 +79,20 @@ const all = [
   { name: "free-adaptive-waiting", options: { strategy: "free", threshold: "adaptive", runAhead: false, maxNewTokens } },
 ];
 const tjsName = "transformers.js";
-if (opt.onnx) all.push({ name: tjsName, library: tjsName, options: { maxNewTokens } });
 const only = opt.only?.split(",");
-const unknown = only?.filter((n) => !all.some((c) => c.name === n)) ?? [];
-if (unknown.length) throw new Error(`unknown contender ${unknown.join(", ")}; known: ${all.map((c) => c.name).join(", ")}`);
-const contenders = all.filter((c) => c.name === "full" || c.name === tjsName || !only || only.includes(c.name));
+const unknown = only?.filter((n) => n !== tjsName && !all.some((c) => c.name === n)) ?? [];
+if (unknown.length) throw new Error(`unknown contender ${unknown.join(", ")}; known: ${all.map((c) => c.name).join(", ")}, ${tjsName}`);
+const freeDtypes = opt.dtypes.split(",");
+const tjsDtypes = opt["tjs-dtypes"].split(",");
+const badDtype = [...freeDtypes.filter((d) => !["stored", "f32", "f16", "q8"].includes(d)), ...tjsDtypes.filter((d) => !["fp32", "fp16", "q8"].includes(d))];
+if (badDtype.length) throw new Error(`unknown dtype ${badDtype.join(", ")}: --dtypes takes stored, f32, f16, q8; --tjs-dtypes fp32, fp16, q8`);
+if (!freeDtypes.includes("stored")) throw new Error("--dtypes must include stored: its full row is the reference of every ratio");
+const kept = all.filter((c) => c.name === "full" || !only || only.includes(c.name));
+const contenders = freeDtypes.flatMap((d) => kept.map((c) => (d === "stored" ? c : { ...c, name: `${c.name} ${d}`, dtype: d })));
+if (opt.onnx) contenders.push(...tjsDtypes.map((d) => ({ name: `${tjsName} ${d}`, library: tjsName, dtype: d, options: { maxNewTokens } })));
 if (opt["assert-agree"] && !opt.onnx) throw new Error("--assert-agree compares with transformers.js: give --onnx DIR");
+// transformers.js's default dtype per device (src/utils/dtypes.js: q8 on wasm, else fp32).
+const tjsDefault = { cpu: "q8", webgpu: "fp32" };
 
 cpSync(modelDir, join(dist, "model"), { recursive: true, filter: (src) => !src.endsWith(".log") });
 let onnx = null;
@@ -95,6 +112,15 @@ if (opt.onnx) {
     maxInputTokens: config.n_positions ?? 512,
   };
 }
+/** Megabytes of weights each row's model downloads: free-wasm's model.safetensors (whatever
+ * the dtype: q8 is made from it as it loads), transformers.js's two ONNX files of its dtype. */
+const mb = (path) => statSync(path).size / 1e6;
+const suffix = { fp32: "", fp16: "_fp16", q8: "_quantized" };
+const downloadMb = (c) =>
+  c.library === tjsName
+    ? mb(join(opt.onnx, "onnx", `encoder_model${suffix[c.dtype]}.onnx`)) + mb(join(opt.onnx, "onnx", `decoder_model_merged${suffix[c.dtype]}.onnx`))
+    : mb(join(modelDir, "model.safetensors"));
+
 const server = await serve(dist);
 const port = server.port;
 const browser = await chromium.launch({
@@ -133,21 +159,25 @@ if (reports.length > 1) {
   const [a, b] = reports;
   for (const ta of a.tallies) {
     const tb = b.tallies.find((t) => t.task === ta.task && t.name === ta.name);
+    if (!tb) continue;
     const same = ta.outputs.filter((o, i) => JSON.stringify(o) === JSON.stringify(tb.outputs[i])).length;
     console.log(`${ta.task} ${ta.name}: ${a.device} and ${b.device} outputs identical for ${same}/${ta.outputs.length} inputs`);
   }
 }
-if (opt.json) writeFileSync(opt.json, JSON.stringify({ examplesPerTask: limit, maxNewTokens, reports }, null, 2));
+if (opt.json) {
+  const sizes = Object.fromEntries(contenders.map((c) => [c.name, downloadMb(c)]));
+  writeFileSync(opt.json, JSON.stringify({ examplesPerTask: limit, maxNewTokens, downloadMb: sizes, reports }, null, 2));
+}
 
 if (opt["assert-agree"]) {
   let differ = 0;
   for (const r of reports) {
-    for (const t of r.tallies.filter((x) => x.name === tjsName)) {
+    for (const t of r.tallies.filter((x) => x.name.startsWith(tjsName))) {
       const full = r.tallies.find((x) => x.task === t.task && x.name === "full");
       t.outputs.forEach((o, i) => {
         if (JSON.stringify(o) === JSON.stringify(full.outputs[i])) return;
         differ++;
-        console.error(`${r.device} ${t.task} #${i}: transformers.js ${JSON.stringify(o)}\n  free-wasm full  ${JSON.stringify(full.outputs[i])}`);
+        console.error(`${r.device} ${t.task} #${i}: ${t.name} ${JSON.stringify(o)}\n  free-wasm full  ${JSON.stringify(full.outputs[i])}`);
       });
     }
   }
@@ -159,22 +189,26 @@ if (opt["assert-agree"]) {
 }
 
 function table(report) {
-  const tjsLoad = report.transformersJsLoadSeconds === null ? "" : `, transformers.js in ${report.transformersJsLoadSeconds.toFixed(1)} s`;
-  const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: model loaded in ${report.loadSeconds.toFixed(1)} s${tjsLoad}`];
+  const loads = report.loaded.map((l) => `${l.library} ${l.dtype} in ${l.loadSeconds.toFixed(1)} s`).join(", ");
+  const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: loaded ${loads}`];
+  for (const s of report.skipped) lines.push(`  not run here: ${s.library} ${s.dtype}: ${s.reason}`);
+  const tjsRef = `${tjsName} ${tjsDefault[report.device]}`;
   for (const task of [...new Set(report.tallies.map((t) => t.task))]) {
     const full = report.tallies.find((t) => t.task === task && t.name === "full");
     lines.push(`  ${task}: ${full.outputs.length} examples`);
-    const tjs = report.tallies.find((t) => t.task === task && t.name === tjsName);
-    lines.push(`  ${"strategy".padEnd(16)}${"exit".padStart(8)}${"agree".padStart(8)}${"tok/s".padStart(9)}${"decode x".padStart(10)}${"e2e x".padStart(8)}`
-      + `${"enc ms".padStart(9)}${"1st ms".padStart(9)}${tjs ? `${"dec/tjs".padStart(9)}${"e2e/tjs".padStart(9)}` : ""}`);
+    const tjs = report.tallies.find((t) => t.task === task && t.name === tjsRef);
+    const tjsHead = tjs ? `${`dec/${tjsDefault[report.device]}`.padStart(9)}${`e2e/${tjsDefault[report.device]}`.padStart(9)}` : "";
+    lines.push(`  ${"contender".padEnd(24)}${"MB".padStart(6)}${"exit".padStart(7)}${"agree".padStart(7)}${"tok/s".padStart(8)}${"decode x".padStart(9)}${"e2e x".padStart(7)}`
+      + `${"enc ms".padStart(8)}${"1st ms".padStart(8)}${tjsHead}`);
     for (const c of contenders) {
       const t = report.tallies.find((x) => x.task === task && x.name === c.name);
+      if (!t) continue;
       const agree = t.outputs.filter((o, i) => JSON.stringify(o) === JSON.stringify(full.outputs[i])).length / t.outputs.length;
       const rate = t.tokens / t.decodeSeconds;
-      lines.push(`  ${c.name.padEnd(16)}${(t.early / t.tokens).toFixed(3).padStart(8)}${agree.toFixed(3).padStart(8)}`
-        + `${rate.toFixed(1).padStart(9)}${(full.decodeSeconds / t.decodeSeconds).toFixed(2).padStart(10)}`
-        + `${(full.seconds / t.seconds).toFixed(2).padStart(8)}${((1000 * t.encodeSeconds) / t.outputs.length).toFixed(1).padStart(9)}`
-        + `${((1000 * t.firstTokenSeconds) / t.outputs.length).toFixed(1).padStart(9)}`
+      lines.push(`  ${c.name.padEnd(24)}${downloadMb(c).toFixed(1).padStart(6)}${(t.early / t.tokens).toFixed(3).padStart(7)}${agree.toFixed(3).padStart(7)}`
+        + `${rate.toFixed(1).padStart(8)}${(full.decodeSeconds / t.decodeSeconds).toFixed(2).padStart(9)}`
+        + `${(full.seconds / t.seconds).toFixed(2).padStart(7)}${((1000 * t.encodeSeconds) / t.outputs.length).toFixed(1).padStart(8)}`
+        + `${((1000 * t.firstTokenSeconds) / t.outputs.length).toFixed(1).padStart(8)}`
         + `${tjs ? `${(rate / (tjs.tokens / tjs.decodeSeconds)).toFixed(2).padStart(9)}${(tjs.seconds / t.seconds).toFixed(2).padStart(9)}` : ""}`);
     }
   }
