@@ -124,6 +124,35 @@ fn safetensors_whose_header_lies_are_malformed() {
     }
 }
 
+/// The v1.0 fixture's weights with tensor `name` stored in 8 bits (all zeros, scales of 1).
+fn weights_with_int8(name: &str) -> Vec<u8> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let st = safetensors::SafeTensors::deserialize(fixtures()[0].weights).unwrap();
+    let shape = st.tensor(name).unwrap().shape().to_vec();
+    let (zeros, ones) = (vec![0u8; shape.iter().product()], [1f32].repeat(shape[0]).iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    let mut views: Vec<(String, TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != name).collect();
+    views.push((name.to_string(), TensorView::new(Dtype::I8, shape.clone(), &zeros).unwrap()));
+    views.push((format!("{name}_scale"), TensorView::new(Dtype::F32, vec![shape[0]], &ones).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn int8_is_read_for_weight_matrices_only() {
+    let fx = &fixtures()[0];
+    let load = |weights: &[u8]| Pipeline::from_files(&ModelFiles { weights, ..fx.files() });
+    assert!(load(&weights_with_int8("encoder.block.0.layer.0.SelfAttention.q.weight")).is_ok());
+    let bias = "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight";
+    let err = load(&weights_with_int8(bias)).err().unwrap();
+    assert!(matches!(&err, Error::Q8Tensor { name, .. } if name == bias), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("tensor `{bias}` in model.safetensors is not a valid 8-bit weight: it is I8 but the model reads it as float (only weight matrices may be stored in 8 bits; norms and position bias tables stay f32 or f16); export the checkpoint again (`python -m free_train.export ... --dtype q8`, docs/usage.md#8-bit-checkpoints)")
+    );
+    let norm = "encoder.final_layer_norm.weight";
+    let err = load(&weights_with_int8(norm)).err().unwrap();
+    assert!(matches!(&err, Error::Q8Tensor { name, reason } if name == norm && reason.starts_with("it is I8 of shape [64]")), "{err}");
+}
+
 #[test]
 fn a_stock_hf_folder_without_free_json_loads() {
     let fx = &fixtures()[1];

@@ -8,10 +8,14 @@ Run by hand (needs torch and transformers; see scripts/setup-train.sh for a venv
 
 Writes fuzz/seeds/tiny/config.json (the config the target loads every input with) and
 fuzz/corpus/safetensors/seed-tiny-{f32,f16,bf16} (model.safetensors as save_pretrained
-writes it). tests/fuzz_regressions.rs checks that each seed loads and generates.
+writes it), and seed-tiny-q8: the f32 seed in the 8-bit layout, as `python -m free_train.export
+--dtype q8` writes it (docs/usage.md#8-bit-checkpoints). tests/fuzz_regressions.rs checks that
+each seed loads and generates, and that seed-tiny-q8 runs bit for bit as seed-tiny-f32
+quantized at load.
 """
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +23,8 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "train"))
+from free_train.export import store_q8  # noqa: E402
 CONFIG = dict(
     # v1.1 style (gated GELU, untied head) with heads x d_kv != d_model, to keep those paths in play.
     vocab_size=16, d_model=8, d_kv=2, num_heads=2, d_ff=8, num_layers=1, num_decoder_layers=2,
@@ -43,6 +49,9 @@ def main():
             shutil.copyfile(out / "model.safetensors", corpus / f"seed-tiny-{name}")
             if name == "f32":
                 shutil.copyfile(out / "config.json", seeds / "config.json")
+                store_q8(str(out / "model.safetensors"))
+                shutil.copyfile(out / "model.safetensors", corpus / "seed-tiny-q8")
+        for name in [*DTYPES, "q8"]:
             print(f"seed-tiny-{name}: {(corpus / f'seed-tiny-{name}').stat().st_size} bytes")
 
 

@@ -101,7 +101,7 @@ impl<M, V> Checkpoint<M, V> {
         let norm = |p: &str| t.vector(w, &format!("{p}.weight"), d);
         let bias = |stack: &str, bidirectional: bool| -> Result<PositionBias> {
             let name = format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-            PositionBias::new(&w.get(&name, &[cfg.num_buckets, cfg.num_heads])?, bidirectional, cfg.max_distance)
+            PositionBias::new(&w.get_float(&name, &[cfg.num_buckets, cfg.num_heads])?, bidirectional, cfg.max_distance)
         };
         // In the order the CPU backend always read them: a config of absurd sizes fails on the
         // first tensor whose shape it gets wrong, before anything of that size is allocated.

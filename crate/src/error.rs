@@ -53,8 +53,12 @@ pub enum Error {
     TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
 
     /// A tensor is stored in a dtype the engine does not read.
-    #[error("tensor `{name}` in model.safetensors is {dtype}; only f32, f16 and bf16 weights are supported: convert the checkpoint (e.g. `model.half().save_pretrained(...)`)")]
+    #[error("tensor `{name}` in model.safetensors is {dtype}; only f32, f16 and bf16 weights are supported (and I8 weight matrices with their scales, docs/usage.md#8-bit-checkpoints): convert the checkpoint (e.g. `model.half().save_pretrained(...)`)")]
     UnsupportedDtype { name: String, dtype: String },
+
+    /// An 8-bit weight matrix or its scales break the layout of docs/usage.md#8-bit-checkpoints.
+    #[error("tensor `{name}` in model.safetensors is not a valid 8-bit weight: {reason}; export the checkpoint again (`python -m free_train.export ... --dtype q8`, docs/usage.md#8-bit-checkpoints)")]
+    Q8Tensor { name: String, reason: String },
 
     /// The weights hold tensors the configuration does not account for.
     #[error("model.safetensors has tensors config.json does not account for (e.g. `{example}`, {count} in all); the weights and config.json are from different models")]
@@ -102,7 +106,7 @@ macro_rules! kinds {
     };
 }
 
-kinds!(Io, Malformed, MissingTensor, TensorShape, UnsupportedDtype, UnexpectedTensors, InvalidSetting, InvalidInput, Gpu, DeviceLost, Compute);
+kinds!(Io, Malformed, MissingTensor, TensorShape, UnsupportedDtype, Q8Tensor, UnexpectedTensors, InvalidSetting, InvalidInput, Gpu, DeviceLost, Compute);
 
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {

@@ -74,6 +74,9 @@ impl Matrix {
 
     /// Each row as symmetric 8-bit integers and one scale, the row's largest magnitude over
     /// 127 (a row of zeros keeps scale 0): every value within half a step of `data`'s.
+    /// train/free_train/export.py's `quantize_q8` computes the same integers and scales for
+    /// checkpoints stored in 8 bits (there a row of zeros gets scale 1: a stored scale must
+    /// be positive).
     pub fn quantize_q8(rows: usize, cols: usize, data: &[f32]) -> Self {
         debug_assert_eq!(data.len(), rows * cols);
         let mut q = Vec::with_capacity(rows * cols);
@@ -84,6 +87,13 @@ impl Matrix {
             q.extend(row.iter().map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8));
             scales.push(scale);
         }
+        Matrix::from_q8(rows, cols, q, scales)
+    }
+
+    /// Row j is `q[j * cols..(j + 1) * cols]` times `scales[j]` (a checkpoint stored in 8
+    /// bits: `crate::weights`).
+    pub fn from_q8(rows: usize, cols: usize, q: Vec<i8>, scales: Vec<f32>) -> Self {
+        debug_assert_eq!((q.len(), scales.len()), (rows * cols, rows));
         Matrix { rows, cols, data: Data::Q8 { q, scales } }
     }
 
