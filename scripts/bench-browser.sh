@@ -6,8 +6,11 @@
 # Prints a table per device and task and writes target/bench-browser.json. The demo model
 # unless FREE_MODEL is set. Expects www/node_modules (scripts/setup.sh).
 #
-# Both free-wasm's formats run (--dtypes stored,q8: as stored, and 8-bit weights quantized as
-# the model loads). transformers.js runs beside them on the same weights, at fp32, fp16 and q8
+# Both free-wasm's formats run (--dtypes stored,q8: as stored, and 8-bit weights; those
+# quantized as the model loads, or downloaded in 8 bits from FREE_Q8_MODEL, else
+# target/q8/<model folder's name>, when it is there, made by
+#   python -m free_train.export models/free-t5-mini target/q8/free-t5-mini --dtype q8
+# with PYTHONPATH=train and the training venv). transformers.js runs beside them on the same weights, at fp32, fp16 and q8
 # (--tjs-dtypes), when the model's ONNX export is there: FREE_ONNX, else
 # target/onnx/<model folder's name>, made by
 #   python tools/export_onnx.py models/free-t5-mini target/onnx/free-t5-mini
@@ -39,6 +42,11 @@ else
 fi
 n="${1:-10}"
 shift || true
+q8_args=()
+q8=${FREE_Q8_MODEL:-target/q8/$(basename "$model")}
+if [ -f "$q8/model.safetensors" ]; then
+  q8_args=(--q8-model "$(realpath "$q8")")
+fi
 onnx_args=()
 if [ -f "$onnx/onnx/decoder_model_merged.onnx" ]; then
   onnx_args=(--onnx "$(realpath "$onnx")")
@@ -51,4 +59,4 @@ www/node_modules/.bin/tsc -p www/bench/tsconfig.json
 www/node_modules/.bin/vite build --config www/bench/vite.config.mjs --logLevel warn
 model=$(realpath "$model")
 (cd www && node bench/run.mjs ../target/bench-page "$model" ../data/test.jsonl \
-  --limit "$n" --json "../$json" "${onnx_args[@]}" "$@")
+  --limit "$n" --json "../$json" "${q8_args[@]}" "${onnx_args[@]}" "$@")

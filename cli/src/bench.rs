@@ -1,7 +1,7 @@
 //! `free eval` and `free bench`: decode a JSONL test set with one strategy, or with every
-//! strategy on the same examples, interleaved in one process
-//! (docs/method.md#how-results-are-measured), and report
-//! quality, agreement with the full model, exit rate, blocks per token and speed.
+//! strategy (and every weight format asked for) on the same examples, interleaved in one
+//! process (docs/method.md#how-results-are-measured), and report quality, agreement with the
+//! full model, exit rate, blocks per token, speed and the bytes the weights take.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,9 +69,18 @@ struct Tally {
     decode_s: f64,
 }
 
+/// A loaded model the contenders run on: the pipeline and how its weights are held.
+pub struct Model<'a, B: Backend> {
+    pub pipeline: &'a Pipeline<B>,
+    /// The weight format as the table names it (`--dtype`, or "stored").
+    pub weights: String,
+}
+
 /// A named strategy as the bench runs it.
 pub struct Contender {
     pub name: &'static str,
+    /// The index of its model among those `run_task` is given.
+    pub model: usize,
     /// What it is besides its strategy, for the help text ("" when the name says it).
     pub note: &'static str,
     pub options: GenerateOptions,
@@ -92,9 +101,10 @@ pub fn contenders(base: &GenerateOptions, fixed_threshold: f64, bmm: &BmmSetting
     let with = |strategy: StrategyName, threshold| GenerateOptions { strategy, threshold, ..base.clone() };
     let plain = |strategy: StrategyName| {
         let threshold = (strategy.info().threshold != ThresholdUse::None).then_some(fixed_threshold);
-        Contender { name: strategy.as_str(), note: "", options: with(strategy, threshold), adaptive: None }
+        Contender { name: strategy.as_str(), model: 0, note: "", options: with(strategy, threshold), adaptive: None }
     };
-    let adaptive = |name, note, settings| Contender { name, note, options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(settings)) };
+    let adaptive =
+        |name, note, settings| Contender { name, model: 0, note, options: with(StrategyName::Free, None), adaptive: Some(AdaptiveThreshold::new(settings)) };
     let reference = BmmSettings { rule: ThresholdRule::Reference, learn_without_stack: false, calibration: None, ..bmm.clone() };
     let budgeted = BmmSettings { rule: ThresholdRule::budget(budget), ..bmm.clone() };
     let mut rows = vec![plain(StrategyName::Full)];
@@ -124,7 +134,8 @@ pub fn contender_list() -> String {
 
 /// Decodes `ex` with `c` into `tally`; returns what of the input the model did not see.
 /// The encoder's time is `start_with`'s (tokenizing the input, microseconds, included).
-fn decode_one<B: Backend>(p: &Pipeline<B>, c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<InputCut, String> {
+fn decode_one<B: Backend>(models: &[Model<B>], c: &mut Contender, ex: &Example, tally: &mut Tally) -> Result<InputCut, String> {
+    let p = models[c.model].pipeline;
     let err = |e: free_wasm::Error| e.to_string();
     let options = GenerateOptions { task: Some(ex.task.clone()), ..c.options.clone() };
     let t0 = Instant::now();
@@ -161,8 +172,9 @@ pub fn quality(task: &str, texts: &[String], refs: &[&str]) -> (Value, f64) {
 
 /// Runs `contenders` over `examples`, interleaved (the order rotates per example so no
 /// strategy always runs first), and returns the JSON report of the task, with the number of
-/// inputs cut to the model's limit (and a warning if there are any).
-pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
+/// inputs cut to the model's limit (and a warning if there are any). The reference of the
+/// ratios is `full` on the first model.
+pub fn run_task<B: Backend>(models: &[Model<B>], task: &str, examples: &[Example], contenders: &mut [Contender], progress: bool) -> Result<Value, String> {
     let mut tallies: Vec<Tally> = contenders.iter().map(|_| Tally::default()).collect();
     let n = contenders.len();
     let mut cut = 0;
@@ -170,7 +182,7 @@ pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], c
         for k in 0..n {
             let j = (i + k) % n;
             // Every contender reads the same input: it is counted once.
-            if decode_one(p, &mut contenders[j], ex, &mut tallies[j])?.is_cut() && k == 0 {
+            if decode_one(models, &mut contenders[j], ex, &mut tallies[j])?.is_cut() && k == 0 {
                 cut += 1;
             }
         }
@@ -182,16 +194,20 @@ pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], c
         eprintln!();
     }
     if cut > 0 {
-        crate::warn_cut(p, &format!("{cut} of {} {task} inputs were", examples.len()));
+        crate::warn_cut(models[0].pipeline, &format!("{cut} of {} {task} inputs were", examples.len()));
     }
     let refs: Vec<&str> = examples.iter().map(|e| e.target.as_str()).collect();
-    let full = contenders.iter().position(|c| c.options.strategy == StrategyName::Full);
+    let full = contenders.iter().position(|c| c.options.strategy == StrategyName::Full && c.model == 0);
     let reference = full.map(|f| (quality(task, &tallies[f].texts, &refs).1, &tallies[f]));
     let rows = contenders.iter().zip(&tallies).map(|(c, t)| {
         let (scores, primary) = quality(task, &t.texts, &refs);
         let tokens = t.tokens.max(1) as f64;
+        let model = &models[c.model];
+        let held: Option<usize> = model.pipeline.model().weight_bytes();
         let mut row = json!({
             "strategy": c.name,
+            "weights": model.weights,
+            "weights_mb": held.map(|b| b as f64 / 1e6),
             "quality": scores,
             "exit_rate": t.early as f64 / tokens,
             "blocks_per_token": t.block_rows as f64 / tokens,
@@ -221,8 +237,8 @@ pub fn run_task<B: Backend>(p: &Pipeline<B>, task: &str, examples: &[Example], c
 pub fn table(report: &Value) -> String {
     let mut s = format!("task {} — {} examples\n", report["task"].as_str().unwrap_or("?"), report["examples"]);
     s.push_str(&format!(
-        "{:<18} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
-        "strategy", "quality", "retain", "agree", "exit", "blocks/tok", "tok/s", "decode x", "e2e x", "thresh"
+        "{:<18} {:>7} {:>6} {:>22} {:>7} {:>6} {:>6} {:>10} {:>6} {:>8} {:>6} {:>6}\n",
+        "strategy", "weights", "MB", "quality", "retain", "agree", "exit", "blocks/tok", "tok/s", "decode x", "e2e x", "thresh"
     ));
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
     let fmt = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |x| format!("{x:.d$}"));
@@ -233,8 +249,10 @@ pub fn table(report: &Value) -> String {
             None => format!("BLEU {:.1} chrF {:.1}", num(q, "bleu").unwrap_or(0.0), num(q, "chrf").unwrap_or(0.0)),
         };
         s.push_str(&format!(
-            "{:<18} {:>22} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
+            "{:<18} {:>7} {:>6} {:>22} {:>7} {:>6} {:>6} {:>10} {:>6} {:>8} {:>6} {:>6}\n",
             row["strategy"].as_str().unwrap_or("?"),
+            row["weights"].as_str().unwrap_or("?"),
+            fmt(num(row, "weights_mb"), 1),
             quality,
             fmt(num(row, "retention"), 3),
             fmt(num(row, "agreement"), 3),

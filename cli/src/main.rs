@@ -40,7 +40,7 @@ fn usage() -> String {
       --adaptive alone: free with its adaptive threshold) and reports ROUGE-1/2/L
       (summarize) or BLEU/chrF (translate) and speed. --limit N: examples per task
       (default all).
-  free bench --model DIR --data FILE.jsonl [--device D] [--task T] [--limit N]
+  free bench --model DIR --data FILE.jsonl [--device D] [--dtype T,T] [--task T] [--limit N]
              [--threshold X] [--max-disagreement R] [--max-new-tokens N] [--only NAME,NAME]
              [--json OUT.json]
 {bench}
@@ -69,7 +69,9 @@ fn usage() -> String {
         bench = wrap(
             &format!(
                 "runs {} on the same examples, interleaved, and prints a table per task (and writes JSON); \
-                 --only keeps the named ones (full stays: the ratios are against it). --limit N: examples per task (100).",
+                 --only keeps the named ones (full stays: the ratios are against it). --limit N: examples per task (100). \
+                 --dtype f16,q8: each of them with each weight format, in the same rotation (the first format's full is \
+                 the reference); the MB column is what the weights take in memory.",
                 bench::contender_list()
             ),
             6,
@@ -187,8 +189,25 @@ enum Device {
 }
 
 fn device(args: &mut Args) -> Result<Device, String> {
-    let dtype = args.optional("--dtype")?.map(|d| d.parse::<Dtype>().map_err(|e| e.to_string())).transpose()?;
-    match (args.optional("--device")?.as_deref(), dtype) {
+    let dtype = args.optional("--dtype")?;
+    place(args.optional("--device")?.as_deref(), dtype.as_deref())
+}
+
+/// The bench's `--dtype`, a comma-separated list: every strategy runs with each weight format
+/// (the first one's `full` is the reference of the ratios).
+fn devices(args: &mut Args) -> Result<Vec<Device>, String> {
+    let dtypes = args.optional("--dtype")?;
+    let device = args.optional("--device")?;
+    match dtypes {
+        None => Ok(vec![place(device.as_deref(), None)?]),
+        Some(list) => list.split(',').map(|d| place(device.as_deref(), Some(d.trim()))).collect(),
+    }
+}
+
+/// `--device` and `--dtype` as given.
+fn place(device: Option<&str>, dtype: Option<&str>) -> Result<Device, String> {
+    let dtype = dtype.map(|d| d.parse::<Dtype>().map_err(|e| e.to_string())).transpose()?;
+    match (device, dtype) {
         (None | Some("cpu"), dtype) => Ok(Device::Cpu(dtype)),
         (Some("gpu"), None) => Ok(Device::Gpu),
         (Some("gpu"), Some(_)) => {
@@ -275,22 +294,24 @@ fn eval(mut args: Args) -> Result<(), String> {
     options.check_applicable().map_err(|e| e.to_string())?;
     let json = args.flag("--json");
     args.finish()?;
-    on_device!(device, model_dir, eval_on(options, data, task, limit, json))
+    on_device!(device, model_dir, eval_on(options, data, task, limit, json, device.weights()))
 }
 
-fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: PathBuf, task: Option<String>, limit: usize, json: bool) -> Result<(), String> {
+fn eval_on<B: Backend>(pipeline: Pipeline<B>, options: GenerateOptions, data: PathBuf, task: Option<String>, limit: usize, json: bool, weights: String) -> Result<(), String> {
     let bmm = BmmSettings { rule: pipeline.threshold_rule(&options).map_err(|e| e.to_string())?, ..pipeline.adaptive().settings().clone() };
     let name = options.strategy.as_str();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let mut one = vec![bench::Contender {
             name: "eval",
+            model: 0,
             note: "",
             options: GenerateOptions { task: Some(task.clone()), ..options.clone() },
             // Only FREE without a fixed threshold reads the estimator.
             adaptive: (options.threshold.is_none() && options.strategy.info().reads_adaptive())
                 .then(|| free_wasm::threshold::AdaptiveThreshold::new(bmm.clone())),
         }];
-        let report = bench::run_task(&pipeline, &task, &examples, &mut one, !json)?;
+        let models = [bench::Model { pipeline: &pipeline, weights: weights.clone() }];
+        let report = bench::run_task(&models, &task, &examples, &mut one, !json)?;
         let mut row = report["strategies"][0].clone();
         row["strategy"] = serde_json::json!(name);
         row["task"] = serde_json::json!(task);
@@ -359,7 +380,7 @@ fn baselines(mut args: Args) -> Result<(), String> {
 
 fn bench(mut args: Args) -> Result<(), String> {
     let model_dir = args.required_path("--model")?;
-    let device = device(&mut args)?;
+    let devices = devices(&mut args)?;
     let data = args.required_path("--data")?;
     let task = args.optional("--task")?;
     let limit = limit(&mut args, 100)?;
@@ -371,19 +392,43 @@ fn bench(mut args: Args) -> Result<(), String> {
     let options = generate_options(&mut args, StrategyName::Free)?;
     args.finish()?;
     let out = out.map(|path| Output::new("--json", path, &output::inputs(&model_dir, &data))).transpose()?;
-    on_device!(device, model_dir, bench_on(options, data, task, limit, only, out))
+    let request = BenchRequest { options, data, task, limit, only, out };
+    let mut on_cpu = Vec::new();
+    for d in &devices {
+        match d {
+            // `place` gives the GPU no dtype, so it is the only device here.
+            Device::Gpu => return bench_on(vec![(d.weights(), load_gpu(&model_dir)?)], request),
+            Device::Cpu(dtype) => on_cpu.push((d.weights(), load(&model_dir, *dtype)?)),
+        }
+    }
+    bench_on(on_cpu, request)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn bench_on<B: Backend>(
-    pipeline: Pipeline<B>,
+/// What `free bench` was asked besides its models.
+struct BenchRequest {
     options: GenerateOptions,
     data: PathBuf,
     task: Option<String>,
     limit: usize,
     only: Option<String>,
     out: Option<Output>,
-) -> Result<(), String> {
+}
+
+impl Device {
+    /// How the model holds its weight matrices, as the bench's table names it.
+    fn weights(&self) -> String {
+        match self {
+            Device::Cpu(Some(dtype)) => serde_json::to_value(dtype).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            Device::Cpu(None) | Device::Gpu => "stored".into(),
+        }
+    }
+}
+
+/// The bench over `pipelines` (each with its weight format's name), the first the reference.
+fn bench_on<B: Backend>(pipelines: Vec<(String, Pipeline<B>)>, request: BenchRequest) -> Result<(), String> {
+    let BenchRequest { options, data, task, limit, only, out } = request;
+    let pipeline = &pipelines[0].1;
+    let models: Vec<bench::Model<B>> = pipelines.iter().map(|(weights, p)| bench::Model { pipeline: p, weights: weights.clone() }).collect();
     // The budget is checked as generate checks it (a rate outside (0, 1) is refused).
     pipeline.threshold_rule(&options).map_err(|e| e.to_string())?;
     let fixed = pipeline.fixed_threshold(&options);
@@ -392,7 +437,10 @@ fn bench_on<B: Backend>(
     let mut reports = Vec::new();
     for (task, examples) in bench::load_examples(&data, task.as_deref(), limit)? {
         let base = GenerateOptions { task: Some(task.clone()), ..options.clone() };
-        let mut contenders = bench::contenders(&base, fixed, &bmm, budget);
+        // Every model runs every strategy, each adaptive one with its own estimator.
+        let mut contenders: Vec<bench::Contender> = (0..models.len())
+            .flat_map(|model| bench::contenders(&base, fixed, &bmm, budget).into_iter().map(move |c| bench::Contender { model, ..c }))
+            .collect();
         if let Some(names) = &only {
             let names: Vec<&str> = names.split(',').map(str::trim).collect();
             if let Some(bad) = names.iter().find(|n| !contenders.iter().any(|c| c.name == **n)) {
@@ -401,7 +449,7 @@ fn bench_on<B: Backend>(
             }
             contenders.retain(|c| c.name == "full" || names.contains(&c.name));
         }
-        let report = bench::run_task(&pipeline, &task, &examples, &mut contenders, true)?;
+        let report = bench::run_task(&models, &task, &examples, &mut contenders, true)?;
         out!("{}", bench::table(&report));
         reports.push(report);
         // Rewritten after each task, so a later failure keeps what was measured.

@@ -72,6 +72,36 @@ fn bench_smoke_run_on_the_demo_model_reports_every_strategy_for_both_tasks() {
     }
 }
 
+/// `bench --dtype f32,q8` runs every kept strategy with both weight formats in one rotation:
+/// the rows of each format, the MB each holds (q8: a byte per weight and a 4-byte scale per
+/// row, so between a quarter and a third of f32's for this fixture's small matrices), and the
+/// ratios against the first format's full.
+#[test]
+fn bench_runs_each_strategy_with_each_dtype() {
+    let (ok, stdout, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--limit", "1", "--max-new-tokens", "4", "--dtype", "f32,q8", "--only", "free-exact", "--threshold", "0.5"]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<(&str, &str)> = stdout.lines().filter_map(|l| {
+        let mut words = l.split_whitespace();
+        Some((words.next()?, words.next()?)).filter(|(s, _)| *s == "full" || *s == "free-exact")
+    }).collect();
+    // Two tasks, four rows each: full and free-exact in f32, then in q8.
+    let per_task = [("full", "f32"), ("free-exact", "f32"), ("full", "q8"), ("free-exact", "q8")];
+    assert_eq!(rows, [per_task, per_task].concat(), "{stdout}");
+    let dir = scratch("bench-dtypes");
+    let json = dir.join("bench.json");
+    let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--task", "summarize", "--limit", "1", "--max-new-tokens", "4", "--dtype", "f32,q8", "--only", "free-exact", "--threshold", "0.5", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let reports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let rows = reports[0]["strategies"].as_array().unwrap();
+    let mb = |i: usize| rows[i]["weights_mb"].as_f64().unwrap();
+    assert_eq!((mb(0), mb(1)), (mb(0), mb(0)), "the same model's rows hold the same weights");
+    assert!(mb(2) > 0.25 * mb(0) && mb(2) < 0.34 * mb(0), "q8 {} MB against f32 {} MB", mb(2), mb(0));
+    assert_eq!(rows[0]["decode_speedup"], 1.0, "the reference is f32's full");
+    let (ok, _, stderr) = free(&["bench", "--model", FIXTURE, "--data", TEST_SPLIT, "--dtype", "f32,int4"]);
+    assert!(!ok && stderr.contains("use f32, f16 or q8"), "{stderr}");
+}
+
 /// `--dtype` reaches the model: f32 (how the fixture is stored) decodes as the default does,
 /// q8 decodes too (whether it picks the same tokens is the demo model's test: this random
 /// fixture's top logits are close).

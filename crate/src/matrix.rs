@@ -97,6 +97,15 @@ impl Matrix {
         Matrix { rows, cols, data: Data::Q8 { q, scales } }
     }
 
+    /// Bytes the weights take in memory (the scales included).
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Data::F32(d) => d.len() * 4,
+            Data::F16(d) => d.len() * 2,
+            Data::Q8 { q, scales } => q.len() + scales.len() * 4,
+        }
+    }
+
     /// Row `i` widened to f32.
     pub fn row(&self, i: usize) -> Vec<f32> {
         let range = i * self.cols..(i + 1) * self.cols;

@@ -35,6 +35,8 @@ export interface Contender {
   /** The weight format: free-wasm's `LoadOptions.dtype` (none: as model.safetensors stores
    * them) or transformers.js's `dtype`. */
   dtype?: Dtype | TjsDtype;
+  /** free-wasm's model folder as served, when not the bench's own (an 8-bit checkpoint). */
+  baseUrl?: string;
   options: Pick<GenerateOptions, "strategy" | "threshold" | "maxDisagreement" | "maxNewTokens" | "runAhead">;
 }
 
@@ -87,7 +89,7 @@ export interface BenchReport {
   loaded: Loaded[];
   /** The models that could not load on this device, with the reason: their contenders do
    * not run here. */
-  skipped: (Omit<Loaded, "loadSeconds"> & { reason: string })[];
+  skipped: (Omit<Loaded, "loadSeconds"> & { key: string; reason: string })[];
   /** One per (task, contender), tasks in order of first appearance. */
   tallies: Tally[];
 }
@@ -199,7 +201,7 @@ class TransformersJs {
 }
 
 /** The key of a contender's model among the loaded ones. */
-const modelKey = (c: Contender): string => `${c.library ?? "free-wasm"} ${c.dtype ?? "stored"}`;
+const modelKey = (c: Contender): string => `${c.library ?? "free-wasm"} ${c.dtype ?? "stored"} ${c.baseUrl ?? ""}`;
 
 async function run(baseUrl: string, device: Device, examples: Example[], contenders: Contender[], onnx: OnnxModel | null): Promise<BenchReport> {
   const models = new Map<string, FreeModel>();
@@ -214,7 +216,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
   try {
     for (const c of contenders) {
       const key = modelKey(c);
-      if (models.has(key) || tjsModels.has(key) || skipped.some((s) => `${s.library} ${s.dtype}` === key)) continue;
+      if (models.has(key) || tjsModels.has(key) || skipped.some((s) => s.key === key)) continue;
       const library = c.library ?? "free-wasm";
       const dtype = c.dtype ?? "stored";
       try {
@@ -224,7 +226,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
           tjsModels.set(key, tjs);
           loaded.push({ library, dtype, loadSeconds: seconds });
         } else {
-          const [model, seconds] = await timed(() => FreeModel.load({ baseUrl }, { device, cache: false, dtype: c.dtype as Dtype | undefined }));
+          const [model, seconds] = await timed(() => FreeModel.load({ baseUrl: c.baseUrl ?? baseUrl }, { device, cache: false, dtype: c.dtype as Dtype | undefined }));
           models.set(key, model);
           loaded.push({ library, dtype, loadSeconds: seconds });
         }
@@ -232,7 +234,7 @@ async function run(baseUrl: string, device: Device, examples: Example[], contend
         // Not every format runs on every device (transformers.js's fp16 on WebGPU needs
         // shader-f16): say so and go on. The model as stored must load.
         if (c.dtype === undefined) throw e;
-        skipped.push({ library, dtype, reason: String(e) });
+        skipped.push({ library, dtype, key, reason: String(e) });
       }
     }
     const running = contenders.filter((c) => models.has(modelKey(c)) || tjsModels.has(modelKey(c)));

@@ -8,13 +8,16 @@
 //
 //   node run.mjs DIST MODEL_DIR DATA_JSONL [--limit N] [--devices cpu,webgpu]
 //       [--only free-adaptive,free-budget,free-fixed] [--threshold T] [--max-new-tokens N] [--json OUT]
-//       [--dtypes stored,q8] [--onnx EXPORT_DIR [--tjs-dtypes fp32,fp16,q8] [--assert-agree]]
+//       [--dtypes stored,q8 [--q8-model DIR]] [--onnx EXPORT_DIR [--tjs-dtypes fp32,fp16,q8] [--assert-agree]]
 // (contenders: full, free-fixed, free-adaptive, free-budget, free-exact, free-exact-adaptive,
 // and full-waiting / free-adaptive-waiting: WebGPU without run-ahead)
 //
 // --dtypes: the weight formats free-wasm runs every contender with (`LoadOptions.dtype`;
 // `stored`: as model.safetensors stores them, the reference row `full`); the others' rows are
 // named `<contender> <dtype>`. A format the device does not take is reported and skipped.
+// --q8-model: the same model stored in 8 bits (python -m free_train.export MODEL_DIR DIR
+// --dtype q8), which the q8 rows then download instead of quantizing MODEL_DIR's weights as
+// they load (the same integers: the same tokens, half the download).
 // --onnx: the same checkpoint exported by tools/export_onnx.py; adds transformers.js (greedy,
 // full model) as a contender per --tjs-dtypes on each device (`transformers.js <dtype>`), with
 // its load time, and two columns against transformers.js at its own default for the device
@@ -41,6 +44,7 @@ const { values: opt, positionals } = parseArgs({
     "max-new-tokens": { type: "string", default: "64" },
     json: { type: "string" },
     dtypes: { type: "string", default: "stored,q8" },
+    "q8-model": { type: "string" },
     onnx: { type: "string" },
     "tjs-dtypes": { type: "string", default: "fp32,fp16,q8" },
     "assert-agree": { type: "boolean", default: false },
@@ -88,13 +92,16 @@ const badDtype = [...freeDtypes.filter((d) => !["stored", "f32", "f16", "q8"].in
 if (badDtype.length) throw new Error(`unknown dtype ${badDtype.join(", ")}: --dtypes takes stored, f32, f16, q8; --tjs-dtypes fp32, fp16, q8`);
 if (!freeDtypes.includes("stored")) throw new Error("--dtypes must include stored: its full row is the reference of every ratio");
 const kept = all.filter((c) => c.name === "full" || !only || only.includes(c.name));
-const contenders = freeDtypes.flatMap((d) => kept.map((c) => (d === "stored" ? c : { ...c, name: `${c.name} ${d}`, dtype: d })));
+const q8Model = opt["q8-model"] && resolve(opt["q8-model"]);
+const modelOf = (d) => (d === "q8" && q8Model ? { baseUrl: "model-q8/" } : {});
+const contenders = freeDtypes.flatMap((d) => kept.map((c) => (d === "stored" ? c : { ...c, name: `${c.name} ${d}`, dtype: d, ...modelOf(d) })));
 if (opt.onnx) contenders.push(...tjsDtypes.map((d) => ({ name: `${tjsName} ${d}`, library: tjsName, dtype: d, options: { maxNewTokens } })));
 if (opt["assert-agree"] && !opt.onnx) throw new Error("--assert-agree compares with transformers.js: give --onnx DIR");
 // transformers.js's default dtype per device (src/utils/dtypes.js: q8 on wasm, else fp32).
 const tjsDefault = { cpu: "q8", webgpu: "fp32" };
 
 cpSync(modelDir, join(dist, "model"), { recursive: true, filter: (src) => !src.endsWith(".log") });
+if (q8Model) cpSync(q8Model, join(dist, "model-q8"), { recursive: true, filter: (src) => !src.endsWith(".log") });
 let onnx = null;
 if (opt.onnx) {
   cpSync(resolve(opt.onnx), join(dist, "onnx-model"), { recursive: true });
@@ -119,7 +126,7 @@ const suffix = { fp32: "", fp16: "_fp16", q8: "_quantized" };
 const downloadMb = (c) =>
   c.library === tjsName
     ? mb(join(opt.onnx, "onnx", `encoder_model${suffix[c.dtype]}.onnx`)) + mb(join(opt.onnx, "onnx", `decoder_model_merged${suffix[c.dtype]}.onnx`))
-    : mb(join(modelDir, "model.safetensors"));
+    : mb(join(c.baseUrl ? q8Model : modelDir, "model.safetensors"));
 
 const server = await serve(dist);
 const port = server.port;

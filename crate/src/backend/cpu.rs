@@ -25,6 +25,10 @@ impl Backend for T5Model {
         T5Model::num_decoder_blocks(self)
     }
 
+    fn weight_bytes(&self) -> Option<usize> {
+        Some(T5Model::weight_bytes(self))
+    }
+
     fn start(&self, input_ids: &[u32]) -> Result<DecoderState> {
         Ok(self.start_decoder(self.encode(input_ids)?))
     }

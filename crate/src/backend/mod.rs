@@ -54,6 +54,10 @@ pub trait Backend {
     /// ahead on the decided token (`embed_decided`; thrown away when the token turns out
     /// otherwise) costs less than the wait: on the GPU; not on the CPU, which decides at once.
     fn waits_for_decisions(&self) -> bool;
+    /// Bytes the weights take on the device, where the backend counts them (the CPU does).
+    fn weight_bytes(&self) -> Option<usize> {
+        None
+    }
     /// Forgets every position from `len` on.
     fn truncate(&self, state: &mut Self::State, len: usize) -> Result<()>;
 

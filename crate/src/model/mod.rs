@@ -7,6 +7,7 @@ mod cache;
 mod layers;
 mod softmax;
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -23,9 +24,10 @@ use crate::position::PositionBias;
 use crate::weights::Weights;
 
 /// The CPU takes matrices as `Matrix` (as `dtype` asks; without it f16 kept where the CPU
-/// widens it in hardware) and vectors as candle tensors.
+/// widens it in hardware) and vectors as candle tensors, and counts the bytes they hold.
 struct CpuTake {
     dtype: Option<Dtype>,
+    held: Cell<usize>,
 }
 
 impl Take for CpuTake {
@@ -33,10 +35,13 @@ impl Take for CpuTake {
     type Vector = Tensor;
 
     fn matrix(&self, w: &Weights, name: &str, [rows, cols]: [usize; 2]) -> Result<Arc<Matrix>> {
-        Ok(Arc::new(w.matrix(name, rows, cols, self.dtype)?))
+        let m = w.matrix(name, rows, cols, self.dtype)?;
+        self.held.set(self.held.get() + m.bytes());
+        Ok(Arc::new(m))
     }
 
     fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Tensor> {
+        self.held.set(self.held.get() + len * std::mem::size_of::<f32>());
         w.get(name, &[len])
     }
 
@@ -133,6 +138,8 @@ pub struct T5Model {
     lm_head: Arc<Matrix>,
     /// d_model^-0.5 for T5 v1.0 (`scale_decoder_outputs`), else 1.
     head_scale: f64,
+    /// Bytes of the weight matrices and vectors (a tied head counted once).
+    weight_bytes: usize,
 }
 
 impl T5Model {
@@ -142,7 +149,8 @@ impl T5Model {
 
     /// `load` with the weight matrices held as `dtype` (None: as stored).
     pub fn load_as(config: T5Config, weights: Weights, device: &Device, dtype: Option<Dtype>) -> Result<Self> {
-        let c = Checkpoint::take(&config, weights, &CpuTake { dtype })?;
+        let take = CpuTake { dtype, held: Cell::new(0) };
+        let c = Checkpoint::take(&config, weights, &take)?;
         let cfg = &config;
         Ok(T5Model {
             embedding: c.embedding,
@@ -154,6 +162,7 @@ impl T5Model {
             decoder_norm: RmsNorm::new(c.decoder_norm, cfg),
             lm_head: c.lm_head,
             head_scale: c.head_scale,
+            weight_bytes: take.held.get(),
             device: device.clone(),
             config,
         })
@@ -169,6 +178,12 @@ impl T5Model {
 
     pub fn num_decoder_blocks(&self) -> usize {
         self.decoder.len()
+    }
+
+    /// Bytes of the weights as held (matrices, scales and vectors; not the position bias
+    /// tables, a few kilobytes).
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
     }
 
     /// Token embeddings, (ids, d_model). Ids must be inside the vocabulary.
