@@ -5,7 +5,9 @@
 # (tsc + Vite), serves it on 127.0.0.1 with models/free-t5-mini, and drives it in headless
 # Chromium (www/test/e2e/run.mjs). Screenshots of every state go to target/demo-e2e/.
 # FREE_MODEL=DIR tests with another model folder (the e2e checks expect 8 decoder blocks
-# and the shallow exit after 2). Expects www/node_modules (scripts/setup.sh).
+# and the shallow exit after 2). The page's 8-bit weights are checked against
+# `free generate --dtype q8`: FREE_CLI=path uses that `free` binary (default:
+# target/debug/free, built if missing or stale by cargo). Expects www/node_modules (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/env.sh
@@ -23,4 +25,9 @@ bash scripts/build-pkg.sh --dev >/dev/null
 (cd www && npm run --silent build -- --logLevel warn)
 
 echo "page-test: end to end in headless Chromium (www/test/e2e)"
+if [ -z "${FREE_CLI:-}" ]; then
+  cargo build -q -p free-cli
+  FREE_CLI=$PWD/target/debug/free
+fi
+export FREE_CLI=$(realpath "$FREE_CLI")
 (cd www && node test/e2e/run.mjs "${FREE_MODEL:-../models/free-t5-mini}" ../target/demo-e2e)

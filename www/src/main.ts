@@ -1,10 +1,11 @@
 // The demo page's app: wires the controls of index.html to the npm package free-wasm (run in
 // its Web Worker), streams each generation's trace into the token view, the numbers and the
 // charts, and runs the same input with `full` on request for the speedup and a diff.
-// URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu.
+// URL parameters: ?model=FOLDER/ (default "model/", beside the page), ?device=auto|cpu|webgpu,
+// ?dtype=q8|f16|f32 (the weights' format; default as the checkpoint stores them).
 
 import { STRATEGIES, type FreeWorkerModel } from "free-wasm/worker";
-import type { AdaptiveState, Counters, Device, DeviceChange, GenerateOptions, ModelInfo, Moments, Strategy, StrategyInfo, TraceEntry } from "free-wasm";
+import type { AdaptiveState, Counters, Device, DeviceChange, Dtype, GenerateOptions, ModelInfo, Moments, Strategy, StrategyInfo, TraceEntry } from "free-wasm";
 import examplesJson from "./examples.json";
 import { describeError, loadModel, webgpuSupport } from "./model.js";
 import { drawBeta, drawConfidence } from "./render/charts.js";
@@ -43,8 +44,10 @@ const tokens = new TokenView(ui.output, ui.tokenDetail);
 
 let loaded: FreeWorkerModel | null = null;
 let shape: ModelShape = { decoderBlocks: 0, shallowExit: null };
-/** The device the loaded model was asked for (the select reverts to it when a switch fails). */
+/** The device and weights the loaded model was asked for (the selects revert to them when a
+ * switch fails). */
 let deviceAsked: Device = "auto";
+let weightsAsked = "";
 let running: AbortController | null = null;
 /** What the Stop button aborts with, to tell a stop from a failure. */
 const STOPPED = new DOMException("stopped by you", "AbortError");
@@ -81,6 +84,7 @@ function setState(state: "loading" | "ready" | "generating" | "comparing" | "err
   ui.compare.disabled = !idle || last === null || last.counters === null || last.options.strategy === "full";
   ui.stop.disabled = state !== "generating" && state !== "comparing";
   ui.device.disabled = state === "loading" || state === "generating" || state === "comparing";
+  ui.weights.disabled = ui.device.disabled;
 }
 
 function showError(el: HTMLElement, message: string | null): void {
@@ -304,7 +308,7 @@ async function onGenerate(): Promise<void> {
       ui.status.textContent = "Generation stopped.";
       showError(ui.error, `${describeError(e)}. The page loads the model on the CPU.`);
       ui.device.value = "cpu";
-      await load("cpu");
+      await load("cpu", weightsAsked);
       return;
     } else {
       ui.status.textContent = "Generation stopped.";
@@ -365,16 +369,20 @@ function showDevice(info: ModelInfo): void {
   ui.deviceWhy.textContent = why === null ? "" : `Why not WebGPU: ${why}.`;
 }
 
-async function load(device: Device): Promise<void> {
+/** The weights' format as the page says it. */
+const weightsLabel = (weights: string): string => (weights === "" ? "weights as stored" : `${weights} weights`);
+
+async function load(device: Device, weights: string): Promise<void> {
   setState("loading");
   progress.reset();
   ui.files.open = true;
-  ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device})…`;
+  ui.status.textContent = `Loading the model from ${baseUrl.pathname} (device: ${device}, ${weightsLabel(weights)})…`;
   try {
-    const next = await loadModel(baseUrl, device, (p) => progress.update(p), (w) => progress.warn(w));
+    const next = await loadModel(baseUrl, device, weights === "" ? undefined : (weights as Dtype), (p) => progress.update(p), (w) => progress.warn(w));
     const previous = loaded;
     loaded = next;
     deviceAsked = device;
+    weightsAsked = weights;
     // The output shown stays, but a comparison with full must run on one device.
     last = null;
     ui.comparison.hidden = true;
@@ -385,7 +393,7 @@ async function load(device: Device): Promise<void> {
     showError(ui.deviceError, null);
     ui.files.open = false;
     fillTasks(info.tasks.length > 0 ? info.tasks : [...new Set(examples.map((e) => e.task))]);
-    ui.status.textContent = `Model ready: ${info.decoderBlocks} decoder blocks, shallow exit after ${info.shallowExitLayer ?? "none"}, on ${ui.deviceNow.textContent}.`;
+    ui.status.textContent = `Model ready: ${info.decoderBlocks} decoder blocks, shallow exit after ${info.shallowExitLayer ?? "none"}, on ${ui.deviceNow.textContent}, ${weightsLabel(weights)}.`;
     await refreshAdaptive();
     setState("ready");
   } catch (e) {
@@ -393,7 +401,8 @@ async function load(device: Device): Promise<void> {
     if (loaded) {
       // The switch failed: keep the model that works, say why, and show the device it uses.
       ui.device.value = deviceAsked;
-      showError(ui.deviceError, `Could not switch to device "${device}": ${message}. The model keeps running on ${ui.deviceNow.textContent}.`);
+      ui.weights.value = weightsAsked;
+      showError(ui.deviceError, `Could not switch to device "${device}" with ${weightsLabel(weights)}: ${message}. The model keeps running on ${ui.deviceNow.textContent}, ${weightsLabel(weightsAsked)}.`);
       ui.status.textContent = "Model ready.";
       setState("ready");
     } else {
@@ -432,7 +441,8 @@ ui.resetAdaptive.addEventListener("click", async () => {
   await loaded?.resetAdaptive();
   await refreshAdaptive().catch((e: unknown) => showError(ui.error, describeError(e)));
 });
-ui.device.addEventListener("change", () => void load(ui.device.value as Device));
+ui.device.addEventListener("change", () => void load(ui.device.value as Device, ui.weights.value));
+ui.weights.addEventListener("change", () => void load(ui.device.value as Device, ui.weights.value));
 
 // Anything that escapes the handlers above still reaches the user in words.
 window.addEventListener("error", (e) => showError(ui.error, `Unexpected error: ${e.message}`));
@@ -449,9 +459,13 @@ drawBeta(ui.betaChart, null, []);
 setState("loading");
 const requested = params.get("device");
 ui.device.value = requested === "cpu" || requested === "webgpu" ? requested : "auto";
+// An unknown ?dtype= reaches the package, which refuses it by name (the page then says why).
+const dtypeParam = params.get("dtype");
+if (dtypeParam !== null && ![...ui.weights.options].some((o) => o.value === dtypeParam)) ui.weights.add(new Option(dtypeParam, dtypeParam));
+ui.weights.value = dtypeParam ?? "";
 void webgpuSupport().then(({ available, note }) => {
   ui.gpuNote.textContent = note;
   ui.gpuNote.hidden = false;
   ui.gpuNote.dataset.webgpu = String(available);
 });
-void load(ui.device.value as Device);
+void load(ui.device.value as Device, ui.weights.value);

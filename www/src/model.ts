@@ -1,13 +1,15 @@
 // The page's side of the package: loads a model into the package's Web Worker (so the page
 // stays responsive while it generates), with per-file progress and Cache Storage, and finds
-// out what the browser offers for WebGPU. The device is passed to the package as chosen: the
-// package decides whether it can honour it, and the page shows its answer.
+// out what the browser offers for WebGPU. The device and the weights' format are passed to
+// the package as chosen: the package decides whether it can honour them, and the page shows
+// its answer.
 
-import { FreeWorkerModel, type Device, type LoadProgress } from "free-wasm/worker";
+import { FreeWorkerModel, type Device, type Dtype, type LoadProgress } from "free-wasm/worker";
 
-/** The model in the package's worker, with per-file progress, kept in Cache Storage. */
-export function loadModel(baseUrl: URL, device: Device, onProgress: (p: LoadProgress) => void, onWarning: (message: string) => void): Promise<FreeWorkerModel> {
-  return FreeWorkerModel.load({ baseUrl }, { cache: true, device, onProgress, onWarning });
+/** The model in the package's worker, with per-file progress, kept in Cache Storage; `dtype`
+ * undefined: the weights as model.safetensors stores them. */
+export function loadModel(baseUrl: URL, device: Device, dtype: Dtype | undefined, onProgress: (p: LoadProgress) => void, onWarning: (message: string) => void): Promise<FreeWorkerModel> {
+  return FreeWorkerModel.load({ baseUrl }, { cache: true, device, dtype, onProgress, onWarning });
 }
 
 /** The parts of WebGPU the page looks at (kept local: the DOM typings may lack WebGPU). */

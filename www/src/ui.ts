@@ -13,6 +13,7 @@ export const ui = {
   filesSummary: $("files-summary"),
   progress: $("progress"),
   device: $<HTMLSelectElement>("device"),
+  weights: $<HTMLSelectElement>("weights"),
   deviceNow: $("device-now"),
   deviceWhy: $("device-why"),
   gpuNote: $("gpu-note"),

@@ -4,8 +4,11 @@
 // asserts values read from the page; a screenshot of each state goes to SHOTS.
 // Usage (from www/): node test/e2e/run.mjs [MODEL_DIR] [SHOTS]
 //   MODEL_DIR default ../models/free-t5-mini; SHOTS default ../target/demo-e2e.
+// FREE_CLI: the native `free` binary, whose `generate --dtype q8` the page's 8-bit weights
+// must match (scripts/page-test.sh builds and sets it).
 // Prints "N passed, M failed"; exits 1 on any failure.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -17,6 +20,8 @@ const dist = resolve(www, "dist");
 const modelDir = resolve(process.argv[2] ?? resolve(www, "../models/free-t5-mini"));
 const shots = resolve(process.argv[3] ?? resolve(www, "../target/demo-e2e"));
 if (!existsSync(resolve(dist, "index.html"))) throw new Error(`${dist}/index.html is missing: run \`npm run build\` in www/ first`);
+const freeCli = process.env.FREE_CLI;
+if (!freeCli || !existsSync(freeCli)) throw new Error("FREE_CLI must name the native `free` binary (scripts/page-test.sh builds it)");
 mkdirSync(shots, { recursive: true });
 // The page loads its model from model/ beside it (its default ?model=).
 rmSync(resolve(dist, "model"), { force: true, recursive: true });
@@ -75,7 +80,7 @@ try {
     assert.match(files["model.safetensors"].text, new RegExp(`${weightsMB} MB of ${weightsMB} MB from the network, done`));
     assert.match(await p.text("#files-summary"), /^Model files: 4, [\d.]+ MB from the network$/);
     assert.equal(await p.page.locator("#files").getAttribute("open"), null, "the file list folds away once loaded");
-    assert.match(await p.text("#status"), /^Model ready: 8 decoder blocks, shallow exit after 2, on CPU \(WebAssembly\)\.$/);
+    assert.match(await p.text("#status"), /^Model ready: 8 decoder blocks, shallow exit after 2, on CPU \(WebAssembly\), weights as stored\.$/);
     assert.equal(await p.attr("#device-now", "data-device"), "cpu");
     // A package that can use WebGPU says why "auto" chose the CPU; one that cannot says nothing.
     if (await p.page.locator("#device-why").isVisible()) assert.match(await p.text("#device-why"), /^Why not WebGPU: .+\.$/);
@@ -350,6 +355,25 @@ try {
     await p.generate();
     assert.deepEqual((await p.tokens()).map((t) => [t.text, t.exit, t.stacked, t.rolledBack].join("|")), onCpu, "the next generation runs on the CPU");
     assert.doesNotMatch(await p.text("#status"), /lost/);
+  });
+
+  await check("weights 8-bit (q8): the model reloads with them and gives free generate --dtype q8's tokens, exits and rollbacks", async () => {
+    const input = "A tool to resize images from the command line.";
+    const settings = ["--task", "translate", "--strategy", "free-exact", "--threshold", "0.3", "--max-new-tokens", "16"];
+    const native = JSON.parse(execFileSync(freeCli, ["generate", "--model", modelDir, "--dtype", "q8", ...settings, "--json", input], { encoding: "utf8" }));
+    const view = (trace) => trace.map((t) => [t.text, t.exit, t.rolledBack].join("|"));
+    await p.page.selectOption("#weights", "q8");
+    await p.page.waitForFunction(() => document.body.dataset.state === "ready");
+    assert.equal(await p.page.locator("#device-error").isHidden(), true, await p.text("#device-error"));
+    assert.match(await p.text("#status"), /on CPU \(WebAssembly\), q8 weights\.$/);
+    await p.configure({ strategy: "free-exact", threshold: 0.3, task: "translate", maxTokens: 16 });
+    await p.page.fill("#text", input);
+    await p.generate();
+    assert.deepEqual(view(await p.tokens()), view(native.trace));
+    await p.shot("12c-weights-q8");
+    await p.page.selectOption("#weights", "");
+    await p.page.waitForFunction(() => document.body.dataset.state === "ready");
+    assert.match(await p.text("#status"), /, weights as stored\.$/);
   });
 
   await check("a second visit loads every file from Cache Storage, with the network to the model cut off", async () => {
