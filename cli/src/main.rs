@@ -55,9 +55,9 @@ fn usage() -> String {
       scores what a model must beat, without one: lead-N (the first N words of the
       source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
-     there is no GPU). --dtype f32 | f16 | q8 (every command with --model, on the CPU):
-     how the weight matrices are held, q8 = 8-bit integers with a scale per row, quantized
-     at load; default: as the checkpoint stores them. On the GPU, full, static and free record each step before the last
+     there is no GPU). --dtype f32 | f16 | q8 (every command with --model, on either
+     device): how the weight matrices are held, q8 = 8-bit integers with a scale per row,
+     quantized at load; default: as the checkpoint stores them. On the GPU, full, static and free record each step before the last
      token is read back, on the token the device chose (thrown away if it changes);
      --run-ahead off (generate, eval, bench) waits for every token instead.
   An input longer than the model takes is cut to its n_positions tokens (512 by default),
@@ -178,31 +178,28 @@ fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<G
     })
 }
 
-/// Where a command runs its model, and in what precision its weights are held there.
+/// Where a command runs its model, and in what precision its weights are held there
+/// (None: as the checkpoint stores them).
 #[derive(Clone, Copy, PartialEq)]
 enum Device {
-    /// None: as the checkpoint stores them.
     Cpu(Option<Dtype>),
-    Gpu,
+    Gpu(Option<Dtype>),
 }
 
 fn device(args: &mut Args) -> Result<Device, String> {
     let dtype = args.optional("--dtype")?.map(|d| d.parse::<Dtype>().map_err(|e| e.to_string())).transpose()?;
-    match (args.optional("--device")?.as_deref(), dtype) {
-        (None | Some("cpu"), dtype) => Ok(Device::Cpu(dtype)),
-        (Some("gpu"), None) => Ok(Device::Gpu),
-        (Some("gpu"), Some(_)) => {
-            Err("--dtype applies to --device cpu for now: the GPU holds the weights as stored (f16 packed where the adapter has shader-f16); drop --dtype".into())
-        }
-        (Some(other), _) => Err(format!("--device {other:?}: use cpu or gpu")),
+    match args.optional("--device")?.as_deref() {
+        None | Some("cpu") => Ok(Device::Cpu(dtype)),
+        Some("gpu") => Ok(Device::Gpu(dtype)),
+        Some(other) => Err(format!("--device {other:?}: use cpu or gpu")),
     }
 }
 
-fn load_gpu(model_dir: &Path) -> Result<Pipeline<GpuModel>, String> {
+fn load_gpu(model_dir: &Path, dtype: Option<Dtype>) -> Result<Pipeline<GpuModel>, String> {
     let files = ModelDir::read(model_dir).map_err(|e| e.to_string())?;
     let gpu = block_on(Gpu::new()).and_then(|g| g).map_err(|e| e.to_string())?;
     eprintln!("device: {}", gpu.adapter_name());
-    Pipeline::from_files_gpu(&files.files(), gpu).map_err(|e| e.to_string())
+    Pipeline::from_files_gpu_as(&files.files(), gpu, dtype).map_err(|e| e.to_string())
 }
 
 /// Runs `$run(pipeline, ...)` with the model loaded on the chosen device.
@@ -210,7 +207,7 @@ macro_rules! on_device {
     ($device:expr, $dir:expr, $run:ident($($arg:expr),*)) => {
         match $device {
             Device::Cpu(dtype) => $run(load(&$dir, dtype)?, $($arg),*),
-            Device::Gpu => $run(load_gpu(&$dir)?, $($arg),*),
+            Device::Gpu(dtype) => $run(load_gpu(&$dir, dtype)?, $($arg),*),
         }
     };
 }
