@@ -47,7 +47,7 @@ type Ffn = checkpoint::FeedForward<Weight>;
 type EncoderBlock = checkpoint::EncoderBlock<Weight, Buffer>;
 type DecoderBlock = checkpoint::DecoderBlock<Weight, Buffer>;
 
-/// The GPU takes matrices as `dtype` asks (`format`), and vectors as f32 buffers.
+/// The GPU takes matrices as `dtype` asks (`format_of`), and vectors as f32 buffers.
 struct GpuTake<'g> {
     gpu: &'g Gpu,
     dtype: Option<Dtype>,
@@ -56,7 +56,7 @@ struct GpuTake<'g> {
 /// How the GPU holds matrix `name` of `cols` columns: q8 when asked; f16 when asked or,
 /// without a dtype, when stored so, unless a row would end inside a 32-bit word (an odd row
 /// length: then f32, of the same f16 values); else f32.
-fn format(w: &Weights, name: &str, cols: usize, dtype: Option<Dtype>) -> Format {
+fn format_of(w: &Weights, name: &str, cols: usize, dtype: Option<Dtype>) -> Format {
     let f16 = match dtype {
         Some(Dtype::Q8) => return Format::Q8,
         Some(Dtype::F16) => true,
@@ -98,7 +98,7 @@ impl Take for GpuTake<'_> {
     type Vector = Buffer;
 
     fn matrix(&self, w: &Weights, name: &str, shape: [usize; 2]) -> Result<Weight> {
-        self.upload(w, name, shape, format(w, name, shape[1], self.dtype))
+        self.upload(w, name, shape, format_of(w, name, shape[1], self.dtype))
     }
 
     fn gated_pair(&self, w: &Weights, wi: &str, gate: &str, shape: [usize; 2]) -> Result<(Weight, Weight)> {
@@ -251,7 +251,7 @@ impl GpuModel {
         let table = ["shared.weight", "lm_head.weight"]
             .iter()
             .filter(|n| weights.contains(n))
-            .map(|n| match format(weights, n, d, dtype) {
+            .map(|n| match format_of(weights, n, d, dtype) {
                 Format::F32 => vocab.saturating_mul(d64).saturating_mul(4),
                 Format::F16 => vocab.saturating_mul(d64).saturating_mul(2),
                 Format::Q8 => vocab.saturating_mul(d64).saturating_add(vocab.saturating_mul(4)),
