@@ -275,8 +275,8 @@ async fn a_hundred_load_generate_dispose_cycles_leave_the_memory_flat() {
 }
 
 /// Load/generate/dispose cycles on WebGPU: 20 in scripts/test.sh, because every load makes a
-/// device and compiles every kernel, about 3 s on SwiftShader; scripts/memory-test.sh builds
-/// with FREE_GPU_CYCLES=100 (5 minutes or more).
+/// device and compiles the kernels it runs (23 cycles took 29 s on SwiftShader, 2026-12-04);
+/// scripts/memory-test.sh builds with FREE_GPU_CYCLES=100 (minutes).
 fn gpu_cycles() -> usize {
     option_env!("FREE_GPU_CYCLES").and_then(|n| n.parse().ok()).unwrap_or(20)
 }

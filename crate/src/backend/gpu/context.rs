@@ -5,7 +5,7 @@
 //! can work on the next step while a result travels back. Errors the device reports asynchronously are
 //! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU64;
@@ -215,7 +215,10 @@ pub struct Gpu {
     /// Matrix products by the cooperative kernel (hardware GPUs) rather than by register
     /// tiles (software adapters); see `set_cooperative_kernels`.
     cooperative: bool,
-    pipelines: Vec<Pipeline>,
+    /// By `Kernel::index`, each compiled on its first launch: a model reads its matrices in
+    /// one format, so most weight-reading variants are never used, and each compilation
+    /// costs a browser noticeable time.
+    pipelines: Vec<OnceCell<Pipeline>>,
     arena: wgpu::Buffer,
     recording: RefCell<Recording>,
     bind_groups: RefCell<BindGroups>,
@@ -310,7 +313,7 @@ impl Gpu {
                 *s = Some(Fault::Lost(format!("{reason:?}: {message}")));
             }
         });
-        let pipelines = Kernel::ALL.iter().map(|&k| Self::pipeline(&device, k)).collect();
+        let pipelines = Kernel::ALL.iter().map(|_| OnceCell::new()).collect();
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("uniform arena"),
             size: SLOT * SLOTS,
@@ -473,7 +476,7 @@ impl Gpu {
             recording.params.resize(offset + SLOT as usize, 0);
             offset as u32
         };
-        let pipeline = &self.pipelines[kernel.index()];
+        let pipeline = self.pipelines[kernel.index()].get_or_init(|| Self::pipeline(&self.device, kernel));
         let key = (kernel.index(), buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
         let mut bind_groups = self.bind_groups.borrow_mut();
         let bind_group = bind_groups.entry(key).or_insert_with(|| {
