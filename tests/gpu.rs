@@ -8,10 +8,11 @@
 mod common;
 
 use common::{fixtures, max_abs_diff};
-use free_wasm::backend::gpu::{Gpu, GpuModel};
+use free_wasm::backend::gpu::{Format, Gpu, GpuModel};
 use free_wasm::backend::Backend;
 use free_wasm::config::ConfidenceMeasure;
 use free_wasm::decode::{DecodeSettings, Generation, Session, Strategy, Threshold};
+use free_wasm::matrix::Dtype;
 use free_wasm::threshold::{AdaptiveThreshold, BmmSettings};
 use free_wasm::{ModelFiles, Pipeline};
 
@@ -48,7 +49,11 @@ async fn adapter() -> Option<Gpu> {
 }
 
 async fn gpu_pipeline(files: &ModelFiles<'_>) -> Option<Pipeline<GpuModel>> {
-    Some(Pipeline::from_files_gpu(files, adapter().await?).unwrap())
+    gpu_pipeline_as(files, None).await
+}
+
+async fn gpu_pipeline_as(files: &ModelFiles<'_>, dtype: Option<Dtype>) -> Option<Pipeline<GpuModel>> {
+    Some(Pipeline::from_files_gpu_as(files, adapter().await?, dtype).unwrap())
 }
 
 gpu_test!(logits_match_the_cpu_backend, logits_match);
@@ -162,7 +167,7 @@ async fn fixtures_agree() {
 
 /// Matrix products have a cooperative kernel for hardware GPUs and a register-tiled one for
 /// software adapters; the adapter picks one, and this runs the other (on the machines
-/// without a GPU that run CI, the one real GPUs use), on f32 and f16 weights. Native only,
+/// without a GPU that run CI, the one real GPUs use), on f32, f16 and q8 weights. Native only,
 /// on two inputs per fixture: the cooperative kernel's barriers are slow on software
 /// adapters (this takes under a minute on lavapipe).
 #[cfg(not(target_arch = "wasm32"))]
@@ -175,13 +180,13 @@ fn the_other_matrix_kernel_decides_as_on_the_cpu_too() {
 async fn other_kernel_agrees() {
     for fx in fixtures() {
         let halves = in_f16(fx.weights);
-        for weights in [fx.weights, &halves[..]] {
+        for (weights, dtype) in [(fx.weights, None), (&halves[..], None), (fx.weights, Some(Dtype::Q8))] {
             let files = ModelFiles { weights, ..fx.files() };
             let Some(mut gpu) = adapter().await else { return };
             gpu.set_cooperative_kernels(!gpu.cooperative_kernels());
-            let name = format!("{} (cooperative kernel: {})", fx.name, gpu.cooperative_kernels());
-            let gpu = Pipeline::from_files_gpu(&files, gpu).unwrap();
-            let cpu = if weights == fx.weights { fx.load() } else { Pipeline::from_files(&files).unwrap() };
+            let name = format!("{} {dtype:?} (cooperative kernel: {})", fx.name, gpu.cooperative_kernels());
+            let gpu = Pipeline::from_files_gpu_as(&files, gpu, dtype).unwrap();
+            let cpu = Pipeline::from_files_as(&files, dtype).unwrap();
             let cases = fx.expected().cases.into_iter().take(2);
             let mut inputs = Vec::new();
             for case in cases {
@@ -229,7 +234,7 @@ async fn f16_fixtures_agree() {
         let files = ModelFiles { weights: &weights, ..fx.files() };
         let cpu = Pipeline::from_files(&files).unwrap();
         let Some(gpu) = gpu_pipeline(&files).await else { return };
-        assert!(gpu.model().f16_weights(), "{}: the f16 matrices should stay packed", fx.name);
+        assert_eq!(gpu.model().weight_format(), Some(Format::F16), "{}: the f16 matrices should stay packed", fx.name);
         let name = format!("{} in f16", fx.name);
         let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
         let mut inputs = Vec::new();
@@ -242,7 +247,34 @@ async fn f16_fixtures_agree() {
     // A checkpoint with f32 matrices keeps them f32.
     let fx = &fixtures()[0];
     let Some(gpu) = gpu_pipeline(&fx.files()).await else { return };
-    assert!(!gpu.model().f16_weights());
+    assert_eq!(gpu.model().weight_format(), Some(Format::F32));
+}
+
+gpu_test!(q8_weights_decide_as_the_cpu_in_q8, q8_fixtures_agree);
+/// With dtype q8 every matrix (the embedding and tied head too) is quantized as the CPU
+/// quantizes it (`matrix::quantize_q8`) and kept packed, four integers to a word, with its
+/// row scales; the kernels sum the integers in f32 and scale the sums, so the GPU computes
+/// the CPU q8 model's values up to summation order: logits within the same 1e-3 as f32, and
+/// the same tokens, exits and synchronisations. Natively also dtype f16 of an f32
+/// checkpoint (rounded to f16 at load on both devices).
+async fn q8_fixtures_agree() {
+    let dtypes: &[Dtype] = if cfg!(target_arch = "wasm32") { &[Dtype::Q8] } else { &[Dtype::Q8, Dtype::F16] };
+    for &dtype in dtypes {
+        for fx in fixtures() {
+            let cpu = Pipeline::from_files_as(&fx.files(), Some(dtype)).unwrap();
+            let Some(gpu) = gpu_pipeline_as(&fx.files(), Some(dtype)).await else { return };
+            let format = if dtype == Dtype::Q8 { Format::Q8 } else { Format::F16 };
+            assert_eq!(gpu.model().weight_format(), Some(format), "{}: every matrix in {dtype:?}", fx.name);
+            let name = format!("{} in {dtype:?}", fx.name);
+            let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
+            let mut inputs = Vec::new();
+            for case in cases {
+                logits_agree(&name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
+                inputs.push(case.input_ids);
+            }
+            strategies_agree(&name, &cpu, &gpu, &inputs).await;
+        }
+    }
 }
 
 gpu_test!(a_vocabulary_not_a_multiple_of_four_gives_the_same_logits, odd_vocabulary_agrees);
@@ -282,7 +314,7 @@ fn demo_model_decides_as_on_the_cpu() {
     let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
     let cpu = Pipeline::from_files(&files.files()).unwrap();
     let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline(&files.files())).unwrap() else { return };
-    assert!(gpu.model().f16_weights(), "the demo model is stored in f16 and should stay so on the GPU");
+    assert_eq!(gpu.model().weight_format(), Some(Format::F16), "the demo model is stored in f16 and should stay so on the GPU");
     let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
     let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
@@ -298,6 +330,28 @@ fn demo_model_decides_as_on_the_cpu() {
         free_wasm::backend::block_on(logits_agree("free-t5-mini", &cpu, &gpu, &ids, &[0, 250])).unwrap();
     }
     free_wasm::backend::block_on(strategies_agree("free-t5-mini", &cpu, &gpu, &inputs)).unwrap();
+}
+
+/// The demo model in q8 on both devices, on a source of 64 tokens and real test inputs.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn demo_model_in_q8_decides_as_on_the_cpu_in_q8() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/free-t5-mini");
+    let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
+    let cpu = Pipeline::from_files_as(&files.files(), Some(Dtype::Q8)).unwrap();
+    let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline_as(&files.files(), Some(Dtype::Q8))).unwrap() else { return };
+    assert_eq!(gpu.model().weight_format(), Some(Format::Q8));
+    let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
+    let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
+        .iter()
+        .flat_map(|task| examples.iter().filter(move |v| v["task"] == *task).take(1))
+        .map(|v| cpu.encode_input(v["source"].as_str().unwrap(), v["task"].as_str()).unwrap().0)
+        .collect();
+    assert!(!inputs.is_empty(), "no test inputs in data/test.jsonl");
+    let ids: Vec<u32> = inputs[0].iter().copied().cycle().take(64).collect();
+    free_wasm::backend::block_on(logits_agree("free-t5-mini q8", &cpu, &gpu, &ids, &[0, 250])).unwrap();
+    free_wasm::backend::block_on(strategies_agree("free-t5-mini q8", &cpu, &gpu, &inputs)).unwrap();
 }
 
 gpu_test!(submissions_readbacks_and_launches_per_token_are_pinned, counts_pinned);
@@ -396,15 +450,17 @@ async fn beyond_limits() {
         matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.starts_with("the model needs GPU buffers of 274877906944 bytes but this adapter binds at most ")),
         "{err:?}"
     );
-    // An embedding stored in f16 stays packed on the device: half the bytes of f32 (here
-    // 2^20 x 2^20 values, far beyond the logits buffer and every other).
+    // An embedding stored in f16 stays packed on the device: half the bytes of f32; in q8 a
+    // quarter, and a scale per row (here 2^20 x 2^20 values, far beyond the logits buffer and
+    // every other).
     let config = fx.config_edited(|c| {
         c["vocab_size"] = (1u64 << 20).into();
         c["d_model"] = (1u64 << 20).into();
     });
-    for (weights, bytes) in [(fx.weights.to_vec(), 1u64 << 42), (in_f16(fx.weights), 1 << 41)] {
+    let cases = [(fx.weights.to_vec(), None, 1u64 << 42), (in_f16(fx.weights), None, 1 << 41), (fx.weights.to_vec(), Some(Dtype::Q8), (1 << 40) + (1 << 22))];
+    for (weights, dtype, bytes) in cases {
         let Some(gpu) = adapter().await else { return };
-        let err = Pipeline::from_files_gpu(&ModelFiles { config: &config, weights: &weights, ..fx.files() }, gpu).err();
+        let err = Pipeline::from_files_gpu_as(&ModelFiles { config: &config, weights: &weights, ..fx.files() }, gpu, dtype).err();
         let want = format!("the model needs GPU buffers of {bytes} bytes but this adapter binds at most ");
         assert!(matches!(&err, Some(free_wasm::Error::Gpu(m)) if m.starts_with(&want)), "{err:?}");
     }

@@ -83,6 +83,33 @@ fn a_dtype_is_applied_or_refused() {
     assert!(err.contains("dtype") && err.contains("use f32, f16 or q8"), "{err}");
 }
 
+/// `dtype` reaches the WebGPU model too: q8 there decodes the CPU q8 model's tokens, and an
+/// unknown dtype is refused by name, as a mistake rather than a device failure
+/// (NotSupportedError), before any device is asked for.
+#[wasm_bindgen_test]
+async fn on_webgpu_a_dtype_is_applied_or_refused() {
+    let fx = &fixtures()[0];
+    let load = |dtype: &str| FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), Some(fx.free.to_vec()), true, Some(dtype.into()));
+    let err = js_sys::Error::from(load("int4").await.err().unwrap());
+    let text = err.message().as_string().unwrap();
+    assert!(String::from(err.name()) != "NotSupportedError" && text.contains("use f32, f16 or q8"), "{text}");
+    let gpu = match load("q8").await {
+        Ok(m) => m,
+        Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {
+            console_log!("no WebGPU test: {}", message(e));
+            return;
+        }
+        Err(e) => panic!("FREE_REQUIRE_GPU is set but WebGPU did not load: {}", message(e)),
+    };
+    let cpu = FreeModel::load(fx.config, fx.weights, fx.tokenizer, Some(fx.free.to_vec()), Some("q8".into())).unwrap();
+    let (text, opts) = (&fx.expected().cases[0].text, r#"{"strategy": "full", "maxNewTokens": 6}"#);
+    let (on_step, _, _keep) = recorder(|_| JsValue::UNDEFINED);
+    let on_cpu = JsFuture::from(cpu.generate_streaming(text.clone(), options(opts), on_step.clone())).await.unwrap();
+    let on_gpu = JsFuture::from(gpu.generate_streaming(text.clone(), options(opts), on_step)).await.unwrap();
+    assert_eq!(json(&field(&on_gpu, "tokens")), json(&field(&on_cpu, "tokens")));
+    assert!(!serde_json::from_str::<Vec<u32>>(&json(&field(&on_gpu, "tokens"))).unwrap().is_empty());
+}
+
 fn message(err: JsValue) -> String {
     js_sys::Error::from(err).message().as_string().unwrap()
 }
@@ -248,8 +275,8 @@ async fn a_hundred_load_generate_dispose_cycles_leave_the_memory_flat() {
 }
 
 /// Load/generate/dispose cycles on WebGPU: 20 in scripts/test.sh, because every load makes a
-/// device and compiles every kernel, about 3 s on SwiftShader; scripts/memory-test.sh builds
-/// with FREE_GPU_CYCLES=100 (5 minutes or more).
+/// device and compiles the kernels it runs (23 cycles took 29 s on SwiftShader, 2026-12-04);
+/// scripts/memory-test.sh builds with FREE_GPU_CYCLES=100 (minutes).
 fn gpu_cycles() -> usize {
     option_env!("FREE_GPU_CYCLES").and_then(|n| n.parse().ok()).unwrap_or(20)
 }
@@ -260,7 +287,7 @@ fn gpu_cycles() -> usize {
 async fn webgpu_cycles_leave_no_device_alive_and_the_memory_flat() {
     let fx = &fixtures()[0];
     let text = fx.expected().cases[1].text.clone();
-    let load = || FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), Some(fx.free.to_vec()), true);
+    let load = || FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), Some(fx.free.to_vec()), true, None);
     if let Err(e) = load().await {
         assert!(option_env!("FREE_REQUIRE_GPU").is_none(), "FREE_REQUIRE_GPU is set but WebGPU did not load: {}", message(e));
         console_log!("no WebGPU test: {}", message(e));
@@ -295,7 +322,7 @@ async fn on_webgpu_the_api_streams_the_cpu_tokens_and_disposes() {
     let fx = &fixtures()[1];
     let free = Some(fx.free.to_vec());
     let cpu = FreeModel::load(fx.config, fx.weights, fx.tokenizer, free.clone(), None).unwrap();
-    let mut gpu = match FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), free, true).await {
+    let mut gpu = match FreeModel::load_gpu(fx.config.to_vec(), fx.weights.to_vec(), fx.tokenizer.to_vec(), free, true, None).await {
         Ok(m) => m,
         Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => {
             console_log!("no WebGPU test: {}", message(e.into()));

@@ -55,9 +55,9 @@ fn usage() -> String {
       scores what a model must beat, without one: lead-N (the first N words of the
       source, N = 5, 8, 10, 15, 20, 30) for summarize, the source copied for translate.
   D: cpu (default) | gpu (WebGPU through wgpu: Vulkan, Metal or DX12; lavapipe where
-     there is no GPU). --dtype f32 | f16 | q8 (every command with --model, on the CPU):
-     how the weight matrices are held, q8 = 8-bit integers with a scale per row, quantized
-     at load; default: as the checkpoint stores them. On the GPU, full, static and free record each step before the last
+     there is no GPU). --dtype f32 | f16 | q8 (every command with --model, on either
+     device): how the weight matrices are held, q8 = 8-bit integers with a scale per row,
+     quantized at load; default: as the checkpoint stores them. On the GPU, full, static and free record each step before the last
      token is read back, on the token the device chose (thrown away if it changes);
      --run-ahead off (generate, eval, bench) waits for every token instead.
   An input longer than the model takes is cut to its n_positions tokens (512 by default),
@@ -180,12 +180,12 @@ fn generate_options(args: &mut Args, default_strategy: StrategyName) -> Result<G
     })
 }
 
-/// Where a command runs its model, and in what precision its weights are held there.
+/// Where a command runs its model, and in what precision its weights are held there
+/// (None: as the checkpoint stores them).
 #[derive(Clone, Copy, PartialEq)]
 enum Device {
-    /// None: as the checkpoint stores them.
     Cpu(Option<Dtype>),
-    Gpu,
+    Gpu(Option<Dtype>),
 }
 
 fn device(args: &mut Args) -> Result<Device, String> {
@@ -207,21 +207,18 @@ fn devices(args: &mut Args) -> Result<Vec<Device>, String> {
 /// `--device` and `--dtype` as given.
 fn place(device: Option<&str>, dtype: Option<&str>) -> Result<Device, String> {
     let dtype = dtype.map(|d| d.parse::<Dtype>().map_err(|e| e.to_string())).transpose()?;
-    match (device, dtype) {
-        (None | Some("cpu"), dtype) => Ok(Device::Cpu(dtype)),
-        (Some("gpu"), None) => Ok(Device::Gpu),
-        (Some("gpu"), Some(_)) => {
-            Err("--dtype applies to --device cpu for now: the GPU holds the weights as stored (f16 packed where the adapter has shader-f16); drop --dtype".into())
-        }
-        (Some(other), _) => Err(format!("--device {other:?}: use cpu or gpu")),
+    match device {
+        None | Some("cpu") => Ok(Device::Cpu(dtype)),
+        Some("gpu") => Ok(Device::Gpu(dtype)),
+        Some(other) => Err(format!("--device {other:?}: use cpu or gpu")),
     }
 }
 
-fn load_gpu(model_dir: &Path) -> Result<Pipeline<GpuModel>, String> {
+fn load_gpu(model_dir: &Path, dtype: Option<Dtype>) -> Result<Pipeline<GpuModel>, String> {
     let files = ModelDir::read(model_dir).map_err(|e| e.to_string())?;
     let gpu = block_on(Gpu::new()).and_then(|g| g).map_err(|e| e.to_string())?;
     eprintln!("device: {}", gpu.adapter_name());
-    Pipeline::from_files_gpu(&files.files(), gpu).map_err(|e| e.to_string())
+    Pipeline::from_files_gpu_as(&files.files(), gpu, dtype).map_err(|e| e.to_string())
 }
 
 /// Runs `$run(pipeline, ...)` with the model loaded on the chosen device.
@@ -229,7 +226,7 @@ macro_rules! on_device {
     ($device:expr, $dir:expr, $run:ident($($arg:expr),*)) => {
         match $device {
             Device::Cpu(dtype) => $run(load(&$dir, dtype)?, $($arg),*),
-            Device::Gpu => $run(load_gpu(&$dir)?, $($arg),*),
+            Device::Gpu(dtype) => $run(load_gpu(&$dir, dtype)?, $($arg),*),
         }
     };
 }
@@ -393,15 +390,13 @@ fn bench(mut args: Args) -> Result<(), String> {
     args.finish()?;
     let out = out.map(|path| Output::new("--json", path, &output::inputs(&model_dir, &data))).transpose()?;
     let request = BenchRequest { options, data, task, limit, only, out };
-    let mut on_cpu = Vec::new();
-    for d in &devices {
-        match d {
-            // `place` gives the GPU no dtype, so it is the only device here.
-            Device::Gpu => return bench_on(vec![(d.weights(), load_gpu(&model_dir)?)], request),
-            Device::Cpu(dtype) => on_cpu.push((d.weights(), load(&model_dir, *dtype)?)),
-        }
+    // Every entry names the same device (`devices`): one model per dtype there.
+    if let Some(Device::Gpu(_)) = devices.first() {
+        let each = devices.iter().map(|d| Ok((d.weights(), load_gpu(&model_dir, d.dtype())?)));
+        return bench_on(each.collect::<Result<Vec<_>, String>>()?, request);
     }
-    bench_on(on_cpu, request)
+    let each = devices.iter().map(|d| Ok((d.weights(), load(&model_dir, d.dtype())?)));
+    bench_on(each.collect::<Result<Vec<_>, String>>()?, request)
 }
 
 /// What `free bench` was asked besides its models.
@@ -417,9 +412,15 @@ struct BenchRequest {
 impl Device {
     /// How the model holds its weight matrices, as the bench's table names it.
     fn weights(&self) -> String {
+        match self.dtype() {
+            Some(dtype) => serde_json::to_value(dtype).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            None => "stored".into(),
+        }
+    }
+
+    fn dtype(&self) -> Option<Dtype> {
         match self {
-            Device::Cpu(Some(dtype)) => serde_json::to_value(dtype).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            Device::Cpu(None) | Device::Gpu => "stored".into(),
+            Device::Cpu(dtype) | Device::Gpu(dtype) => *dtype,
         }
     }
 }

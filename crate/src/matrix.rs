@@ -49,6 +49,26 @@ impl std::str::FromStr for Dtype {
     }
 }
 
+/// A (rows, cols) row-major matrix as symmetric 8-bit integers, row by row, and one scale
+/// per row, the row's largest magnitude over 127 (a row of zeros keeps scale 0): every value
+/// within half a step of `data`'s. Row j stands for `q[j * cols..] * scales[j]`. The CPU's
+/// `Matrix::quantize_q8` and the GPU backend both quantize here, so they hold the same values;
+/// train/free_train/export.py's `quantize_q8` computes the same integers and scales for
+/// checkpoints stored in 8 bits (there a row of zeros gets scale 1: a stored scale must be
+/// positive).
+pub fn quantize_q8(rows: usize, cols: usize, data: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    debug_assert_eq!(data.len(), rows * cols);
+    let mut q = Vec::with_capacity(rows * cols);
+    let mut scales = Vec::with_capacity(rows);
+    for row in data.chunks_exact(cols.max(1)).take(rows) {
+        let scale = row.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        q.extend(row.iter().map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (q, scales)
+}
+
 /// A (rows, cols) row-major matrix: HF's (out, in) layout of a linear layer's weight.
 pub struct Matrix {
     rows: usize,
@@ -72,21 +92,9 @@ impl Matrix {
         }
     }
 
-    /// Each row as symmetric 8-bit integers and one scale, the row's largest magnitude over
-    /// 127 (a row of zeros keeps scale 0): every value within half a step of `data`'s.
-    /// train/free_train/export.py's `quantize_q8` computes the same integers and scales for
-    /// checkpoints stored in 8 bits (there a row of zeros gets scale 1: a stored scale must
-    /// be positive).
+    /// Each row as symmetric 8-bit integers and one scale (`quantize_q8`).
     pub fn quantize_q8(rows: usize, cols: usize, data: &[f32]) -> Self {
-        debug_assert_eq!(data.len(), rows * cols);
-        let mut q = Vec::with_capacity(rows * cols);
-        let mut scales = Vec::with_capacity(rows);
-        for row in data.chunks_exact(cols.max(1)).take(rows) {
-            let scale = row.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            q.extend(row.iter().map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8));
-            scales.push(scale);
-        }
+        let (q, scales) = quantize_q8(rows, cols, data);
         Matrix::from_q8(rows, cols, q, scales)
     }
 

@@ -349,9 +349,14 @@ impl Pipeline {
 
 #[cfg(feature = "gpu")]
 impl Pipeline<GpuModel> {
-    /// A pipeline on a WebGPU device.
+    /// A pipeline on a WebGPU device, its weights as stored (f16 kept packed).
     pub fn from_files_gpu(files: &ModelFiles<'_>, gpu: Gpu) -> Result<Self> {
-        Pipeline::assemble(files, |config, weights| GpuModel::load(config, weights, gpu))
+        Pipeline::from_files_gpu_as(files, gpu, None)
+    }
+
+    /// A pipeline on a WebGPU device, its weight matrices held as `dtype` (None: as stored).
+    pub fn from_files_gpu_as(files: &ModelFiles<'_>, gpu: Gpu, dtype: Option<Dtype>) -> Result<Self> {
+        Pipeline::assemble(files, |config, weights| GpuModel::load(config, weights, gpu, dtype))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct FreeModel {
     pipeline: Rc<RefCell<Option<Engine>>>,
     /// The WebGPU device, reachable while a generation holds the pipeline (`loseDevice`).
     device: Option<DeviceHandle>,
+    /// How the weight matrices were asked to be held (None: as stored); `moveToCpu` keeps it.
+    dtype: Option<Dtype>,
 }
 
 /// `performance.now()` of the page or worker (both have one; std has no clock on wasm32).
@@ -134,14 +136,14 @@ impl FreeModel {
     ) -> Result<FreeModel, JsError> {
         let dtype = dtype.map(|d| d.parse::<Dtype>()).transpose()?;
         let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
-        Ok(FreeModel::new(Engine::Cpu(Pipeline::from_files_as(&files, dtype)?)))
+        Ok(FreeModel::new(Engine::Cpu(Pipeline::from_files_as(&files, dtype)?), dtype))
     }
 
-    /// Loads a model onto a WebGPU device; rejects when the browser has no adapter, when
-    /// the adapter is a software renderer and `allowSoftware` is false (it would be slower
-    /// than the CPU backend), or when the model does not fit the adapter's limits. Those
-    /// failures of the device are named "NotSupportedError", so the package can tell them
-    /// from bad model files (which fail on any device).
+    /// Loads a model onto a WebGPU device, `dtype` as in `load`; rejects when the browser
+    /// has no adapter, when the adapter is a software renderer and `allowSoftware` is false
+    /// (it would be slower than the CPU backend), or when the model does not fit the
+    /// adapter's limits. Those failures of the device are named "NotSupportedError", so the
+    /// package can tell them from bad model files or a bad dtype (which fail on any device).
     #[wasm_bindgen(js_name = loadGpu)]
     pub async fn load_gpu(
         config: Vec<u8>,
@@ -149,7 +151,9 @@ impl FreeModel {
         tokenizer: Vec<u8>,
         free: Option<Vec<u8>>,
         allow_software: bool,
+        dtype: Option<String>,
     ) -> Result<FreeModel, JsValue> {
+        let dtype = dtype.map(|d| d.parse::<Dtype>()).transpose().map_err(js_error)?;
         let unsupported = |message: &str| {
             let err = js_sys::Error::new(message);
             err.set_name("NotSupportedError");
@@ -169,21 +173,23 @@ impl FreeModel {
             )));
         }
         let files = ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer, free: free.as_deref() };
-        let pipeline = Pipeline::from_files_gpu(&files, gpu).map_err(device_error)?;
+        let pipeline = Pipeline::from_files_gpu_as(&files, gpu, dtype).map_err(device_error)?;
         let device = pipeline.model().gpu().handle();
-        Ok(FreeModel { device: Some(device), ..FreeModel::new(Engine::Gpu(pipeline)) })
+        Ok(FreeModel { device: Some(device), ..FreeModel::new(Engine::Gpu(pipeline), dtype) })
     }
 
     /// Moves a model whose WebGPU device was lost (or any WebGPU model) to the CPU, built
-    /// from the same files' bytes, with what its adaptive threshold had learned: as it was
-    /// before the generation the loss ended (see `generateStreaming`). Later calls run on
-    /// the CPU. Fails while a generation runs, and on a model already on the CPU.
+    /// from the same files' bytes in the same dtype, with what its adaptive threshold had
+    /// learned: as it was before the generation the loss ended (see `generateStreaming`).
+    /// Later calls run on the CPU. Fails while a generation runs, and on a model already on
+    /// the CPU.
     #[wasm_bindgen(js_name = moveToCpu)]
     pub fn move_to_cpu(&mut self, config: &[u8], weights: &[u8], tokenizer: &[u8], free: Option<Vec<u8>>) -> Result<(), JsError> {
+        let dtype = self.dtype;
         with_pipeline(&self.pipeline, |e| {
             let Engine::Gpu(gpu) = e else { return Err(JsError::new("this FreeModel is already on the CPU")) };
             let files = ModelFiles { config, weights, tokenizer, free: free.as_deref() };
-            let mut cpu = Pipeline::from_files(&files)?;
+            let mut cpu = Pipeline::from_files_as(&files, dtype)?;
             std::mem::swap(cpu.adaptive_mut(), gpu.adaptive_mut());
             *e = Engine::Cpu(cpu);
             Ok(())
@@ -299,8 +305,8 @@ impl FreeModel {
 }
 
 impl FreeModel {
-    fn new(engine: Engine) -> Self {
-        FreeModel { pipeline: Rc::new(RefCell::new(Some(engine))), device: None }
+    fn new(engine: Engine, dtype: Option<Dtype>) -> Self {
+        FreeModel { pipeline: Rc::new(RefCell::new(Some(engine))), device: None, dtype }
     }
 }
 

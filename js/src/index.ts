@@ -48,7 +48,7 @@ function errorText(e: unknown): string {
  * Builds the model on the device asked for. "webgpu" must get a WebGPU device (any adapter,
  * software renderers included) or fails with a NotSupportedError saying why; "auto" uses a
  * hardware WebGPU adapter when the browser has one and the CPU otherwise, and says why in
- * `info.deviceNote`.
+ * `info.deviceNote`. Either device holds the weights as `dtype` asks.
  */
 async function build(files: LoadedFiles, device: Device | undefined, dtype: Dtype | undefined): Promise<[RawModel, string | null]> {
   const want = device ?? "auto";
@@ -57,19 +57,13 @@ async function build(files: LoadedFiles, device: Device | undefined, dtype: Dtyp
   }
   const cpu = () => RawModel.load(files.config, files.weights, files.tokenizer, files.free, dtype);
   if (want === "cpu") return [cpu(), null];
-  if (dtype !== undefined) {
-    // The WebGPU backend holds the weights as stored (f16 packed where the adapter can).
-    const why = `dtype "${dtype}" runs on the CPU for now`;
-    if (want === "webgpu") throw new DOMException(`device "webgpu": ${why}; use "auto" or "cpu", or leave dtype out`, "NotSupportedError");
-    return [cpu(), why];
-  }
   if (typeof navigator === "undefined" || !(navigator as { gpu?: unknown }).gpu) {
     const why = "this browser has no WebGPU (navigator.gpu is missing)";
     if (want === "webgpu") throw new DOMException(`device "webgpu": ${why}; use "auto" or "cpu"`, "NotSupportedError");
     return [cpu(), why];
   }
   try {
-    return [await RawModel.loadGpu(files.config, files.weights, files.tokenizer, files.free, want === "webgpu"), null];
+    return [await RawModel.loadGpu(files.config, files.weights, files.tokenizer, files.free, want === "webgpu", dtype), null];
   } catch (e) {
     // The wasm layer names the device's failures (no adapter, limits, a software adapter
     // refused) NotSupportedError; bad model files are the caller's to fix whatever the device.

@@ -76,11 +76,11 @@ export interface LoadOptions {
   device?: Device;
   /**
    * How the weight matrices are held: "f32", "f16", or "q8" (8-bit integers with a scale
-   * per row, quantized as the model loads: about half of f16's memory; natively it decodes
-   * 1.26-1.27x faster than f16, not yet measured in the browser). Default: as
-   * model.safetensors stores them. For now on the CPU only: with a dtype,
-   * "auto" picks the CPU (`ModelInfo.deviceNote` says so) and "webgpu" fails with a
-   * NotSupportedError.
+   * per row, quantized as the model loads: about half of f16's memory; on the native CPU it
+   * decodes 1.26-1.27x faster than f16, not yet measured in the browser). Default: as
+   * model.safetensors stores them. On either device: "auto" picks WebGPU or the CPU as it
+   * does without a dtype, and the model holds the same values on both (a model that moves to
+   * the CPU after a lost device keeps its dtype).
    */
   dtype?: Dtype;
   /** Stops the downloads; `load` then rejects with the signal's reason. */

@@ -403,16 +403,20 @@ const api = {
     return { device: model.info.device, note: model.info.deviceNote };
   },
   /**
-   * 8-bit weights: where "auto" and "webgpu" put a q8 model (the CPU, or a refusal), and a
-   * q8 model's tokens in a worker.
+   * 8-bit weights: where "auto" puts a q8 model, a q8 model's tokens on "webgpu" (or why it
+   * did not load), and in a worker.
    */
-  async eightBit(baseUrl: string, c: Case): Promise<{ auto: { device: string; note: string | null }; webgpu: string; tokens: number[] }> {
+  async eightBit(
+    baseUrl: string,
+    c: Case,
+  ): Promise<{ auto: { device: string; note: string | null }; webgpu: { device: string; tokens: number[] } | string; tokens: number[] }> {
     const auto = await FreeModel.load({ baseUrl }, { device: "auto", dtype: "q8" });
     await auto.dispose();
-    const webgpu = await FreeModel.load({ baseUrl }, { device: "webgpu", dtype: "q8" }).then(
-      async (m) => (await m.dispose(), "loaded"),
-      describe,
-    );
+    const webgpu = await FreeModel.load({ baseUrl }, { device: "webgpu", dtype: "q8" }).then(async (m) => {
+      const out = await m.generate(c.text, c.options);
+      await m.dispose();
+      return { device: m.info.device, tokens: out.tokens };
+    }, describe);
     const worker = await FreeWorkerModel.load({ baseUrl }, { device: "cpu", dtype: "q8" });
     const out = await worker.generate(c.text, c.options);
     await worker.dispose();

@@ -5,7 +5,7 @@
 //! can work on the next step while a result travels back. Errors the device reports asynchronously are
 //! kept and returned by the next submission, so a bad launch becomes an `Error`, not a panic.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU64;
@@ -26,30 +26,43 @@ const SLOT: u64 = 256;
 /// Launches per submission before the arena is flushed.
 const SLOTS: u64 = 512;
 
-/// The kernels; those that read weight matrices come in two forms, for f32 weights and for
-/// f16 weights packed in pairs (`half`).
+/// How a weight matrix lies in its buffer on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    F32,
+    /// f16 values packed two to a 32-bit word (`Gpu::upload_f16`).
+    F16,
+    /// Symmetric 8-bit integers packed four to a word, then one f32 scale per row
+    /// (`Gpu::upload_q8`).
+    Q8,
+}
+
+/// The kernels; those that read weight matrices come in one form per `Format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     /// Embedding lookup.
-    Gather { half: bool },
+    Gather(Format),
     RmsNorm,
     /// One workgroup per output feature, cooperative (hardware GPUs).
-    Linear { half: bool },
+    Linear(Format),
     /// Register tiles of rows and output features per invocation (software adapters).
-    LinearRows { half: bool },
+    LinearRows(Format),
     Attention,
     Top2,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 9] = [
-        Kernel::Gather { half: false },
-        Kernel::Gather { half: true },
+    const ALL: [Kernel; 12] = [
+        Kernel::Gather(Format::F32),
+        Kernel::Gather(Format::F16),
+        Kernel::Gather(Format::Q8),
         Kernel::RmsNorm,
-        Kernel::Linear { half: false },
-        Kernel::Linear { half: true },
-        Kernel::LinearRows { half: false },
-        Kernel::LinearRows { half: true },
+        Kernel::Linear(Format::F32),
+        Kernel::Linear(Format::F16),
+        Kernel::Linear(Format::Q8),
+        Kernel::LinearRows(Format::F32),
+        Kernel::LinearRows(Format::F16),
+        Kernel::LinearRows(Format::Q8),
         Kernel::Attention,
         Kernel::Top2,
     ];
@@ -60,25 +73,25 @@ impl Kernel {
     }
 
     /// The kernel's WGSL: its parameters' declaration (params.rs), what context.rs declares
-    /// for it (weights as f32 or packed f16), and its file.
+    /// for it (weights in their format), and its file.
     fn source(self) -> String {
-        let linear = |file: &str, half| {
+        let linear = |file: &str, format| {
             format!(
                 "{}{}{}{}{}{file}",
                 LinearParams::WGSL,
                 activation_constants(),
-                weight_array(2, "w", "weight", half),
-                weight_array(3, "w_gate", "weight_gate", half),
+                weight_array(2, "w", "weight", format),
+                weight_array(3, "w_gate", "weight_gate", format),
                 include_str!("kernels/linear_common.wgsl")
             )
         };
         match self {
-            Kernel::Gather { half } => {
-                format!("{}{}{}", GatherParams::WGSL, weight_array(2, "table", "weight", half), include_str!("kernels/gather.wgsl"))
+            Kernel::Gather(format) => {
+                format!("{}{}{}", GatherParams::WGSL, weight_array(2, "table", "weight", format), include_str!("kernels/gather.wgsl"))
             }
             Kernel::RmsNorm => format!("{}{}", RmsNormParams::WGSL, include_str!("kernels/rms_norm.wgsl")),
-            Kernel::Linear { half } => linear(include_str!("kernels/linear.wgsl"), half),
-            Kernel::LinearRows { half } => linear(include_str!("kernels/linear_rows.wgsl"), half),
+            Kernel::Linear(format) => linear(include_str!("kernels/linear.wgsl"), format),
+            Kernel::LinearRows(format) => linear(include_str!("kernels/linear_rows.wgsl"), format),
             Kernel::Attention => format!("{}{}", AttentionParams::WGSL, include_str!("kernels/attention.wgsl")),
             Kernel::Top2 => format!("{}{}{}", Top2Params::WGSL, TOP2_WGSL, include_str!("kernels/top2.wgsl")),
         }
@@ -87,8 +100,8 @@ impl Kernel {
     /// The storage buffers after the uniform, in binding order; the last one is written.
     fn storage_bindings(self) -> usize {
         match self {
-            Kernel::Gather { .. } | Kernel::RmsNorm => 3,
-            Kernel::Linear { .. } | Kernel::LinearRows { .. } => 4,
+            Kernel::Gather(_) | Kernel::RmsNorm => 3,
+            Kernel::Linear(_) | Kernel::LinearRows(_) => 4,
             Kernel::Attention => 5,
             Kernel::Top2 => 2,
         }
@@ -97,29 +110,43 @@ impl Kernel {
 
 /// WGSL for a read-only weight array `var` at `binding`, `fn func(i: u32) -> f32` that
 /// reads its element i, `fn func2(i: u32) -> vec2<f32>` that reads elements i and i + 1
-/// (i even), and `fn func4(w: vec4<u32>, i: u32) -> mat2x4<f32>` that reads elements i and
-/// i + 1 after each of four offsets, as two columns (linear_rows.wgsl's four features): f32 storage, or f16 values packed two to a u32 (element 2k in the low half, as
-/// they lie in memory), widened by core WGSL's `unpack2x16float`, so no adapter feature is
-/// needed. The widened values are exactly the stored f16 ones: kernels compute the same sums
-/// either way, from half the bytes.
-fn weight_array(binding: u32, var: &str, func: &str, half: bool) -> String {
+/// (i even), `fn func4(w: vec4<u32>, i: u32) -> mat2x4<f32>` that reads elements i and
+/// i + 1 after each of four offsets, as two columns (linear_rows.wgsl's four features), and
+/// `fn func_scale(row: u32) -> f32`, the factor a product with row `row` is multiplied by
+/// once it is summed. f32 storage; f16 values packed two to a u32 (element 2k in the low
+/// half, as they lie in memory), widened by core WGSL's `unpack2x16float`, so no adapter
+/// feature is needed: the widened values are exactly the stored f16 ones, and the kernels
+/// compute the same sums either way, from half the bytes. For both the scale is 1 (exact).
+/// q8: four integers to a u32 (element 4k in the low byte), sign-extended by core WGSL's
+/// `extractBits` on an i32 (no language extension, unlike `unpack4xI8`), so the products
+/// sum the integers themselves in f32 and the row's scale, read from the same buffer at word
+/// `p.scales + row`, is applied to the sum, as the CPU does.
+fn weight_array(binding: u32, var: &str, func: &str, format: Format) -> String {
     let four = format!(
         "fn {func}4(w: vec4<u32>, i: u32) -> mat2x4<f32> {{ \
          let a = {func}2(w.x + i); let b = {func}2(w.y + i); let c = {func}2(w.z + i); let d = {func}2(w.w + i); \
          return mat2x4<f32>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y)); }}\n"
     );
-    let reads = if half {
-        format!(
-            "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
-             fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n\
-             fn {func}2(i: u32) -> vec2<f32> {{ return unpack2x16float({var}[i >> 1u]); }}\n"
-        )
-    } else {
-        format!(
+    let unscaled = format!("fn {func}_scale(row: u32) -> f32 {{ return 1.0; }}\n");
+    let reads = match format {
+        Format::F32 => format!(
             "@group(0) @binding({binding}) var<storage, read> {var}: array<f32>;\n\
              fn {func}(i: u32) -> f32 {{ return {var}[i]; }}\n\
-             fn {func}2(i: u32) -> vec2<f32> {{ return vec2<f32>({var}[i], {var}[i + 1u]); }}\n"
-        )
+             fn {func}2(i: u32) -> vec2<f32> {{ return vec2<f32>({var}[i], {var}[i + 1u]); }}\n{unscaled}"
+        ),
+        Format::F16 => format!(
+            "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
+             fn {func}(i: u32) -> f32 {{ let pair = unpack2x16float({var}[i >> 1u]); return select(pair.x, pair.y, (i & 1u) == 1u); }}\n\
+             fn {func}2(i: u32) -> vec2<f32> {{ return unpack2x16float({var}[i >> 1u]); }}\n{unscaled}"
+        ),
+        // i even: elements i and i + 1 are bytes 0-1 or 2-3 of one word.
+        Format::Q8 => format!(
+            "@group(0) @binding({binding}) var<storage, read> {var}: array<u32>;\n\
+             fn {func}(i: u32) -> f32 {{ return f32(extractBits(i32({var}[i >> 2u]), (i & 3u) * 8u, 8u)); }}\n\
+             fn {func}2(i: u32) -> vec2<f32> {{ let word = i32({var}[i >> 2u]); let at = (i & 2u) * 8u; \
+             return vec2<f32>(f32(extractBits(word, at, 8u)), f32(extractBits(word, at + 8u, 8u))); }}\n\
+             fn {func}_scale(row: u32) -> f32 {{ return bitcast<f32>({var}[p.scales + row]); }}\n"
+        ),
     };
     reads + &four
 }
@@ -188,7 +215,10 @@ pub struct Gpu {
     /// Matrix products by the cooperative kernel (hardware GPUs) rather than by register
     /// tiles (software adapters); see `set_cooperative_kernels`.
     cooperative: bool,
-    pipelines: Vec<Pipeline>,
+    /// By `Kernel::index`, each compiled on its first launch: a model reads its matrices in
+    /// one format, so most weight-reading variants are never used, and each compilation
+    /// costs a browser noticeable time.
+    pipelines: Vec<OnceCell<Pipeline>>,
     arena: wgpu::Buffer,
     recording: RefCell<Recording>,
     bind_groups: RefCell<BindGroups>,
@@ -283,7 +313,7 @@ impl Gpu {
                 *s = Some(Fault::Lost(format!("{reason:?}: {message}")));
             }
         });
-        let pipelines = Kernel::ALL.iter().map(|&k| Self::pipeline(&device, k)).collect();
+        let pipelines = Kernel::ALL.iter().map(|_| OnceCell::new()).collect();
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("uniform arena"),
             size: SLOT * SLOTS,
@@ -401,9 +431,20 @@ impl Gpu {
         self.upload_bytes(label, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
-    /// f16 values as the `half` kernels read them: packed two to a 32-bit word.
+    /// f16 values as the `Format::F16` kernels read them: packed two to a 32-bit word.
     pub fn upload_f16(&self, label: &str, data: &[half::f16]) -> wgpu::Buffer {
         self.upload_bytes(label, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    /// A q8 matrix (`crate::matrix::quantize_q8`) as the `Format::Q8` kernels read it: the
+    /// integers packed four to a 32-bit word (padded to a whole word), then the rows' scales;
+    /// and the word where the scales begin (the kernels' `p.scales`).
+    pub fn upload_q8(&self, label: &str, q: &[i8], scales: &[f32]) -> (wgpu::Buffer, u32) {
+        let mut bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+        bytes.resize(q.len().next_multiple_of(4), 0);
+        let at = (bytes.len() / 4) as u32;
+        bytes.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
+        (self.upload_bytes(label, bytes), at)
     }
 
     fn upload_bytes(&self, label: &str, mut bytes: Vec<u8>) -> wgpu::Buffer {
@@ -435,7 +476,7 @@ impl Gpu {
             recording.params.resize(offset + SLOT as usize, 0);
             offset as u32
         };
-        let pipeline = &self.pipelines[kernel.index()];
+        let pipeline = self.pipelines[kernel.index()].get_or_init(|| Self::pipeline(&self.device, kernel));
         let key = (kernel.index(), buffers.iter().map(|&b| b.clone()).collect::<Vec<_>>());
         let mut bind_groups = self.bind_groups.borrow_mut();
         let bind_group = bind_groups.entry(key).or_insert_with(|| {

@@ -5,7 +5,7 @@ mod context;
 mod model;
 mod params;
 
-pub use context::{live_devices, DeviceHandle, Gpu, GpuCounts};
+pub use context::{live_devices, DeviceHandle, Format, Gpu, GpuCounts};
 pub use model::{GpuModel, GpuRows, GpuState, Top2Readback, Top2};
 
 use std::ops::Range;

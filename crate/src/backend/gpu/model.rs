@@ -11,12 +11,13 @@ use std::ops::Range;
 
 use wgpu::Buffer;
 
-use super::context::{Gpu, Kernel, Readback};
+use super::context::{Format, Gpu, Kernel, Readback};
 use super::params::{act_code, AttentionParams, GatherParams, LinearParams, RmsNormParams, Top2Params, TOP2_BYTES, TOP2_TOKEN_OFFSET};
 use crate::checkpoint::{self, Checkpoint, Take};
 use crate::config::{ConfidenceMeasure, T5Config};
 use crate::confidence::confidence_of;
 use crate::error::{Error, Result};
+use crate::matrix::{quantize_q8, Dtype};
 use crate::position::PositionBias;
 use crate::weights::Weights;
 
@@ -28,12 +29,15 @@ const HEAD_ROWS: usize = 64;
 const TILE_ROWS: u32 = 8;
 const TILE_FEATURES: usize = 4;
 
-/// A weight matrix on the device: f32, or f16 packed two to a word when the checkpoint
-/// stores it so (half the memory and the bytes each product streams; the kernels widen it
-/// to exactly the stored values and accumulate in f32).
+/// A weight matrix on the device: f32; f16 packed two to a word (half the memory and the
+/// bytes each product streams; the kernels widen it to exactly the stored values and
+/// accumulate in f32); or q8, the CPU's 8-bit integers and row scales (`quantize_q8`)
+/// packed four to a word (a quarter; the kernels sum the integers in f32 and scale the sum).
 struct Weight {
     buf: Buffer,
-    half: bool,
+    format: Format,
+    /// q8: the word of `buf` where the rows' scales begin; else 0 (unread).
+    scales: u32,
     /// (out, in), as Hugging Face stores a linear layer's weight.
     shape: [usize; 2],
 }
@@ -43,10 +47,50 @@ type Ffn = checkpoint::FeedForward<Weight>;
 type EncoderBlock = checkpoint::EncoderBlock<Weight, Buffer>;
 type DecoderBlock = checkpoint::DecoderBlock<Weight, Buffer>;
 
-/// The GPU takes matrices packed f16 where stored so (and rows have an even length), else
-/// f32, and vectors as f32 buffers.
+/// The GPU takes matrices as `dtype` asks (`format_of`), and vectors as f32 buffers.
 struct GpuTake<'g> {
     gpu: &'g Gpu,
+    dtype: Option<Dtype>,
+}
+
+/// How the GPU holds matrix `name` of `cols` columns: q8 when asked; f16 when asked or,
+/// without a dtype, when stored so, unless a row would end inside a 32-bit word (an odd row
+/// length: then f32, of the same f16 values); else f32.
+fn format_of(w: &Weights, name: &str, cols: usize, dtype: Option<Dtype>) -> Format {
+    let f16 = match dtype {
+        Some(Dtype::Q8) => return Format::Q8,
+        Some(Dtype::F16) => true,
+        Some(Dtype::F32) => false,
+        None => w.is_f16(name),
+    };
+    if f16 && cols % 2 == 0 { Format::F16 } else { Format::F32 }
+}
+
+impl GpuTake<'_> {
+    /// `name` uploaded in `format`, its values rounded to f16 first when the dtype asks for
+    /// f16 (so an odd row length held as f32 holds the CPU's f16 values too).
+    fn upload(&self, w: &Weights, name: &str, shape: [usize; 2], format: Format) -> Result<Weight> {
+        let [rows, cols] = shape;
+        let (buf, scales) = match format {
+            Format::Q8 => {
+                let (q, scales) = quantize_q8(rows, cols, &f32s(w, name, &shape)?);
+                self.gpu.upload_q8(name, &q, &scales)
+            }
+            Format::F16 => {
+                let halves = match w.f16s(name, &shape)? {
+                    Some(halves) => halves,
+                    None => f32s(w, name, &shape)?.into_iter().map(half::f16::from_f32).collect(),
+                };
+                (self.gpu.upload_f16(name, &halves), 0)
+            }
+            Format::F32 if self.dtype == Some(Dtype::F16) => {
+                let rounded: Vec<f32> = f32s(w, name, &shape)?.into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
+                (self.gpu.upload(name, &rounded), 0)
+            }
+            Format::F32 => (self.gpu.upload(name, &f32s(w, name, &shape)?), 0),
+        };
+        Ok(Weight { buf, format, scales, shape })
+    }
 }
 
 impl Take for GpuTake<'_> {
@@ -54,21 +98,17 @@ impl Take for GpuTake<'_> {
     type Vector = Buffer;
 
     fn matrix(&self, w: &Weights, name: &str, shape: [usize; 2]) -> Result<Weight> {
-        // f16 stays f16 unless a row would end inside a 32-bit word (an odd row length).
-        Ok(match w.f16s(name, &shape)? {
-            Some(halves) if shape[1] % 2 == 0 => Weight { buf: self.gpu.upload_f16(name, &halves), half: true, shape },
-            _ => Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false, shape },
-        })
+        self.upload(w, name, shape, format_of(w, name, shape[1], self.dtype))
     }
 
     fn gated_pair(&self, w: &Weights, wi: &str, gate: &str, shape: [usize; 2]) -> Result<(Weight, Weight)> {
         let (wi_w, gate_w) = (self.matrix(w, wi, shape)?, self.matrix(w, gate, shape)?);
-        if wi_w.half == gate_w.half {
+        if wi_w.format == gate_w.format {
             return Ok((wi_w, gate_w));
         }
-        // One launch reads both: they must be stored alike.
-        let f32_weight = |name: &str| -> Result<Weight> { Ok(Weight { buf: self.gpu.upload(name, &f32s(w, name, &shape)?), half: false, shape }) };
-        Ok((f32_weight(wi)?, f32_weight(gate)?))
+        // One launch reads both: they must be stored alike (only a checkpoint that stores
+        // them differently, loaded without a dtype, gets here).
+        Ok((self.upload(w, wi, shape, Format::F32)?, self.upload(w, gate, shape, Format::F32)?))
     }
 
     fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Buffer> {
@@ -76,7 +116,7 @@ impl Take for GpuTake<'_> {
     }
 
     fn tied(&self, embedding: &Weight) -> Weight {
-        Weight { buf: embedding.buf.clone(), half: embedding.half, shape: embedding.shape }
+        Weight { buf: embedding.buf.clone(), ..*embedding }
     }
 }
 
@@ -171,6 +211,20 @@ fn f32s(w: &Weights, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     Ok(w.get(name, shape)?.flatten_all()?.to_vec1()?)
 }
 
+/// Records `params`' product of `x` and `w` (and `gate`, stored alike) into `out`, by the
+/// linear kernel that suits the adapter (see linear_rows.wgsl), the input width
+/// (linear_rows.wgsl reads pairs) and the weights' format.
+fn launch_linear(gpu: &Gpu, params: LinearParams, x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
+    let params = LinearParams { scales: w.scales, ..params };
+    let (rows, in_dim, out_dim) = (params.rows, params.in_dim, params.out_dim as usize);
+    let buffers = [x, &w.buf, &gate.buf, out];
+    if !gpu.cooperative_kernels() && in_dim % 2 == 0 {
+        gpu.launch(Kernel::LinearRows(w.format), &params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows.div_ceil(TILE_ROWS)));
+    } else {
+        gpu.launch(Kernel::Linear(w.format), &params, &buffers, groups(out_dim));
+    }
+}
+
 fn groups(n: usize) -> (u32, u32) {
     // Dispatches may not exceed 65535 workgroups per dimension.
     let n = n.max(1) as u32;
@@ -178,7 +232,9 @@ fn groups(n: usize) -> (u32, u32) {
 }
 
 impl GpuModel {
-    pub fn load(config: T5Config, owned: Weights, gpu: Gpu) -> Result<Self> {
+    /// Uploads the model with its weight matrices held as `dtype` asks (None: as stored,
+    /// f16 kept packed).
+    pub fn load(config: T5Config, owned: Weights, gpu: Gpu, dtype: Option<Dtype>) -> Result<Self> {
         let (cfg, weights) = (&config, &owned);
         let (d, inner, ff) = (cfg.d_model, cfg.inner_dim(), cfg.d_ff);
         let max_len = cfg.max_input_tokens + 1;
@@ -191,9 +247,17 @@ impl GpuModel {
         }
         // In u64: a corrupt config's sizes may not multiply within wasm32's usize.
         let (vocab, d64, ff64) = (cfg.vocab_size as u64, d as u64, ff as u64);
-        // The embedding (and a separate head) stay packed f16 when stored so (see `matrix`).
-        let packed = d % 2 == 0 && ["shared.weight", "lm_head.weight"].iter().filter(|n| weights.contains(n)).all(|n| weights.is_f16(n));
-        let table = vocab.saturating_mul(d64).saturating_mul(if packed { 2 } else { 4 });
+        // The embedding's (or a separate head's) bytes in the format it will be held in.
+        let table = ["shared.weight", "lm_head.weight"]
+            .iter()
+            .filter(|n| weights.contains(n))
+            .map(|n| match format_of(weights, n, d, dtype) {
+                Format::F32 => vocab.saturating_mul(d64).saturating_mul(4),
+                Format::F16 => vocab.saturating_mul(d64).saturating_mul(2),
+                Format::Q8 => vocab.saturating_mul(d64).saturating_add(vocab.saturating_mul(4)),
+            })
+            .max()
+            .unwrap_or(0);
         let largest = table.max((HEAD_ROWS as u64 * vocab).max(max_len as u64 * ff64).saturating_mul(4));
         let limit = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size);
         if largest > limit {
@@ -201,7 +265,7 @@ impl GpuModel {
                 "the model needs GPU buffers of {largest} bytes but this adapter binds at most {limit}; use the CPU backend"
             )));
         }
-        let c = Checkpoint::take(cfg, owned, &GpuTake { gpu: &gpu })?;
+        let c = Checkpoint::take(cfg, owned, &GpuTake { gpu: &gpu, dtype })?;
         let bias = |what: &str, table: &PositionBias| gpu.upload(what, &table.by_relative(max_len));
         let f = |n: usize| n as u64 * 4;
         let scratch = Scratch {
@@ -250,14 +314,18 @@ impl GpuModel {
         self.decoder.len()
     }
 
-    /// Whether every weight matrix is kept as packed f16 (the checkpoint stores them so).
-    pub fn f16_weights(&self) -> bool {
-        let attn = |a: &Attn| [&a.q, &a.k, &a.v, &a.o].into_iter().all(|w| w.half);
-        let ffn = |f: &Ffn| f.wi.half && f.wo.half && f.gate.as_ref().is_none_or(|g| g.half);
-        self.embedding.half
-            && self.lm_head.half
-            && self.encoder.iter().all(|b| attn(&b.attn) && ffn(&b.ff))
-            && self.decoder.iter().all(|b| attn(&b.self_attn) && attn(&b.cross_attn) && ffn(&b.ff))
+    /// The format every weight matrix is held in, or None when they differ.
+    pub fn weight_format(&self) -> Option<Format> {
+        let attn = |a: &'_ Attn| [&a.q, &a.k, &a.v, &a.o].map(|w| w.format);
+        let ffn = |f: &'_ Ffn| [Some(f.wi.format), Some(f.wo.format), f.gate.as_ref().map(|g| g.format)];
+        let mut formats = vec![self.embedding.format, self.lm_head.format];
+        for b in &self.encoder {
+            formats.extend(attn(&b.attn).into_iter().chain(ffn(&b.ff).into_iter().flatten()));
+        }
+        for b in &self.decoder {
+            formats.extend(attn(&b.self_attn).into_iter().chain(attn(&b.cross_attn)).chain(ffn(&b.ff).into_iter().flatten()));
+        }
+        formats.iter().all(|&f| f == formats[0]).then_some(formats[0])
     }
 
     fn rms_norm(&self, x: &Buffer, x_row: usize, weight: &Buffer, out: &Buffer, rows: usize, scale: f32) {
@@ -286,20 +354,9 @@ impl GpuModel {
             act,
             gated: gate.is_some() as u32,
             accumulate: add as u32,
+            ..Default::default()
         };
-        self.launch_linear(&params, x, w, gate.unwrap_or(w), out);
-    }
-
-    /// The linear kernel that suits the adapter (see linear_rows.wgsl), the input width
-    /// (linear_rows.wgsl reads pairs) and the weights.
-    fn launch_linear(&self, params: &LinearParams, x: &Buffer, w: &Weight, gate: &Weight, out: &Buffer) {
-        let (rows, in_dim, out_dim, half) = (params.rows, params.in_dim, params.out_dim as usize, w.half);
-        let buffers = [x, &w.buf, &gate.buf, out];
-        if !self.gpu.cooperative_kernels() && in_dim % 2 == 0 {
-            self.gpu.launch(Kernel::LinearRows { half }, params, &buffers, (out_dim.div_ceil(64 * TILE_FEATURES) as u32, rows.div_ceil(TILE_ROWS)));
-        } else {
-            self.gpu.launch(Kernel::Linear { half }, params, &buffers, groups(out_dim));
-        }
+        launch_linear(&self.gpu, params, x, w, gate.unwrap_or(w), out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -346,8 +403,8 @@ impl GpuModel {
         let (c, s, n) = (&self.config, &self.scratch, ids.len());
         let (d, inner) = (c.d_model, c.inner_dim());
         self.gpu.write(&s.src_ids, 0, &ids.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
-        let gather = Kernel::Gather { half: self.embedding.half };
-        let params = GatherParams { rows: n as u32, d: d as u32, out_off: 0, id_off: 0 };
+        let gather = Kernel::Gather(self.embedding.format);
+        let params = GatherParams { rows: n as u32, d: d as u32, scales: self.embedding.scales, ..Default::default() };
         self.gpu.launch(gather, &params, &[&s.src_ids, &self.embedding.buf, &s.h], groups((n * d).div_ceil(64)));
         for b in &self.encoder {
             self.rms_norm(&s.h, 0, &b.attn_norm, &s.x, n, 1.0);
@@ -419,8 +476,8 @@ impl GpuModel {
     /// Records the gather of the input id at `pos` into the stash.
     fn gather(&self, state: &GpuState, pos: usize) -> GpuRows {
         let d = self.config.d_model;
-        let params = GatherParams { rows: 1, d: d as u32, out_off: (pos * d) as u32, id_off: pos as u32 };
-        let gather = Kernel::Gather { half: self.embedding.half };
+        let params = GatherParams { rows: 1, d: d as u32, out_off: (pos * d) as u32, id_off: pos as u32, scales: self.embedding.scales, ..Default::default() };
+        let gather = Kernel::Gather(self.embedding.format);
         self.gpu.launch(gather, &params, &[&state.ids, &self.embedding.buf, &state.stash], groups(d.div_ceil(64)));
         GpuRows { start: pos, count: 1 }
     }
@@ -523,7 +580,7 @@ impl GpuModel {
     fn head(&self, first: usize, n: usize) {
         let (s, d, vocab) = (&self.scratch, self.config.d_model, self.config.vocab_size);
         let params = LinearParams { rows: n as u32, in_dim: d as u32, out_dim: vocab as u32, x_off: (first * d) as u32, ..Default::default() };
-        self.launch_linear(&params, &s.x, &self.lm_head, &self.lm_head, &s.logits);
+        launch_linear(&self.gpu, params, &s.x, &self.lm_head, &self.lm_head, &s.logits);
     }
 
     /// The full logits of up to 64 rows (for parity tests; decoding reads only `top2`).
@@ -542,5 +599,92 @@ impl GpuModel {
     /// Exact mode's rollback: forget positions from `len` on.
     pub fn truncate(&self, state: &mut GpuState, len: usize) {
         state.lens.iter_mut().for_each(|l| *l = (*l).min(len));
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::backend::block_on;
+
+    /// Values in [-1, 1) from a seed (xorshift; the test needs variety, not quality).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// A q8 matrix on the device and the values its integers and scales stand for.
+    fn q8_weight(gpu: &Gpu, [rows, cols]: [usize; 2], seed: u64) -> (Weight, Vec<f32>) {
+        let mut w = values(rows * cols, seed);
+        w[..cols].fill(0.0); // a row of zeros keeps scale 0
+        let (q, scales) = quantize_q8(rows, cols, &w);
+        let dequantized = q.iter().enumerate().map(|(k, &v)| v as f32 * scales[k / cols]).collect();
+        let (buf, scales) = gpu.upload_q8("w", &q, &scales);
+        (Weight { buf, format: Format::Q8, scales, shape: [rows, cols] }, dequantized)
+    }
+
+    /// x (rows, cols) . w (out, cols)^T, and beside each sum the sum of its terms'
+    /// magnitudes (what f32 rounding error scales with).
+    fn reference(x: &[f32], w: &[f32], cols: usize) -> Vec<(f32, f32)> {
+        x.chunks(cols).flat_map(|xr| w.chunks(cols).map(move |wr| xr.iter().zip(wr).fold((0.0, 0.0), |(s, m), (a, b)| (s + a * b, m + (a * b).abs())))).collect()
+    }
+
+    /// Both linear kernels on q8 weights against plain f32 sums of the dequantized values,
+    /// on the row counts the model multiplies (a decoding step's one row, FREE's few stacked
+    /// rows, a source's many, across the tile of eight and the workgroup of 64), feature
+    /// counts not a multiple of four, input widths not a multiple of four (pairs of
+    /// integers then straddle words) and odd (the cooperative kernel), plain and gated
+    /// (ReLU). Within 1e-5 of each sum's magnitude: the kernels and the reference add the
+    /// same products in different orders, and the scale is applied after the sum rather
+    /// than to each weight.
+    #[test]
+    fn q8_linear_kernels_match_the_dequantized_weights() {
+        let mut gpu = match block_on(Gpu::new()).unwrap() {
+            Ok(gpu) => gpu,
+            Err(e) if option_env!("FREE_REQUIRE_GPU").is_none() => return eprintln!("no GPU test: {e}"),
+            Err(e) => panic!("FREE_REQUIRE_GPU is set but {e}"),
+        };
+        let shapes = [(1, 37, 64), (2, 40, 30), (3, 64, 66), (8, 12, 64), (13, 37, 30), (70, 9, 64), (5, 12, 33)];
+        for cooperative in [false, true] {
+            gpu.set_cooperative_kernels(cooperative);
+            for (seed, &(rows, out_dim, in_dim)) in shapes.iter().enumerate() {
+                for gated in [false, true] {
+                    let seed = seed as u64 * 4 + gated as u64;
+                    let (w, w_values) = q8_weight(&gpu, [out_dim, in_dim], seed);
+                    let (g, g_values) = q8_weight(&gpu, [out_dim, in_dim], seed + 100);
+                    let x = values(rows * in_dim, seed + 200);
+                    let (xb, out) = (gpu.upload("x", &x), gpu.buffer("out", (rows * out_dim * 4) as u64));
+                    let params = LinearParams {
+                        rows: rows as u32,
+                        in_dim: in_dim as u32,
+                        out_dim: out_dim as u32,
+                        act: if gated { act_code(crate::config::Activation::Relu) } else { 0 },
+                        gated: gated as u32,
+                        ..Default::default()
+                    };
+                    launch_linear(&gpu, params, &xb, &w, &g, &out);
+                    let bytes = block_on(gpu.read(&out, (rows * out_dim * 4) as u64)).unwrap().unwrap();
+                    let got = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    let (a, b) = (reference(&x, &w_values, in_dim), reference(&x, &g_values, in_dim));
+                    for (k, (got, (&(a, a_mag), &(b, b_mag)))) in got.zip(a.iter().zip(&b)).enumerate() {
+                        let (want, bound) = if gated {
+                            (a.max(0.0) * b, 1e-5 * (a_mag * b.abs() + a.abs() * b_mag) + 1e-6)
+                        } else {
+                            (a, 1e-5 * a_mag + 1e-6)
+                        };
+                        let what = format!("cooperative {cooperative}, {rows}x{out_dim}x{in_dim}, gated {gated}, element {k}");
+                        assert!((got - want).abs() <= bound, "{what}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+        gpu.check().unwrap();
     }
 }

@@ -60,6 +60,11 @@ uniform! {
         out_off: u32,
         /// Index of the first id in `ids`.
         id_off: u32,
+        /// q8 tables: the word where the rows' scales begin (`Gpu::upload_q8`); else unused.
+        scales: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 
@@ -89,6 +94,12 @@ uniform! {
         act: u32,
         gated: u32,
         accumulate: u32,
+        /// q8 weights: the word where the rows' scales begin (`Gpu::upload_q8`; the gate
+        /// has the same shape, so the same layout); else unused.
+        scales: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 

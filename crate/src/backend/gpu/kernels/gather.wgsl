@@ -1,5 +1,6 @@
 // Embedding lookup: out[r] = table[ids[r]] for `rows` ids. The table (binding 2, read
-// through weight()) is declared before this by context.rs, as f32 or as packed f16.
+// through weight(), times weight_scale() of the row) is declared before this by context.rs,
+// as f32, packed f16 or packed 8-bit integers with a scale per row.
 
 // `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 
@@ -15,5 +16,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = i / p.d;
     let col = i % p.d;
-    out[p.out_off + i] = weight(ids[p.id_off + row] * p.d + col);
+    let id = ids[p.id_off + row];
+    out[p.out_off + i] = weight(id * p.d + col) * weight_scale(id);
 }

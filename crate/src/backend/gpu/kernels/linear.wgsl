@@ -47,9 +47,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         if t == 0u {
             for (var j = 0u; j < 4u; j++) {
                 if r0 + j < p.rows {
-                    var v = activate(partial[0][j], p.act);
+                    var v = activate(partial[0][j] * weight_scale(o), p.act);
                     if p.gated != 0u {
-                        v *= partial_gate[0][j];
+                        v *= partial_gate[0][j] * weight_gate_scale(o);
                     }
                     let idx = p.out_off + (r0 + j) * p.out_dim + o;
                     if p.accumulate != 0u {

@@ -1,8 +1,9 @@
 // What both linear kernels (linear.wgsl, linear_rows.wgsl) share, prepended to their
 // sources: bindings and the activations of T5's feed-forward layers (their codes, ACT_*, and
 // the parameters are prepended from params.rs). The
-// weights (bindings 2 and 3, read through weight() and weight_gate()) are declared before
-// this by context.rs, as f32 or as packed f16.
+// weights (bindings 2 and 3, read through weight() and weight_gate(), each product times
+// weight_scale() / weight_gate_scale() of its row once summed) are declared before this by
+// context.rs, as f32, packed f16 or packed 8-bit integers with a scale per row.
 
 // `struct Params` is prepended from params.rs (one field list for Rust and WGSL).
 

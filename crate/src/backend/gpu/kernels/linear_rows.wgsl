@@ -49,9 +49,9 @@ fn finish(acc: vec4<f32>, gate: vec4<f32>, r: u32, o0: u32, outs: u32) {
         return;
     }
     for (var k = 0u; k < outs; k++) {
-        var y = activate(acc[k], p.act);
+        var y = activate(acc[k] * weight_scale(o0 + k), p.act);
         if p.gated != 0u {
-            y *= gate[k];
+            y *= gate[k] * weight_gate_scale(o0 + k);
         }
         let idx = p.out_off + r * p.out_dim + o0 + k;
         if p.accumulate != 0u {
