@@ -354,6 +354,27 @@ fn demo_model_in_q8_decides_as_on_the_cpu_in_q8() {
     free_wasm::backend::block_on(strategies_agree("free-t5-mini q8", &cpu, &gpu, &inputs)).unwrap();
 }
 
+/// A checkpoint stored in 8 bits (fuzz/corpus/safetensors/seed-tiny-q8, which the Python
+/// exporter wrote) stays in 8 bits on the GPU without a dtype, uploaded as stored: the CPU,
+/// which holds the same integers and scales, decides the same tokens the same way.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn weights_stored_in_8_bits_stay_8_bit_on_the_gpu() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = free_wasm::config::T5Config::from_json(&std::fs::read(root.join("fuzz/seeds/tiny/config.json")).unwrap()).unwrap();
+    let data = std::fs::read(root.join("fuzz/corpus/safetensors/seed-tiny-q8")).unwrap();
+    let weights = || free_wasm::weights::Weights::from_bytes(&data, &candle_core::Device::Cpu).unwrap();
+    let Some(gpu) = free_wasm::backend::block_on(adapter()).unwrap() else { return };
+    let on_gpu = GpuModel::load(config.clone(), weights(), gpu, None).unwrap();
+    assert_eq!(on_gpu.weight_format(), Some(Format::Q8));
+    let on_cpu = free_wasm::model::T5Model::load(config, weights(), &candle_core::Device::Cpu).unwrap();
+    for (label, strategy, t) in [("full", Strategy::Full, 1.0), ("free-exact", Strategy::Free { exit: 1, exact: true }, 0.05)] {
+        let want = free_wasm::backend::block_on(run(&on_cpu, &[5, 6, 7, 1], strategy, Threshold::Fixed(t))).unwrap();
+        let got = free_wasm::backend::block_on(run(&on_gpu, &[5, 6, 7, 1], strategy, Threshold::Fixed(t))).unwrap();
+        assert_same(&format!("seed-tiny-q8 {label}"), &want, &got);
+    }
+}
+
 gpu_test!(submissions_readbacks_and_launches_per_token_are_pinned, counts_pinned);
 /// What a token costs on the device, pinned so a regression fails: one submission for the
 /// shallow part (or the whole model), recorded one token ahead on the id the device

@@ -143,6 +143,21 @@ impl Weights {
         self.get(found.copied().unwrap_or(names[0]), shape)
     }
 
+    /// The integers and row scales of `name` (which must have shape `shape`) when it is
+    /// stored in 8 bits, which the GPU backend uploads as they are; None when it is stored
+    /// otherwise.
+    pub fn q8s(&self, name: &str, shape: &[usize]) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
+        Ok(match self.stored(name, shape)? {
+            Stored::Q8 { q, scales, .. } => Some((q.clone(), scales.clone())),
+            Stored::Float(_) => None,
+        })
+    }
+
+    /// Whether `name` is stored in 8 bits (false when it is absent).
+    pub fn is_q8(&self, name: &str) -> bool {
+        matches!(self.tensors.get(name), Some(Stored::Q8 { .. }))
+    }
+
     /// Whether `name` is stored as f16 (false when it is absent).
     pub fn is_f16(&self, name: &str) -> bool {
         matches!(self.tensors.get(name), Some(Stored::Float(t)) if t.dtype() == DType::F16)

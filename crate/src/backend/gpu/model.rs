@@ -53,14 +53,15 @@ struct GpuTake<'g> {
     dtype: Option<Dtype>,
 }
 
-/// How the GPU holds matrix `name` of `cols` columns: q8 when asked; f16 when asked or,
-/// without a dtype, when stored so, unless a row would end inside a 32-bit word (an odd row
-/// length: then f32, of the same f16 values); else f32.
+/// How the GPU holds matrix `name` of `cols` columns: q8 when asked or, without a dtype,
+/// when stored so; f16 when asked or, without a dtype, when stored so, unless a row would end
+/// inside a 32-bit word (an odd row length: then f32, of the same f16 values); else f32.
 fn format_of(w: &Weights, name: &str, cols: usize, dtype: Option<Dtype>) -> Format {
     let f16 = match dtype {
         Some(Dtype::Q8) => return Format::Q8,
         Some(Dtype::F16) => true,
         Some(Dtype::F32) => false,
+        None if w.is_q8(name) => return Format::Q8,
         None => w.is_f16(name),
     };
     if f16 && cols % 2 == 0 { Format::F16 } else { Format::F32 }
@@ -73,7 +74,11 @@ impl GpuTake<'_> {
         let [rows, cols] = shape;
         let (buf, scales) = match format {
             Format::Q8 => {
-                let (q, scales) = quantize_q8(rows, cols, &f32s(w, name, &shape)?);
+                // A checkpoint stored in 8 bits is uploaded as stored (the CPU holds the same).
+                let (q, scales) = match w.q8s(name, &shape)? {
+                    Some(stored) => stored,
+                    None => quantize_q8(rows, cols, &f32s(w, name, &shape)?),
+                };
                 self.gpu.upload_q8(name, &q, &scales)
             }
             Format::F16 => {
