@@ -155,6 +155,16 @@ async fn strategies_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, 
     }
 }
 
+/// The first cases of `fx` on both devices: the logits, then every strategy's decisions.
+async fn cases_agree(name: &str, cpu: &Pipeline, gpu: &Pipeline<GpuModel>, fx: &common::Fixture) {
+    let mut inputs = Vec::new();
+    for case in fx.expected().cases.into_iter().take(CASES_PER_FIXTURE) {
+        logits_agree(name, cpu, gpu, &case.input_ids, &case.decoder_input_ids).await;
+        inputs.push(case.input_ids);
+    }
+    strategies_agree(name, cpu, gpu, &inputs).await;
+}
+
 gpu_test!(every_strategy_decides_as_on_the_cpu, fixtures_agree);
 async fn fixtures_agree() {
     for fx in fixtures() {
@@ -235,14 +245,7 @@ async fn f16_fixtures_agree() {
         let cpu = Pipeline::from_files(&files).unwrap();
         let Some(gpu) = gpu_pipeline(&files).await else { return };
         assert_eq!(gpu.model().weight_format(), Some(Format::F16), "{}: the f16 matrices should stay packed", fx.name);
-        let name = format!("{} in f16", fx.name);
-        let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
-        let mut inputs = Vec::new();
-        for case in cases {
-            logits_agree(&name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
-            inputs.push(case.input_ids);
-        }
-        strategies_agree(&name, &cpu, &gpu, &inputs).await;
+        cases_agree(&format!("{} in f16", fx.name), &cpu, &gpu, &fx).await;
     }
     // A checkpoint with f32 matrices keeps them f32.
     let fx = &fixtures()[0];
@@ -265,14 +268,7 @@ async fn q8_fixtures_agree() {
             let Some(gpu) = gpu_pipeline_as(&fx.files(), Some(dtype)).await else { return };
             let format = if dtype == Dtype::Q8 { Format::Q8 } else { Format::F16 };
             assert_eq!(gpu.model().weight_format(), Some(format), "{}: every matrix in {dtype:?}", fx.name);
-            let name = format!("{} in {dtype:?}", fx.name);
-            let cases = fx.expected().cases.into_iter().take(CASES_PER_FIXTURE);
-            let mut inputs = Vec::new();
-            for case in cases {
-                logits_agree(&name, &cpu, &gpu, &case.input_ids, &case.decoder_input_ids).await;
-                inputs.push(case.input_ids);
-            }
-            strategies_agree(&name, &cpu, &gpu, &inputs).await;
+            cases_agree(&format!("{} in {dtype:?}", fx.name), &cpu, &gpu, &fx).await;
         }
     }
 }
@@ -310,37 +306,27 @@ fn with_vocab_rows(weights: &[u8], vocab: usize) -> Vec<u8> {
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn demo_model_decides_as_on_the_cpu() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/free-t5-mini");
-    let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
-    let cpu = Pipeline::from_files(&files.files()).unwrap();
-    let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline(&files.files())).unwrap() else { return };
-    assert_eq!(gpu.model().weight_format(), Some(Format::F16), "the demo model is stored in f16 and should stay so on the GPU");
-    let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
-    let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
-        .iter()
-        .flat_map(|task| examples.iter().filter(move |v| v["task"] == *task).take(1))
-        .map(|v| cpu.encode_input(v["source"].as_str().unwrap(), v["task"].as_str()).unwrap().0)
-        .collect();
-    assert!(!inputs.is_empty(), "no test inputs in data/test.jsonl");
     // Sources of many lengths, across the 64 rows of a workgroup (a per-invocation
     // matrix kernel once went wrong from 64 source rows on).
-    for n in [63usize, 64, 200] {
-        let ids: Vec<u32> = inputs[0].iter().copied().cycle().take(n).collect();
-        free_wasm::backend::block_on(logits_agree("free-t5-mini", &cpu, &gpu, &ids, &[0, 250])).unwrap();
-    }
-    free_wasm::backend::block_on(strategies_agree("free-t5-mini", &cpu, &gpu, &inputs)).unwrap();
+    demo_model_agrees(None, Format::F16, &[63, 64, 200]);
 }
 
 /// The demo model in q8 on both devices, on a source of 64 tokens and real test inputs.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn demo_model_in_q8_decides_as_on_the_cpu_in_q8() {
+    demo_model_agrees(Some(Dtype::Q8), Format::Q8, &[64]);
+}
+
+/// The demo model held as `dtype` on both devices (the GPU in `format`): logits over sources
+/// of `lengths` tokens, and every strategy on the first test input of each task.
+#[cfg(not(target_arch = "wasm32"))]
+fn demo_model_agrees(dtype: Option<Dtype>, format: Format, lengths: &[usize]) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/free-t5-mini");
     let files = free_wasm::pipeline::ModelDir::read(dir).unwrap();
-    let cpu = Pipeline::from_files_as(&files.files(), Some(Dtype::Q8)).unwrap();
-    let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline_as(&files.files(), Some(Dtype::Q8))).unwrap() else { return };
-    assert_eq!(gpu.model().weight_format(), Some(Format::Q8));
+    let cpu = Pipeline::from_files_as(&files.files(), dtype).unwrap();
+    let Some(gpu) = free_wasm::backend::block_on(gpu_pipeline_as(&files.files(), dtype)).unwrap() else { return };
+    assert_eq!(gpu.model().weight_format(), Some(format), "the demo model (stored in f16) held as {dtype:?}");
     let data = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test.jsonl")).unwrap_or_default();
     let examples: Vec<serde_json::Value> = data.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let inputs: Vec<Vec<u32>> = ["summarize", "translate"]
@@ -349,9 +335,12 @@ fn demo_model_in_q8_decides_as_on_the_cpu_in_q8() {
         .map(|v| cpu.encode_input(v["source"].as_str().unwrap(), v["task"].as_str()).unwrap().0)
         .collect();
     assert!(!inputs.is_empty(), "no test inputs in data/test.jsonl");
-    let ids: Vec<u32> = inputs[0].iter().copied().cycle().take(64).collect();
-    free_wasm::backend::block_on(logits_agree("free-t5-mini q8", &cpu, &gpu, &ids, &[0, 250])).unwrap();
-    free_wasm::backend::block_on(strategies_agree("free-t5-mini q8", &cpu, &gpu, &inputs)).unwrap();
+    let name = format!("free-t5-mini as {dtype:?}");
+    for &n in lengths {
+        let ids: Vec<u32> = inputs[0].iter().copied().cycle().take(n).collect();
+        free_wasm::backend::block_on(logits_agree(&name, &cpu, &gpu, &ids, &[0, 250])).unwrap();
+    }
+    free_wasm::backend::block_on(strategies_agree(&name, &cpu, &gpu, &inputs)).unwrap();
 }
 
 /// A checkpoint stored in 8 bits (fuzz/corpus/safetensors/seed-tiny-q8, which the Python

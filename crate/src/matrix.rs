@@ -10,7 +10,9 @@
 //! exactly those an f32 copy holds. 8-bit weights (`Matrix::quantize_q8`: symmetric, one f32
 //! scale per row) stream a quarter of f32's bytes: each is widened to f32 as it is loaded,
 //! the row's dot product taken in f32 as for the other formats, and the scale applied to the
-//! result.
+//! result. Integer dot products (the input rows quantized to 8 bits as well, llama.cpp's Q8_0
+//! scheme) were measured and not adopted: natively no faster, and below the demo model's
+//! agreement bar (docs/benchmarks.md#8-bit-weights-q8-native-cpu).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;
