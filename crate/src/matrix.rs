@@ -8,15 +8,11 @@
 //! hot. Where the CPU can widen f16 in hardware (x86-64 with F16C, AVX2 and FMA), f16
 //! checkpoints stay f16 in memory: half the bytes to stream, and the widened values are
 //! exactly those an f32 copy holds. 8-bit weights (`Matrix::quantize_q8`: symmetric, one f32
-//! scale per row) stream a quarter of f32's bytes and are multiplied in integers, as
-//! llama.cpp's Q8_0 products are: each input row is quantized to 8 bits as it arrives, one f32
-//! scale per block of 32 values (the block's largest magnitude over 127); every block's dot
-//! product with the weight row is summed exactly in i32 (AVX-512 VNNI `dpbusd`, AVX2
-//! `maddubs`, simd128 `extmul`, or plain Rust); and the blocks' sums are scaled and added in
-//! f32 in one order shared by every path, so all of them compute the same bits. The weight
-//! row's scale is applied to the result. The activations' rounding (at most half a step of
-//! their block's scale) is the price: docs/benchmarks.md#8-bit-weights-q8-native-cpu has what
-//! it costs in agreement and what the integers gain in speed.
+//! scale per row) stream a quarter of f32's bytes: each is widened to f32 as it is loaded,
+//! the row's dot product taken in f32 as for the other formats, and the scale applied to the
+//! result. Integer dot products (the input rows quantized to 8 bits as well, llama.cpp's Q8_0
+//! scheme) were measured and not adopted: natively no faster, and below the demo model's
+//! agreement bar (docs/benchmarks.md#8-bit-weights-q8-native-cpu).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;
@@ -167,162 +163,49 @@ impl Rows for [f32] {
     }
 }
 
-/// x times the 8-bit integers of a q8 matrix, transposed, before the rows' scales, in
-/// integer dot products (the module header). Every input row is computed alike, whatever
-/// their number, so stacked rows give bit for bit what one row gives.
+/// x times the 8-bit integers of a q8 matrix, transposed, before the rows' scales: each
+/// integer widened to f32 as it is loaded (in a register for one to three input rows, as f16
+/// is; through `I8Rows`' buffer for more).
 fn mul_t_q8(q: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-    if cols == 0 {
-        return out.fill(0.0);
-    }
     #[cfg(target_arch = "x86_64")]
-    {
-        if x86::vnni() {
-            // SAFETY: the CPU has AVX2, AVX512-VNNI and AVX512-VL.
-            return unsafe { x86::mul_t_q8_vnni(q, rows, cols, x, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { x86::mul_t_q8_avx2(q, rows, cols, x, out) };
-        }
+    if avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { x86::mul_t_i8(q, rows, cols, x, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return q8_products::<wasm::Simd128>(q, rows, cols, x, out);
+    return match x.len() / cols.max(1) {
+        1 => few_rows_of::<1, _, wasm::Simd128>(q, rows, cols, x, out),
+        2 => few_rows_of::<2, _, wasm::Simd128>(q, rows, cols, x, out),
+        3 => few_rows_of::<3, _, wasm::Simd128>(q, rows, cols, x, out),
+        _ => mul_t_rows::<_, wasm::Simd128>(&I8Rows(q), rows, cols, x, out),
+    };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    q8_products::<Portable>(q, rows, cols, x, out)
+    mul_t_rows::<_, Portable>(&I8Rows(q), rows, cols, x, out)
 }
 
-/// Input values per activation scale. 32 as llama.cpp's Q8_0: a block's scale follows its
-/// largest value closely (T5's activations have a few large channels, which a scale per row
-/// would let drown the rest), and 32 products summed stay far inside i32.
-const BLOCK: usize = 32;
-/// Blocks whose integer sums a `BlockSums` kernel returns at once; also the number of f32
-/// accumulators per input row (block b adds into accumulator b % GROUP).
-const GROUP: usize = 8;
-
-/// Exact integer dot products of 8-bit activations with 8-bit weights, a block at a time.
-trait BlockSums {
-    /// For each of `R` input rows `x[r]`, the `GROUP` sums of `BLOCK` products
-    /// `x[r][k] * w[k]` over `GROUP * BLOCK` consecutive values. Unsafe: reads that many
-    /// values from each pointer, and uses the implementor's instruction set (only called
-    /// inlined into code compiled for it). Every value is in [-127, 127].
-    unsafe fn sums<const R: usize>(x: [*const i8; R], w: *const i8) -> [[i32; GROUP]; R];
-
-    /// `acc[r][b] += scales[r][b] * sums[r][b]` (the sums as f32; a multiply, then an add),
-    /// in the instruction set's vectors where it has them: every lane's arithmetic is this
-    /// one, so the bits are the same on every path. Unsafe as `sums`, and reads `GROUP`
-    /// scales from each `scales[r]`.
-    #[inline(always)]
-    unsafe fn accumulate<const R: usize>(acc: &mut [[f32; GROUP]; R], x: [*const i8; R], w: *const i8, scales: [*const f32; R]) {
-        // SAFETY: the caller's contract.
-        let sums = unsafe { Self::sums::<R>(x, w) };
-        for ((a, s), d) in acc.iter_mut().zip(sums).zip(scales) {
-            // SAFETY: the caller's contract.
-            let d = unsafe { std::slice::from_raw_parts(d, GROUP) };
-            for ((a, s), d) in a.iter_mut().zip(s).zip(d) {
-                *a += d * s as f32;
-            }
-        }
-    }
-}
-
-/// Plain Rust: the reference every other kernel must equal, and the kernel of CPUs without
-/// one.
-#[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
-impl BlockSums for Portable {
-    #[inline(always)]
-    unsafe fn sums<const R: usize>(x: [*const i8; R], w: *const i8) -> [[i32; GROUP]; R] {
-        // SAFETY: the caller's contract (GROUP * BLOCK values behind every pointer).
-        let w = unsafe { std::slice::from_raw_parts(w, GROUP * BLOCK) };
-        x.map(|x| {
-            let x = unsafe { std::slice::from_raw_parts(x, GROUP * BLOCK) };
-            std::array::from_fn(|b| (b * BLOCK..(b + 1) * BLOCK).map(|k| i32::from(x[k]) * i32::from(w[k])).sum())
-        })
-    }
-}
-
-/// Each row of x (n rows of `cols`) in 8 bits, per block of `BLOCK` values (the last one may
-/// be shorter): the integers, row after row, and each block's scale (its largest magnitude
-/// over 127; a block of zeros keeps 0), row after row. Ties round to even, which every
-/// instruction set does in one instruction.
+/// `R` input rows against every weight row of `T`s, each widened as it is loaded. Only used
+/// inlined into code compiled for `S`'s instruction set.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
-fn quantize_blocks(x: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut q = vec![0i8; x.len()];
-    let mut scales = Vec::with_capacity(x.len().div_ceil(BLOCK));
-    for (xr, qr) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols)) {
-        for (xb, qb) in xr.chunks(BLOCK).zip(qr.chunks_mut(BLOCK)) {
-            // Not f32::max, whose NaN rule keeps it from vectorizing; NaN is skipped all the same.
-            let scale = xb.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m }) / 127.0;
-            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            for (q, v) in qb.iter_mut().zip(xb) {
-                // Within [-127, 127] (the kernels rely on it); NaN becomes 0.
-                *q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
-            }
-            scales.push(scale);
-        }
-    }
-    (q, scales)
-}
-
-/// The body of every q8 product: x quantized once, then each weight row dotted with up to 3
-/// input rows at a time while it is hot. Inlined into each caller so it is compiled for the
-/// caller's target features.
-#[inline(always)]
-fn q8_products<K: BlockSums>(w: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-    let (n, blocks) = (x.len() / cols, cols.div_ceil(BLOCK));
-    let (xq, xs) = quantize_blocks(x, cols);
+fn few_rows_of<const R: usize, T: simd::Weight<S>, S: simd::Simd>(w: &[T], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     for j in 0..rows {
-        let wj = &w[j * cols..(j + 1) * cols];
-        let mut i = 0;
-        while i < n {
-            let (xq, xs) = (&xq[i * cols..], &xs[i * blocks..]);
-            let mut put = |d: &[f32]| {
-                for (r, &v) in d.iter().enumerate() {
-                    out[(i + r) * rows + j] = v;
-                }
-                d.len()
-            };
-            i += match n - i {
-                1 => put(&q8_dots::<K, 1>(xq, xs, wj)),
-                2 => put(&q8_dots::<K, 2>(xq, xs, wj)),
-                _ => put(&q8_dots::<K, 3>(xq, xs, wj)),
-            };
+        let d = simd::dots::<S, T, R>(x, &w[j * cols..(j + 1) * cols]);
+        for (r, v) in d.into_iter().enumerate() {
+            out[r * rows + j] = v;
         }
     }
 }
 
-/// The dots of `R` quantized input rows (`xq`, `xs` as `quantize_blocks` makes them) with
-/// weight row `w`: per block, the activation scale times the exact integer sum (below 2^24
-/// in magnitude, so exact in f32 too: 32 x 127 x 127), added into accumulator b % GROUP, the
-/// accumulators summed in a fixed tree. Multiply then add, never fused, as every instruction
-/// set can: the f32 arithmetic is the same on every path.
-#[inline(always)]
-fn q8_dots<K: BlockSums, const R: usize>(xq: &[i8], xs: &[f32], w: &[i8]) -> [f32; R] {
-    let cols = w.len();
-    let blocks = cols.div_ceil(BLOCK);
-    assert!(xq.len() >= R * cols && xs.len() >= R * blocks);
-    let groups = cols / (GROUP * BLOCK);
-    let mut acc = [[0f32; GROUP]; R];
-    for g in 0..groups {
-        let (c, b) = (g * GROUP * BLOCK, g * GROUP);
-        // SAFETY: r * cols + c + GROUP * BLOCK <= (r + 1) * cols <= xq.len(),
-        // c + GROUP * BLOCK <= cols and r * blocks + b + GROUP <= (r + 1) * blocks <= xs.len()
-        // (checked above); the callers have K's instruction set.
-        unsafe {
-            let x = std::array::from_fn(|r| xq.as_ptr().add(r * cols + c));
-            let d = std::array::from_fn(|r| xs.as_ptr().add(r * blocks + b));
-            K::accumulate::<R>(&mut acc, x, w.as_ptr().add(c), d);
-        }
+/// 8-bit weight rows widened into a buffer (the integers' values, before the row's scale).
+struct I8Rows<'a>(&'a [i8]);
+
+impl Rows for I8Rows<'_> {
+    #[inline(always)]
+    fn row<'b>(&'b self, j: usize, cols: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        buf.clear();
+        buf.extend(self.0[j * cols..(j + 1) * cols].iter().map(|&v| v as f32));
+        buf
     }
-    // The blocks past the last whole group (none in the demo model, whose widths are
-    // multiples of 256), the last possibly short.
-    for b in groups * GROUP..blocks {
-        let span = b * BLOCK..((b + 1) * BLOCK).min(cols);
-        for (r, a) in acc.iter_mut().enumerate() {
-            let s: i32 = span.clone().map(|k| i32::from(xq[r * cols + k]) * i32::from(w[k])).sum();
-            a[b % GROUP] += xs[r * blocks + b] * s as f32;
-        }
-    }
-    acc.map(|a| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])))
 }
 
 /// Dot products of weight rows with input rows: portable code, or a `simd::Simd` kernel.
@@ -453,7 +336,7 @@ mod x86 {
     use half::f16;
 
     use super::simd::{Simd, Weight};
-    use super::{mul_t_rows, q8_products, BlockSums, Rows, BLOCK, GROUP};
+    use super::{few_rows_of, mul_t_rows, I8Rows, Rows};
 
     #[target_feature(enable = "avx2,fma")]
     pub fn mul_t_f32(w: &[f32], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
@@ -467,126 +350,34 @@ mod x86 {
             // is widened once, in a register, on its way to the multiplies of every row,
             // instead of through `F16Rows`'s buffer (a store and a reload per weight). More
             // rows (4+ gained nothing measurable this way) amortise the buffer over tiles.
-            1 => few_rows_of::<1>(w, rows, cols, x, out),
-            2 => few_rows_of::<2>(w, rows, cols, x, out),
-            3 => few_rows_of::<3>(w, rows, cols, x, out),
+            1 => few_rows_of::<1, _, Avx2>(w, rows, cols, x, out),
+            2 => few_rows_of::<2, _, Avx2>(w, rows, cols, x, out),
+            3 => few_rows_of::<3, _, Avx2>(w, rows, cols, x, out),
             _ => mul_t_rows::<_, Avx2>(&F16Rows(w), rows, cols, x, out),
         }
     }
 
-    /// `R` input rows against every weight row of f16s, each widened as it is loaded.
-    #[inline(always)]
-    fn few_rows_of<const R: usize>(w: &[f16], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        for j in 0..rows {
-            let d = super::simd::dots::<Avx2, f16, R>(x, &w[j * cols..(j + 1) * cols]);
-            for (r, v) in d.into_iter().enumerate() {
-                out[r * rows + j] = v;
-            }
+    /// 8-bit weights, before their rows' scales: as `mul_t_f16`, each integer widened in a
+    /// register for one to three input rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn mul_t_i8(w: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        match x.len() / cols.max(1) {
+            1 => few_rows_of::<1, _, Avx2>(w, rows, cols, x, out),
+            2 => few_rows_of::<2, _, Avx2>(w, rows, cols, x, out),
+            3 => few_rows_of::<3, _, Avx2>(w, rows, cols, x, out),
+            _ => mul_t_rows::<_, Avx2>(&I8Rows(w), rows, cols, x, out),
         }
     }
 
-    /// Whether the CPU has 256-bit VNNI (`vpdpbusd` on ymm registers). AVX-VNNI (the same
-    /// instruction without AVX-512, on some Intel CPUs) is not used: no machine here has it
-    /// to test it on.
-    pub fn vnni() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub fn mul_t_q8_avx2(w: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        q8_products::<Maddubs>(w, rows, cols, x, out);
-    }
-
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    pub fn mul_t_q8_vnni(w: &[i8], rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        q8_products::<Dpbusd>(w, rows, cols, x, out);
-    }
-
-    /// The sums of each 4 adjacent products of unsigned bytes `u` and signed bytes `s`, in
-    /// eight i32 lanes. Unsafe: uses the implementor's instruction set.
-    pub trait Quads {
-        unsafe fn quads(u: __m256i, s: __m256i) -> __m256i;
-    }
-
-    /// AVX2: `maddubs` adds the two products of each byte pair into i16, saturating; here
-    /// |u| <= 127 and |s| <= 127, so a pair is at most 2 x 127 x 127 = 32,258 < 32,767 and
-    /// never saturates. `madd` with ones adds the i16 pairs into i32.
-    pub struct Maddubs;
-
-    impl Quads for Maddubs {
+    /// 8-bit weights widened as they are loaded: 8 bytes, sign-extended to 32 bits, converted.
+    impl Weight<Avx2> for i8 {
         #[inline(always)]
-        unsafe fn quads(u: __m256i, s: __m256i) -> __m256i {
-            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        unsafe fn load(p: *const i8) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
         }
-    }
-
-    /// AVX-512 VNNI on ymm registers: the four products added into i32 in one instruction.
-    pub struct Dpbusd;
-
-    impl Quads for Dpbusd {
-        #[inline(always)]
-        unsafe fn quads(u: __m256i, s: __m256i) -> __m256i {
-            _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+        fn widen(self) -> f32 {
+            self as f32
         }
-    }
-
-    // One ymm register per block, 8 blocks folded by 3 levels of horizontal adds.
-    const _: () = assert!(BLOCK == 32 && GROUP == 8);
-
-    /// Both instructions take one operand unsigned, so the weight's sign moves onto the
-    /// activation (`sign`: x * sign(w)) and the weight's magnitude is the unsigned operand;
-    /// the product is unchanged. Each 32-value block gives 8 lanes of partial sums; 8 blocks'
-    /// vectors are folded by horizontal adds into one vector whose lane b is block b's sum.
-    impl<Q: Quads> BlockSums for Q {
-        #[inline(always)]
-        unsafe fn sums<const R: usize>(x: [*const i8; R], w: *const i8) -> [[i32; GROUP]; R] {
-            let v = group_sums::<Q, R>(x, w);
-            let mut out = [[0i32; GROUP]; R];
-            for r in 0..R {
-                _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, v[r]);
-            }
-            out
-        }
-
-        #[inline(always)]
-        unsafe fn accumulate<const R: usize>(acc: &mut [[f32; GROUP]; R], x: [*const i8; R], w: *const i8, scales: [*const f32; R]) {
-            let v = group_sums::<Q, R>(x, w);
-            for r in 0..R {
-                let product = _mm256_mul_ps(_mm256_loadu_ps(scales[r]), _mm256_cvtepi32_ps(v[r]));
-                _mm256_storeu_ps(acc[r].as_mut_ptr(), _mm256_add_ps(_mm256_loadu_ps(acc[r].as_ptr()), product));
-            }
-        }
-    }
-
-    /// `BlockSums::sums` in a register per input row (lane b: block b's sum). Loops, not
-    /// closures: a closure is not compiled for the caller's instruction set, and the
-    /// intrinsics would be called rather than inlined.
-    #[inline(always)]
-    unsafe fn group_sums<Q: Quads, const R: usize>(x: [*const i8; R], w: *const i8) -> [__m256i; R] {
-        let mut pairs = [[_mm256_setzero_si256(); 4]; R];
-        for p in 0..4 {
-            let mut two = [[_mm256_setzero_si256(); 2]; R];
-            for (h, b) in [2 * p, 2 * p + 1].into_iter().enumerate() {
-                let wv = _mm256_loadu_si256(w.add(BLOCK * b) as *const __m256i);
-                let magnitude = _mm256_sign_epi8(wv, wv);
-                for r in 0..R {
-                    let xv = _mm256_loadu_si256(x[r].add(BLOCK * b) as *const __m256i);
-                    two[r][h] = Q::quads(magnitude, _mm256_sign_epi8(xv, wv));
-                }
-            }
-            for r in 0..R {
-                pairs[r][p] = _mm256_hadd_epi32(two[r][0], two[r][1]);
-            }
-        }
-        let mut out = [_mm256_setzero_si256(); R];
-        for r in 0..R {
-            let [p01, p23, p45, p67] = pairs[r];
-            // Lanes: [0 low, 1 low, 2 low, 3 low, 0 high, 1 high, 2 high, 3 high] (and 4-7),
-            // where low and high are each block's two 128-bit halves.
-            let (lo, hi) = (_mm256_hadd_epi32(p01, p23), _mm256_hadd_epi32(p45, p67));
-            out[r] = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi));
-        }
-        out
     }
 
     /// f16 weights widened as they are loaded (F16C).
@@ -668,45 +459,18 @@ mod x86 {
 mod wasm {
     use std::arch::wasm32::*;
 
-    use super::simd::Simd;
-    use super::{BlockSums, BLOCK, GROUP};
+    use super::simd::{Simd, Weight};
 
-    /// Integer sums in baseline simd128: `extmul` gives the 16 products of a 16-byte half
-    /// block in i16 (at most 127 x 127), a low and a high product added stay below
-    /// 2 x 127 x 127 = 32,258 < 32,767, and `extadd_pairwise` widens those to i32. Relaxed
-    /// SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s` would do it in one instruction, but needs
-    /// a second build of the package for browsers without it.
-    impl BlockSums for Simd128 {
+    /// 8-bit weights widened as they are loaded: 4 bytes, sign-extended twice, converted.
+    impl Weight<Simd128> for i8 {
         #[inline(always)]
-        unsafe fn sums<const R: usize>(x: [*const i8; R], w: *const i8) -> [[i32; GROUP]; R] {
-            let mut v = [[i32x4_splat(0); GROUP]; R];
-            for b in 0..GROUP {
-                for half in [0, 16] {
-                    let wv = v128_load(w.add(BLOCK * b + half) as *const v128);
-                    for r in 0..R {
-                        let xv = v128_load(x[r].add(BLOCK * b + half) as *const v128);
-                        let pairs = i16x8_add(i16x8_extmul_low_i8x16(xv, wv), i16x8_extmul_high_i8x16(xv, wv));
-                        v[r][b] = i32x4_add(v[r][b], i32x4_extadd_pairwise_i16x8(pairs));
-                    }
-                }
-            }
-            let mut out = [[0i32; GROUP]; R];
-            for (o, v) in out.iter_mut().zip(&v) {
-                for (o, four) in o.chunks_exact_mut(4).zip(v.chunks_exact(4)) {
-                    let sums = transposed_sum(four[0], four[1], four[2], four[3]);
-                    v128_store(o.as_mut_ptr() as *mut v128, sums);
-                }
-            }
-            out
+        unsafe fn load(p: *const i8) -> v128 {
+            let bytes = v128_load32_zero(p as *const u32);
+            f32x4_convert_i32x4(i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(bytes)))
         }
-    }
-
-    /// [sum of a's lanes, of b's, of c's, of d's].
-    #[inline(always)]
-    fn transposed_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
-        let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
-        let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
-        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+        fn widen(self) -> f32 {
+            self as f32
+        }
     }
 
     /// Four f32 lanes; engines map simd128 onto the 16 vector registers of x86-64 and arm64,
@@ -973,13 +737,11 @@ mod tests {
         }
     }
 
-    /// 8-bit weights: every value within half a step of the original; the products within
-    /// the activations' rounding of those of the values the integers stand for; every row
-    /// of a product, however many, bit for bit what it gives alone; and the kernel `mul_t`
-    /// takes bit for bit the portable one.
+    /// 8-bit weights: every value within half a step of the original, and the products
+    /// those of the values the integers and scales stand for, on every path.
     #[test]
     fn q8_products_match_the_values_the_integers_stand_for() {
-        for (n, rows, cols) in SHAPES.into_iter().chain([(5, 3, 512), (2, 4, 800)]) {
+        for (n, rows, cols) in SHAPES {
             let (x, mut w) = (values(n * cols, 8), values(rows * cols, 9));
             w[..cols].fill(0.0); // a row of zeros keeps scale 0
             let m = Matrix::quantize_q8(rows, cols, &w);
@@ -992,94 +754,13 @@ mod tests {
             let want = reference(&dequantized, rows, cols, &x);
             let mut out = vec![0f32; n * rows];
             m.mul_t(&x, &mut out);
-            // Each activation moves by at most half its block's step (max |x| / 254), so a
-            // product moves by at most the sum of |w| times those half steps, plus f32's
-            // rounding of the sums.
-            for i in 0..n {
-                let xi = &x[i * cols..(i + 1) * cols];
-                for j in 0..rows {
-                    let half_steps: f64 = xi
-                        .chunks(BLOCK)
-                        .zip(dequantized[j * cols..(j + 1) * cols].chunks(BLOCK))
-                        .map(|(xb, wb)| xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 254.0 * wb.iter().map(|v| v.abs() as f64).sum::<f64>())
-                        .sum();
-                    let (g, r) = (out[i * rows + j], want[i * rows + j]);
-                    assert!(((g - r).abs() as f64) <= half_steps + 1e-5 * (1.0 + r.abs() as f64), "q8 {n}x{rows}x{cols} [{i}, {j}]: {g} vs {r} (bound {half_steps})");
-                }
-                let mut alone = vec![0f32; rows];
-                m.mul_t(xi, &mut alone);
-                assert_eq!(alone, out[i * rows..(i + 1) * rows], "q8 {n}x{rows}x{cols}: row {i} alone");
-            }
-            let mut portable = vec![0f32; n * rows];
-            q8_products::<Portable>(q, rows, cols, &x, &mut portable);
-            for (o, s) in portable.chunks_exact_mut(rows).flat_map(|r| r.iter_mut().zip(scales)) {
+            assert_close(&out, &want, &format!("q8 {n}x{rows}x{cols}"));
+            mul_t_rows::<_, Portable>(&I8Rows(q), rows, cols, &x, &mut out);
+            for (o, s) in out.chunks_exact_mut(rows).flat_map(|r| r.iter_mut().zip(scales)) {
                 *o *= s;
             }
-            assert_eq!(out, portable, "q8 {n}x{rows}x{cols}: the kernel against the portable one");
+            assert_close(&out, &want, &format!("portable q8 {n}x{rows}x{cols}"));
         }
-    }
-
-    /// Every integer kernel this CPU has gives the exact sums of a plain i64 reference, for
-    /// 1 to 3 input rows, on random bytes and on blocks of +-127 only (where AVX2's `maddubs`
-    /// would saturate if the bound on its pairs were wrong).
-    #[test]
-    fn every_integer_kernel_sums_blocks_exactly() {
-        const LEN: usize = GROUP * BLOCK;
-        let bytes = |seed: u32| -> Vec<i8> { values(3 * LEN, seed).iter().map(|v| (v * 127.0).round() as i8).collect() };
-        let extremes: Vec<i8> = (0..3 * LEN).map(|k| if (k / 7) % 3 == 0 { -127 } else { 127 }).collect();
-        let cases = [(bytes(10), bytes(11)), (extremes.clone(), extremes[..LEN].iter().map(|v| -v).collect()), (extremes.clone(), extremes.clone())];
-        for (x, w) in &cases {
-            let want: Vec<[i32; GROUP]> = (0..3)
-                .map(|r| std::array::from_fn(|b| (b * BLOCK..(b + 1) * BLOCK).map(|k| x[r * LEN + k] as i64 * w[k] as i64).sum::<i64>() as i32))
-                .collect();
-            let p: [*const i8; 3] = std::array::from_fn(|r| x[r * LEN..].as_ptr());
-            // SAFETY: LEN values behind every pointer; Portable uses no special instructions.
-            assert_eq!(unsafe { Portable::sums::<3>(p, w.as_ptr()) }.to_vec(), want, "portable");
-            for (name, got) in kernel_sums(p, w) {
-                assert_eq!(got, want[..got.len()], "{name}");
-            }
-        }
-    }
-
-    /// The SIMD kernels' sums of the first 1, 2 and 3 rows of `p` (each with `LEN` values)
-    /// with `w`, each beside its kernel's name and row count; the kernels this CPU lacks are
-    /// named on stderr.
-    #[cfg(target_arch = "x86_64")]
-    fn kernel_sums(p: [*const i8; 3], w: &[i8]) -> Vec<(String, Vec<[i32; GROUP]>)> {
-        #[target_feature(enable = "avx2")]
-        fn avx2<const R: usize>(p: [*const i8; 3], w: &[i8]) -> Vec<[i32; GROUP]> {
-            // SAFETY: as `kernel_sums`' caller promises, and the CPU has AVX2.
-            unsafe { x86::Maddubs::sums::<R>(std::array::from_fn(|r| p[r]), w.as_ptr()) }.to_vec()
-        }
-        #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-        fn vnni<const R: usize>(p: [*const i8; 3], w: &[i8]) -> Vec<[i32; GROUP]> {
-            // SAFETY: as `kernel_sums`' caller promises, and the CPU has VNNI.
-            unsafe { x86::Dpbusd::sums::<R>(std::array::from_fn(|r| p[r]), w.as_ptr()) }.to_vec()
-        }
-        let mut got = Vec::new();
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            got.extend(unsafe { [avx2::<1>(p, w), avx2::<2>(p, w), avx2::<3>(p, w)] }.map(|s| (format!("avx2, {} rows", s.len()), s)));
-        } else {
-            eprintln!("no AVX2 on this CPU: its kernel is not tested here");
-        }
-        if x86::vnni() {
-            // SAFETY: the CPU has AVX2, AVX512-VNNI and AVX512-VL.
-            got.extend(unsafe { [vnni::<1>(p, w), vnni::<2>(p, w), vnni::<3>(p, w)] }.map(|s| (format!("vnni, {} rows", s.len()), s)));
-        } else {
-            eprintln!("no AVX-512 VNNI on this CPU: its kernel is not tested here");
-        }
-        got
-    }
-
-    #[cfg(target_arch = "wasm32")]
-    fn kernel_sums(p: [*const i8; 3], w: &[i8]) -> Vec<(String, Vec<[i32; GROUP]>)> {
-        fn simd128<const R: usize>(p: [*const i8; 3], w: &[i8]) -> (String, Vec<[i32; GROUP]>) {
-            // SAFETY: as `kernel_sums`' caller promises; the package is built with simd128.
-            let s = unsafe { wasm::Simd128::sums::<R>(std::array::from_fn(|r| p[r]), w.as_ptr()) };
-            (format!("simd128, {R} rows"), s.to_vec())
-        }
-        vec![simd128::<1>(p, w), simd128::<2>(p, w), simd128::<3>(p, w)]
     }
 
     #[test]
