@@ -357,6 +357,10 @@ fn weights_stored_in_8_bits_stay_8_bit_on_the_gpu() {
     let on_gpu = GpuModel::load(config.clone(), weights(), gpu, None).unwrap();
     assert_eq!(on_gpu.weight_format(), Some(Format::Q8));
     let on_cpu = free_wasm::model::T5Model::load(config, weights(), &candle_core::Device::Cpu).unwrap();
+    // Both hold a byte per weight, a 4-byte scale per row and the f32 norms (the GPU pads
+    // each buffer to whole 32-bit words, a few bytes at most).
+    let (gpu_bytes, cpu_bytes) = (Backend::weight_bytes(&on_gpu).unwrap(), on_cpu.weight_bytes());
+    assert!(gpu_bytes >= cpu_bytes && gpu_bytes < cpu_bytes + 4 * 64, "GPU {gpu_bytes} bytes, CPU {cpu_bytes}");
     for (label, strategy, t) in [("full", Strategy::Full, 1.0), ("free-exact", Strategy::Free { exit: 1, exact: true }, 0.05)] {
         let want = free_wasm::backend::block_on(run(&on_cpu, &[5, 6, 7, 1], strategy, Threshold::Fixed(t))).unwrap();
         let got = free_wasm::backend::block_on(run(&on_gpu, &[5, 6, 7, 1], strategy, Threshold::Fixed(t))).unwrap();

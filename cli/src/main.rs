@@ -71,7 +71,7 @@ fn usage() -> String {
                 "runs {} on the same examples, interleaved, and prints a table per task (and writes JSON); \
                  --only keeps the named ones (full stays: the ratios are against it). --limit N: examples per task (100). \
                  --dtype f16,q8: each of them with each weight format, in the same rotation (the first format's full is \
-                 the reference); the MB column is what the weights take in memory.",
+                 the reference); the MB column is what the weights take in memory (on the device).",
                 bench::contender_list()
             ),
             6,

@@ -54,10 +54,8 @@ pub trait Backend {
     /// ahead on the decided token (`embed_decided`; thrown away when the token turns out
     /// otherwise) costs less than the wait: on the GPU; not on the CPU, which decides at once.
     fn waits_for_decisions(&self) -> bool;
-    /// Bytes the weights take on the device, where the backend counts them (the CPU does).
-    fn weight_bytes(&self) -> Option<usize> {
-        None
-    }
+    /// Bytes the weights take on the device (None where they do not fit a usize).
+    fn weight_bytes(&self) -> Option<usize>;
     /// Forgets every position from `len` on.
     fn truncate(&self, state: &mut Self::State, len: usize) -> Result<()>;
 

@@ -28,6 +28,10 @@ impl Backend for GpuModel {
         GpuModel::num_decoder_blocks(self)
     }
 
+    fn weight_bytes(&self) -> Option<usize> {
+        usize::try_from(GpuModel::weight_bytes(self)).ok()
+    }
+
     fn start(&self, input_ids: &[u32]) -> Result<GpuState> {
         GpuModel::start(self, input_ids)
     }

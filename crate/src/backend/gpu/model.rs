@@ -47,10 +47,12 @@ type Ffn = checkpoint::FeedForward<Weight>;
 type EncoderBlock = checkpoint::EncoderBlock<Weight, Buffer>;
 type DecoderBlock = checkpoint::DecoderBlock<Weight, Buffer>;
 
-/// The GPU takes matrices as `dtype` asks (`format_of`), and vectors as f32 buffers.
+/// The GPU takes matrices as `dtype` asks (`format_of`), and vectors as f32 buffers, and
+/// counts the bytes they hold.
 struct GpuTake<'g> {
     gpu: &'g Gpu,
     dtype: Option<Dtype>,
+    held: std::cell::Cell<u64>,
 }
 
 /// How the GPU holds matrix `name` of `cols` columns: q8 when asked or, without a dtype,
@@ -94,6 +96,7 @@ impl GpuTake<'_> {
             }
             Format::F32 => (self.gpu.upload(name, &f32s(w, name, &shape)?), 0),
         };
+        self.held.set(self.held.get() + buf.size());
         Ok(Weight { buf, format, scales, shape })
     }
 }
@@ -117,7 +120,9 @@ impl Take for GpuTake<'_> {
     }
 
     fn vector(&self, w: &Weights, name: &str, len: usize) -> Result<Buffer> {
-        Ok(self.gpu.upload(name, &f32s(w, name, &[len])?))
+        let buf = self.gpu.upload(name, &f32s(w, name, &[len])?);
+        self.held.set(self.held.get() + buf.size());
+        Ok(buf)
     }
 
     fn tied(&self, embedding: &Weight) -> Weight {
@@ -152,6 +157,8 @@ pub struct GpuModel {
     decoder_norm: Buffer,
     decoder_bias: Buffer,
     head_scale: f32,
+    /// Bytes of the weight buffers (a tied head counted once; not the position bias tables).
+    weight_bytes: u64,
     /// Longest source and target the buffers hold.
     max_len: usize,
     act: u32,
@@ -270,7 +277,8 @@ impl GpuModel {
                 "the model needs GPU buffers of {largest} bytes but this adapter binds at most {limit}; use the CPU backend"
             )));
         }
-        let c = Checkpoint::take(cfg, owned, &GpuTake { gpu: &gpu, dtype })?;
+        let take = GpuTake { gpu: &gpu, dtype, held: std::cell::Cell::new(0) };
+        let c = Checkpoint::take(cfg, owned, &take)?;
         let bias = |what: &str, table: &PositionBias| gpu.upload(what, &table.by_relative(max_len));
         let f = |n: usize| n as u64 * 4;
         let scratch = Scratch {
@@ -289,6 +297,7 @@ impl GpuModel {
         let act = act_code(cfg.feed_forward.activation);
         let model = GpuModel {
             head_scale: c.head_scale as f32,
+            weight_bytes: take.held.get(),
             encoder_norm: c.encoder_norm,
             decoder_norm: c.decoder_norm,
             encoder_bias: bias("encoder relative position bias", &c.encoder_bias),
@@ -317,6 +326,11 @@ impl GpuModel {
 
     pub fn num_decoder_blocks(&self) -> usize {
         self.decoder.len()
+    }
+
+    /// Bytes of the weights on the device (matrices, scales and vectors).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// The format every weight matrix is held in, or None when they differ.
