@@ -43,8 +43,8 @@ def main():
             refs = [x["target"] for x in rows if x["task"] == t["task"]][:n]
             hyps = [tok.decode([i for i in out if i != EOS]) for out in t["outputs"]]
             scores[(t["task"], t["name"])] = score(t["task"], hyps, refs)
-        # transformers.js's own default on the device (its dtypes.js): q8 on wasm, else fp32.
-        tjs_name = "transformers.js " + ("q8" if r["device"] == "cpu" else "fp32")
+        # transformers.js at its own default on the device, as run.mjs recorded it.
+        tjs_name = r["transformersJsDefault"]
         for (task, name), (metric, q) in scores.items():
             full = scores.get((task, "full"), (None, 0))[1]
             tjs = scores.get((task, tjs_name), (None, 0))[1]

@@ -151,6 +151,8 @@ try {
     await page.waitForFunction(() => document.getElementById("status")?.textContent === "ready", null, { timeout: 30_000 });
     const report = await page.evaluate(([d, e, c, o]) => window.freeBench.run("model/", d, e, c, o), [device, examples, contenders, onnx]);
     if (report.device !== device) throw new Error(`asked for ${device}, the model loaded on ${report.device} (${report.deviceNote})`);
+    // Recorded for tools/bench_quality.py, which compares against the same row.
+    report.transformersJsDefault = `${tjsName} ${tjsDefault[device]}`;
     reports.push(report);
     console.log(table(report));
     await page.close();
@@ -199,7 +201,7 @@ function table(report) {
   const loads = report.loaded.map((l) => `${l.library} ${l.dtype} in ${l.loadSeconds.toFixed(1)} s`).join(", ");
   const lines = [`${report.device}${report.deviceNote ? ` (${report.deviceNote})` : ""}: loaded ${loads}`];
   for (const s of report.skipped) lines.push(`  not run here: ${s.library} ${s.dtype}: ${s.reason}`);
-  const tjsRef = `${tjsName} ${tjsDefault[report.device]}`;
+  const tjsRef = report.transformersJsDefault;
   for (const task of [...new Set(report.tallies.map((t) => t.task))]) {
     const full = report.tallies.find((t) => t.task === task && t.name === "full");
     lines.push(`  ${task}: ${full.outputs.length} examples`);
